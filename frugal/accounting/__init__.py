@@ -1,0 +1,20 @@
+"""Accounting: prices, the cost of each request, the ledger and reports over it."""
+
+from frugal.accounting.catalog import InstanceType, load_catalog
+from frugal.accounting.ledger import BatchRow, Ledger, LedgerRow, SqliteLedger
+from frugal.accounting.prices import Pricer, resolve_pricer
+from frugal.accounting.report import Report, ReportRow, build_report
+
+__all__ = [
+    "BatchRow",
+    "InstanceType",
+    "Ledger",
+    "LedgerRow",
+    "Pricer",
+    "Report",
+    "ReportRow",
+    "SqliteLedger",
+    "build_report",
+    "load_catalog",
+    "resolve_pricer",
+]

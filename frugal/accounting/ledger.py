@@ -1,0 +1,212 @@
+"""The append-only record of every request's cost, every batch's busy time and every run.
+
+The hot path only puts a tuple on a queue; one writer thread inserts rows in batches (SQLite in
+WAL mode), so a request never waits on the disk. ``flush`` returns once every row recorded
+before it is committed: on shutdown nothing accepted is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger("frugal.ledger")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+  ts REAL NOT NULL, run_id TEXT NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL,
+  model TEXT NOT NULL, version TEXT NOT NULL, items INTEGER NOT NULL, batch_size REAL NOT NULL,
+  queue_ms REAL NOT NULL, compute_ms REAL NOT NULL, latency_ms REAL NOT NULL,
+  cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass'
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE TABLE IF NOT EXISTS batches (
+  ts REAL NOT NULL, run_id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
+  size INTEGER NOT NULL, reason TEXT NOT NULL, busy_s REAL NOT NULL, cost_usd REAL NOT NULL,
+  queue_ms_mean REAL NOT NULL, queue_ms_max REAL NOT NULL, failed INTEGER NOT NULL,
+  padded_size INTEGER, padding_waste REAL
+);
+CREATE INDEX IF NOT EXISTS batches_ts ON batches (ts);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, started REAL NOT NULL, stopped REAL, instance TEXT NOT NULL,
+  price_usd_per_hour REAL NOT NULL, slots INTEGER NOT NULL, pid INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One answered request (any status); ``cost_usd`` is the sum of its items' shares."""
+
+    ts: float
+    request_id: str
+    endpoint: str
+    model: str
+    version: str
+    items: int
+    batch_size: float
+    queue_ms: float
+    compute_ms: float
+    latency_ms: float
+    cost_usd: float
+    status: int
+    cache: str = "bypass"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """One ``predict_batch`` run: why it went, how full it was, what it cost."""
+
+    ts: float
+    model: str
+    version: str
+    size: int
+    reason: str
+    busy_s: float
+    cost_usd: float
+    queue_ms_mean: float
+    queue_ms_max: float
+    failed: int
+    padded_size: int | None = None
+    padding_waste: float | None = None
+
+
+class Ledger(Protocol):
+    """Called by the serving path on the event loop; ``record`` must never block it."""
+
+    def record(self, row: LedgerRow) -> None: ...
+
+    def record_batch(self, row: BatchRow) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class SqliteLedger:
+    """The embedded default ledger: one SQLite file, one writer thread."""
+
+    def __init__(self, path: Path, *, flush_interval_ms: float = 200.0) -> None:
+        self.path = Path(path)
+        self.flush_interval_s = flush_interval_ms / 1000
+        self.run_id = uuid.uuid4().hex[:12]
+        self._queue: queue.SimpleQueue[tuple[str, tuple[object, ...]] | threading.Event] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def open(self, *, instance: str, price_usd_per_hour: float, slots: int) -> None:
+        """Create the tables, write this run's start and start the writer thread."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = connect(self.path)
+        try:
+            db.executescript(SCHEMA)
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?)",
+                (self.run_id, time.time(), instance, price_usd_per_hour, slots, os.getpid()),
+            )
+            db.commit()
+        finally:
+            db.close()
+        self._thread = threading.Thread(target=self._write_loop, name="frugal-ledger", daemon=True)
+        self._thread.start()
+
+    def record(self, row: LedgerRow) -> None:
+        self._queue.put(("requests", (row.ts, self.run_id, *astuple(row)[1:])))
+
+    def record_batch(self, row: BatchRow) -> None:
+        self._queue.put(("batches", (row.ts, self.run_id, *astuple(row)[1:])))
+
+    async def flush(self) -> None:
+        """Wait (off the loop) until every row recorded so far is committed."""
+        await asyncio.to_thread(self.flush_sync)
+
+    def flush_sync(self, timeout_s: float = 30.0) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        if not done.wait(timeout_s):
+            log.error("ledger %s: flush timed out after %.0f s", self.path, timeout_s)
+
+    def close(self) -> None:
+        """Flush, stamp this run's end (so idle time is billed up to here) and stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(("runs_stop", (time.time(), self.run_id)))
+        self.flush_sync()
+        self._queue.put(("stop", ()))
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _write_loop(self) -> None:
+        db = connect(self.path)
+        stop = False
+        while not stop:
+            entries = [self._queue.get()]
+            deadline = time.monotonic() + self.flush_interval_s
+            # Gather rows for up to flush_interval_s (fewer, larger commits); a flush waits no more.
+            while not isinstance(entries[-1], threading.Event):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    entries.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+            while True:
+                try:
+                    entries.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            pending: dict[str, list[tuple[object, ...]]] = {}
+            waiters: list[threading.Event] = []
+            for entry in entries:
+                if isinstance(entry, threading.Event):
+                    waiters.append(entry)
+                elif entry[0] == "stop":
+                    stop = True
+                else:
+                    pending.setdefault(entry[0], []).append(entry[1])
+            if pending:
+                self._commit(db, pending)
+            for waiter in waiters:
+                waiter.set()
+        db.close()
+
+    def _commit(self, db: sqlite3.Connection, pending: dict[str, list[tuple[object, ...]]]) -> None:
+        for attempt in range(50):
+            try:
+                with db:
+                    for table, rows in pending.items():
+                        if table == "runs_stop":
+                            db.executemany("UPDATE runs SET stopped = ? WHERE run_id = ?", rows)
+                        else:
+                            marks = ", ".join("?" * len(rows[0]))
+                            db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+                return
+            except sqlite3.OperationalError as exc:  # locked by another worker process: retry
+                if attempt == 49:
+                    log.error("ledger %s: dropping %d rows: %s", self.path, len(pending), exc)
+                    return
+                time.sleep(0.05)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode that waits for other frugal worker processes' writes."""
+    db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+__all__ = ["BatchRow", "Ledger", "LedgerRow", "SqliteLedger", "connect"]

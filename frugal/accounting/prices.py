@@ -1,0 +1,62 @@
+"""What a second of the instance costs, and how a batch's busy time is shared by its items."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from frugal.accounting.catalog import InstanceType, load_catalog
+from frugal.config import InstanceConfig
+from frugal.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Pricer:
+    """The cost model of DESIGN.md: a batch holds one of ``slots`` while it runs.
+
+    cost_of_item = price_per_second x busy_seconds_of_its_batch / slots / items_in_batch
+    """
+
+    price_usd_per_hour: float
+    slots: int
+    instance: str = "custom"
+
+    @property
+    def price_usd_per_second(self) -> float:
+        return self.price_usd_per_hour / 3600.0
+
+    def batch_cost_usd(self, busy_s: float) -> float:
+        return self.price_usd_per_second * busy_s / self.slots
+
+    def item_cost_usd(self, busy_s: float, items: int) -> float:
+        return self.batch_cost_usd(busy_s) / max(1, items)
+
+    def billed_usd(self, wall_s: float) -> float:
+        """What the instance costs for a stretch of wall time, busy or idle."""
+        return self.price_usd_per_second * wall_s
+
+
+def resolve_pricer(
+    instance: InstanceConfig, catalog: dict[str, InstanceType] | None = None
+) -> Pricer:
+    """The price and slots of the configured instance; an explicit price overrides the catalog."""
+    spec: InstanceType | None = None
+    if instance.type is not None:
+        catalog = load_catalog() if catalog is None else catalog
+        spec = catalog.get(instance.type)
+        if spec is None and instance.price_usd_per_hour is None:
+            close = difflib.get_close_matches(instance.type, list(catalog), n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(
+                f"unknown instance type {instance.type!r}",
+                field="instance.type",
+                hint=f"{hint}or give `price_usd_per_hour` (see docs/cost-model.md)",
+            )
+    price = instance.price_usd_per_hour
+    if price is None:
+        assert spec is not None
+        price = spec.price_usd_per_hour
+    slots = instance.slots
+    if slots is None:
+        slots = (spec.gpus or spec.vcpus) if spec is not None else 1
+    return Pricer(price_usd_per_hour=price, slots=slots, instance=instance.type or "custom")

@@ -1,0 +1,179 @@
+"""The ``frugal`` command: one thin sub-command per verb.
+
+Errors are mapped to a message and an exit code in one place (``FrugalGroup.invoke``): a
+FrugalError prints ``error: ...`` (and its hint) and exits 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from frugal.errors import FrugalError
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class FrugalGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FrugalError as error:
+            click.secho(f"error: {error.message}", fg="red", err=True)
+            if error.hint:
+                click.echo(f"hint: {error.hint}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=FrugalGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="frugal")
+def main() -> None:
+    """frugal: serve models at the lowest cost per request, and show where the money goes.
+
+    Start with `frugal demo`, then write a frugal.yaml (see docs/config.md) and
+    `frugal validate` / `frugal serve` it. `frugal report` reads the cost ledger.
+    """
+
+
+@main.command()
+@click.argument("config", type=click.Path(path_type=Path), default="frugal.yaml")
+@click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: server.port, 8000; 0 picks a free one).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes; each has its own batchers (see docs/serving.md).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config: Path, host: str | None, port: int | None, workers: int, log_level: str) -> None:
+    """Serve the models and endpoints of CONFIG (default ./frugal.yaml).
+
+    Every model file is checked against its sha256 before the port opens. SIGTERM or Ctrl-C
+    turns readiness off, answers every queued request, flushes the ledger and exits 0.
+    """
+    from frugal.serving import serve as run
+
+    run(config, host=host, port=port, workers=workers, log_level=log_level)
+
+
+@main.command()
+@click.argument("config", type=click.Path(path_type=Path), default="frugal.yaml")
+@click.option("--load/--no-load", default=True, show_default=True,
+              help="Also verify each model's sha256 and load it.")
+def validate(config: Path, load: bool) -> None:
+    """Check CONFIG: its schema, prices, model files and their sha256. Exit 1 naming the field."""
+    from frugal.accounting import resolve_pricer
+    from frugal.config import load_config
+    from frugal.runtimes import load_model
+
+    cfg = load_config(config)
+    pricer = resolve_pricer(cfg.instance)
+    for model in cfg.models:
+        if load:
+            load_model(model)
+        click.echo(f"  model {model.key} ({model.runtime})" + (" loaded" if load else ""))
+    click.echo(
+        f"{config}: ok: {len(cfg.models)} model version(s), {len(cfg.endpoints)} endpoint(s), "
+        f"{pricer.instance} at ${pricer.price_usd_per_hour:.4f}/h over {pricer.slots} slot(s)"
+    )
+
+
+@main.command()
+@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path),
+              help="Ledger file (default: the one CONFIG names).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default="frugal.yaml",
+              show_default=True, help="Config whose `ledger.path` to read.")
+@click.option("--since", help="Window start: a duration back from now (30m, 2h, 7d) or a date.")
+@click.option("--by", type=click.Choice(["endpoint", "model", "version"]), default="endpoint",
+              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+def report(
+    ledger_path: Path | None, config_path: Path, since: str | None, by: str, fmt: str
+) -> None:
+    """Requests, errors, latency, batch sizes, utilization and dollars, from the ledger."""
+    from frugal.accounting import build_report
+    from frugal.config import load_config
+
+    if ledger_path is None:
+        ledger_path = load_config(config_path).ledger.path
+    result = build_report(ledger_path, since=parse_since(since), by=by)  # type: ignore[arg-type]
+    rows = [asdict(r) for r in [*result.rows, result.total]]
+    if fmt == "json":
+        summary = {k: getattr(result, k) for k in ("since", "until", "billed_usd",
+                                                  "allocated_usd", "idle_usd", "busy_usd")}
+        click.echo(json.dumps({"rows": rows, **summary}, indent=2))
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(out.getvalue(), nl=False)
+    else:
+        print_report(result, by)
+
+
+@main.command()
+@click.option("--requests", "n_requests", type=click.IntRange(10), default=3000, show_default=True,
+              help="Requests per run.")
+@click.option("--connections", type=click.IntRange(1, 512), default=32, show_default=True)
+@click.option("--workdir", type=click.Path(path_type=Path),
+              help="Where models, config and ledger go (default: a new temp folder).")
+def demo(n_requests: int, connections: int, workdir: Path | None) -> None:
+    """Train the quickstart models, serve them, load them over HTTP, and show what batching saves.
+
+    Runs the same workload twice (batching on, and max_batch_size 1) against a real
+    `frugal serve` process and prints requests, p50/p99, throughput, batch size and $ per 1k.
+    """
+    from frugal.demo import run_demo
+
+    run_demo(n_requests=n_requests, connections=connections, workdir=workdir)
+
+
+def print_report(result: Any, by: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"frugal report by {by}")
+    for name in (by, "requests", "errors", "p50 ms", "p99 ms", "batch", "util", "$ total", "$/1k"):
+        table.add_column(name, justify="left" if name == by else "right")
+    for i, r in enumerate([*result.rows, result.total]):
+        table.add_row(
+            r.key, f"{r.requests:,}", f"{r.errors:,}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+            f"{r.mean_batch_size:.1f}", f"{100 * r.utilization:.1f}%", f"{r.cost_usd:.6f}",
+            f"{r.usd_per_1k:.6f}", end_section=i == len(result.rows) - 1,
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(
+        f"billed ${result.billed_usd:.6f} = allocated ${result.allocated_usd:.6f} "
+        f"+ idle ${result.idle_usd:.6f} (busy slot time priced: ${result.busy_usd:.6f})"
+    )
+
+
+def parse_since(value: str | None) -> float | None:
+    """``30m`` / ``2h`` / ``7d`` back from now, or an ISO date/time."""
+    if value is None:
+        return None
+    match = DURATION.match(value.strip())
+    if match:
+        return time.time() - float(match.group(1)) * UNIT_S[match.group(2)]
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise click.BadParameter("use a duration like 30m, 2h, 7d or a date like 2026-11-01",
+                                 param_hint="--since") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""frugal.yaml: its schema, and loading that names the file and field of every error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from frugal.errors import ConfigError
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+RuntimeName = Literal["sklearn", "onnx", "torch", "python"]
+RUNTIMES_NEEDING_SHA256 = ("sklearn", "onnx", "torch")
+
+
+class _Section(BaseModel):
+    """Unknown keys are errors, so a typo in frugal.yaml never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceConfig(_Section):
+    """The machine being paid for: a catalog name, an explicit price, or both (price wins)."""
+
+    type: str | None = None
+    price_usd_per_hour: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, validation_alias=AliasChoices("price_usd_per_hour", "price_per_hour")
+    )
+    slots: Annotated[int, Field(ge=1)] | None = None  # default: the catalog's vCPUs (GPUs), else 1
+
+    @model_validator(mode="after")
+    def _type_or_price(self) -> InstanceConfig:
+        if self.type is None and self.price_usd_per_hour is None:
+            raise ValueError("give a catalog `type` (e.g. c7i.large) or `price_usd_per_hour`")
+        return self
+
+
+class TensorSpec(_Section):
+    """One named input tensor; the first dimension of ``shape`` is the batch (-1 = any size)."""
+
+    name: str
+    datatype: Datatype = "FP32"
+    shape: list[int] = Field(default_factory=lambda: [-1])
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, shape: list[int]) -> list[int]:
+        if not shape:
+            raise ValueError("must have at least one dimension (the batch)")
+        if any(d < -1 or d == 0 for d in shape):
+            raise ValueError("dimensions are positive sizes or -1 for 'any'")
+        return shape
+
+
+class BatchingConfig(_Section):
+    """How one model version's batcher gathers items; see docs/batching.md."""
+
+    max_batch_size: Annotated[int, Field(ge=1)] = 32
+    max_wait_ms: Annotated[float, Field(gt=0)] = 2.0
+    max_queue: Annotated[int, Field(ge=1)] = 1024
+    timeout_ms: Annotated[float, Field(gt=0)] = 10_000.0
+    workers: Annotated[int, Field(ge=1)] = 1
+
+
+class ModelConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: str = Field(default="1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    runtime: RuntimeName
+    path: Path | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    factory: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    options: dict[str, Any] = Field(default_factory=dict)  # runtime-specific, see docs/runtimes.md
+
+    @model_validator(mode="after")
+    def _artifact(self) -> ModelConfig:
+        if self.runtime == "python":
+            if self.factory is None:
+                raise ValueError("runtime python needs `factory: module:callable`")
+        elif self.path is None:
+            raise ValueError(f"runtime {self.runtime} needs `path` to the model file")
+        if self.runtime in RUNTIMES_NEEDING_SHA256 and self.sha256 is None:
+            raise ValueError(
+                f"runtime {self.runtime} needs `sha256` of its file (frugal refuses to load "
+                "an artifact it cannot verify; `sha256sum FILE` prints it)"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+class EndpointConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model: str  # "name" (its last declared version) or "name:version"
+
+
+class LedgerConfig(_Section):
+    enabled: bool = True
+    path: Path = Path("frugal-ledger.db")
+    flush_interval_ms: Annotated[float, Field(gt=0)] = 200.0
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    max_body_bytes: Annotated[int, Field(ge=1)] = 1_048_576
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None  # open requests, then 503
+
+
+class FrugalConfig(_Section):
+    instance: InstanceConfig
+    models: list[ModelConfig] = Field(min_length=1)
+    endpoints: list[EndpointConfig] = Field(default_factory=list)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @model_validator(mode="after")
+    def _references(self) -> FrugalConfig:
+        seen: set[str] = set()
+        for i, model in enumerate(self.models):
+            if model.key in seen:
+                raise _FieldError(f"models[{i}]", f"duplicate model version {model.key}")
+            seen.add(model.key)
+        names: set[str] = set()
+        for i, endpoint in enumerate(self.endpoints):
+            if endpoint.name in names:
+                raise _FieldError(f"endpoints[{i}].name", f"duplicate endpoint {endpoint.name}")
+            names.add(endpoint.name)
+            if self.find_model(endpoint.model) is None:
+                raise _FieldError(
+                    f"endpoints[{i}].model",
+                    f"no model {endpoint.model!r}; declared: {', '.join(sorted(seen))}",
+                )
+        return self
+
+    def find_model(self, ref: str) -> ModelConfig | None:
+        """``name`` means the last declared version of that name; ``name:version`` is exact."""
+        name, _, version = ref.partition(":")
+        found = [m for m in self.models if m.name == name and (not version or m.version == version)]
+        return found[-1] if found else None
+
+
+class _FieldError(ValueError):
+    """Raised inside validators to report a precise path that pydantic's loc cannot carry."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """``("models", 1, "batching", "max_wait_ms")`` -> ``models[1].batching.max_wait_ms``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-", "union[")) or part in ("int", "float", "str"):
+            continue  # pydantic's names for union branches and validators, not fields
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def parse_config(data: Any, *, file: str = "", base_dir: Path | None = None) -> FrugalConfig:
+    """Validate a mapping already read from YAML; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError("must be a mapping with `instance` and `models`", file=file)
+    try:
+        config = FrugalConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _FieldError):
+            raise ConfigError(ctx_error.message, field=ctx_error.field, file=file) from None
+        message = err["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(message + more, field=format_loc(err["loc"]), file=file) from None
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
+    return config
+
+
+def load_config(path: str | Path) -> FrugalConfig:
+    """Read and validate frugal.yaml; every error names the file and, where it can, the field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}", file=str(path)) from None
+    return parse_config(data, file=str(path), base_dir=path.resolve().parent)
+
+
+def _resolve_paths(config: FrugalConfig, base_dir: Path) -> FrugalConfig:
+    models = [
+        m.model_copy(update={"path": base_dir / m.path})
+        if m.path is not None and not m.path.is_absolute()
+        else m
+        for m in config.models
+    ]
+    ledger = config.ledger
+    if not ledger.path.is_absolute():
+        ledger = ledger.model_copy(update={"path": base_dir / ledger.path})
+    return config.model_copy(update={"models": models, "ledger": ledger})
+
+
+__all__ = [
+    "BatchingConfig",
+    "EndpointConfig",
+    "FrugalConfig",
+    "InstanceConfig",
+    "LedgerConfig",
+    "ModelConfig",
+    "ServerConfig",
+    "TensorSpec",
+    "load_config",
+    "parse_config",
+]

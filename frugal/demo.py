@@ -1,0 +1,224 @@
+"""``frugal demo``: train the quickstart models, serve them for real, and show what batching buys.
+
+The server runs as its own process (``python -m frugal serve``) and is driven over HTTP, so the
+numbers are a real server's, on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from frugal.accounting import build_report
+from frugal.errors import FrugalError
+
+INSTANCE = {"type": "c7i.large"}
+
+
+def train_quickstart_models(dest: Path) -> dict[str, str]:
+    """Train the digits models (deterministic) into ``dest``; returns file name -> sha256."""
+    import joblib
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    dest.mkdir(parents=True, exist_ok=True)
+    x, y = load_digits(return_X_y=True)
+    models = {
+        "digits-lr.joblib": LogisticRegression(max_iter=2000),
+        "digits-svc.joblib": SVC(probability=True, random_state=0),
+    }
+    shas = {}
+    for name, estimator in models.items():
+        estimator.fit(x[:1200], y[:1200])
+        joblib.dump(estimator, dest / name)
+        shas[name] = hashlib.sha256((dest / name).read_bytes()).hexdigest()
+    return shas
+
+
+def quickstart_config(shas: dict[str, str], *, max_batch_size: int, ledger: str) -> dict[str, Any]:
+    inputs = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
+    batching = {"max_batch_size": max_batch_size, "max_wait_ms": 2, "max_queue": 4096}
+    return {
+        "instance": INSTANCE,
+        "models": [
+            {"name": "digits-small", "version": "1", "runtime": "sklearn",
+             "path": "digits-lr.joblib", "sha256": shas["digits-lr.joblib"], "inputs": inputs,
+             "batching": batching},
+            {"name": "digits-large", "version": "1", "runtime": "sklearn",
+             "path": "digits-svc.joblib", "sha256": shas["digits-svc.joblib"], "inputs": inputs,
+             "batching": batching},
+        ],  # fmt: skip
+        "endpoints": [
+            {"name": "digits", "model": "digits-small"},
+            {"name": "digits-large", "model": "digits-large"},
+        ],
+        "ledger": {"path": ledger},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    label: str
+    requests: int
+    errors: int
+    wall_s: float
+    p50_ms: float
+    p99_ms: float
+    mean_batch: float
+    usd_per_1k_allocated: float
+    usd_per_1k_billed: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.wall_s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(config: Path, port: int) -> Iterator[str]:
+    """A real ``frugal serve`` process; stopped with SIGTERM (graceful) when the block ends."""
+    log = (config.parent / f"{config.stem}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "frugal", "serve", str(config), "--port", str(port),
+         "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise FrugalError(f"the server exited with {proc.returncode}; see {log.name}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise FrugalError(f"the server did not become ready in 60 s; see {log.name}")
+            time.sleep(0.1)  # a child process's readiness has nothing to await but the socket
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+
+
+async def drive(
+    url: str, bodies: list[bytes], n: int, connections: int, progress: Progress, task: Any
+) -> tuple[list[float], int, float]:
+    """Closed loop: ``connections`` clients send ``n`` requests in all; latencies in ms."""
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal sent, errors
+            while sent < n:
+                body = bodies[sent % len(bodies)]
+                sent += 1
+                start = time.perf_counter()
+                response = await client.post("/v1/endpoints/digits/predict", content=body,
+                                             headers=headers)  # fmt: skip
+                latencies.append(1000 * (time.perf_counter() - start))
+                errors += response.status_code != 200
+                progress.advance(task)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        wall = time.perf_counter() - start
+    return latencies, errors, wall
+
+
+def run_demo(*, n_requests: int, connections: int, workdir: Path | None) -> list[RunResult]:
+    from sklearn.datasets import load_digits
+
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="frugal-demo-")) if workdir is None else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    with console.status("training the quickstart models (scikit-learn digits)"):
+        shas = train_quickstart_models(workdir)
+    console.print(f"models, configs and ledgers in [bold]{workdir}[/]")
+    x = load_digits().data[1200:]
+    bodies = [b'{"instances": [[' + ",".join(f"{v:g}" for v in row).encode() + b"]]}" for row in x]
+    results = []
+    runs = [("batching on (max_batch_size 64)", 64), ("batching off (max_batch_size 1)", 1)]
+    for label, max_batch in runs:
+        ledger = workdir / f"ledger-batch{max_batch}.db"
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(ledger)
+        config = workdir / f"frugal-batch{max_batch}.yaml"
+        config.write_text(yaml.safe_dump(quickstart_config(shas, max_batch_size=max_batch,
+                                                           ledger=ledger.name)))  # fmt: skip
+        with running_server(config, free_port()) as url, _progress(console) as progress:
+            task = progress.add_task(label, total=n_requests)
+            latencies, errors, wall = asyncio.run(
+                drive(url, bodies, n_requests, connections, progress, task)
+            )
+        report = build_report(ledger)
+        lat = np.array(latencies)
+        results.append(
+            RunResult(
+                label=label, requests=len(latencies), errors=errors, wall_s=wall,
+                p50_ms=float(np.percentile(lat, 50)), p99_ms=float(np.percentile(lat, 99)),
+                mean_batch=report.total.mean_batch_size,
+                usd_per_1k_allocated=report.total.usd_per_1k,
+                usd_per_1k_billed=1000 * report.billed_usd / max(1, report.total.requests),
+            )  # fmt: skip
+        )
+    console.print(_table(results, connections))
+    console.print(
+        "allocated = the instance's price x each batch's busy time, shared by its items; "
+        "billed = price x the server's uptime (idle included). `frugal report --ledger "
+        f"{workdir / 'ledger-batch64.db'}` shows the ledger."
+    )
+    return results
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    )  # fmt: skip
+
+
+def _table(results: list[RunResult], connections: int) -> Table:
+    table = Table(title=f"digits, one row per request, {connections} connections, c7i.large prices")
+    for name in ("run", "requests", "errors", "p50 ms", "p99 ms", "req/s", "mean batch",
+                 "$/1k allocated", "$/1k billed"):  # fmt: skip
+        table.add_column(name, justify="left" if name == "run" else "right")
+    for r in results:
+        table.add_row(
+            r.label, f"{r.requests:,}", str(r.errors), f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+            f"{r.rps:,.0f}", f"{r.mean_batch:.1f}", f"{r.usd_per_1k_allocated:.7f}",
+            f"{r.usd_per_1k_billed:.7f}",
+        )  # fmt: skip
+    return table
+
+
+__all__ = ["quickstart_config", "run_demo", "train_quickstart_models"]

@@ -1,0 +1,93 @@
+"""Every error frugal raises on purpose, in one tree.
+
+Errors carry no HTTP codes: ``serving/`` maps them to statuses in one table and the CLI maps
+them to exit codes in one place.
+
+    FrugalError
+      ├─ ConfigError         (names the file and the field path)
+      ├─ ArtifactError       (a model file missing, unreadable or not matching its sha256)
+      ├─ InvalidInput        (names the field)
+      │    └─ PayloadTooLarge
+      ├─ NotFound            (unknown model, version or endpoint)
+      ├─ Overloaded          (queue full; says when to retry)
+      ├─ DeadlineExceeded    (the request's deadline passed before it was answered)
+      └─ ModelFailed         (the model itself raised on this item)
+"""
+
+from __future__ import annotations
+
+
+class FrugalError(Exception):
+    """Base of every error frugal raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nHint: {self.hint}"
+        return self.message
+
+
+class ConfigError(FrugalError):
+    """frugal.yaml (or a file it names) is invalid; ``field`` is a path like ``models[1].path``."""
+
+    def __init__(
+        self, message: str, *, field: str = "", file: str = "", hint: str | None = None
+    ) -> None:
+        where = f"{file}: " if file else ""
+        at = f"{field}: " if field else ""
+        super().__init__(f"{where}{at}{message}", hint=hint)
+        self.field = field
+        self.file = file
+
+
+class ArtifactError(FrugalError):
+    """A model artifact cannot be trusted or loaded; the server refuses to start."""
+
+
+class InvalidInput(FrugalError):
+    """The request is malformed; ``field`` names the part of it that is wrong."""
+
+    def __init__(self, message: str, *, field: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is over ``server.max_body_bytes``."""
+
+
+class NotFound(FrugalError):
+    """The request names a model, version or endpoint that is not served."""
+
+
+class Overloaded(FrugalError):
+    """The model's queue is full; ``retry_after_s`` estimates when it will have room."""
+
+    def __init__(self, message: str, *, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(FrugalError):
+    """The request's deadline passed; an item that expires in the queue never reaches the model."""
+
+
+class ModelFailed(FrugalError):
+    """The model raised on this item (after bisection isolated it from the rest of its batch)."""
+
+
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "DeadlineExceeded",
+    "FrugalError",
+    "InvalidInput",
+    "ModelFailed",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+]

@@ -1,0 +1,5 @@
+"""Observability: Prometheus metrics now; alerts and the dashboard page plug in here later."""
+
+from frugal.observability.metrics import ServingMetrics
+
+__all__ = ["ServingMetrics"]

@@ -1,0 +1,15 @@
+"""The plain route: every item goes to one model version."""
+
+from __future__ import annotations
+
+from frugal.routing.base import CallModel, RoutedResult, RouteRequest
+
+
+class SingleModelRouter:
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.models = (model,)
+
+    async def route(self, request: RouteRequest, call: CallModel) -> RoutedResult:
+        outcomes = await call(self.model, request.items, request.deadline)
+        return RoutedResult(outcomes, [self.model] * len(outcomes))

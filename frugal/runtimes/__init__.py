@@ -1,0 +1,29 @@
+"""Runtimes: one module per kind of model artifact, all behind the ``Model`` protocol."""
+
+from frugal.runtimes.base import (
+    Item,
+    Model,
+    ModelRef,
+    Prediction,
+    SizedModel,
+    max_probability,
+    sha256_of,
+    verify_artifact,
+)
+from frugal.runtimes.loader import load_model
+from frugal.runtimes.schema import NUMPY_DTYPES, InputSchema, datatype_of
+
+__all__ = [
+    "NUMPY_DTYPES",
+    "InputSchema",
+    "Item",
+    "Model",
+    "ModelRef",
+    "Prediction",
+    "SizedModel",
+    "datatype_of",
+    "load_model",
+    "max_probability",
+    "sha256_of",
+    "verify_artifact",
+]

@@ -1,0 +1,104 @@
+"""The Model seam: what the batcher calls, and the records that cross it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from frugal.config import ModelConfig
+from frugal.errors import ArtifactError
+
+Item = Any  # one validated input: a numpy row, a dict of rows (several inputs), or a str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Which artifact answered: shown in ``x-frugal-model`` and written in the ledger."""
+
+    name: str
+    version: str
+    sha256: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One item's answer; ``confidence`` is in [0, 1] where the model can give one."""
+
+    value: Any
+    confidence: float | None = None
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Called by the batcher from a worker thread; returns one prediction per item, in order.
+
+    May raise on a bad item: the batcher then bisects the batch so only the bad items fail.
+    """
+
+    ref: ModelRef
+
+    def predict_batch(self, items: Sequence[Item]) -> Sequence[Prediction]: ...
+
+
+@runtime_checkable
+class SizedModel(Model, Protocol):
+    """A model whose cost grows with each item's size (tokens, pixels).
+
+    The batcher calls ``item_size`` on the event loop before an item queues, so it must be cheap;
+    it then forms batches of similar sizes, since padding to the longest item wastes compute.
+    """
+
+    def item_size(self, item: Item) -> int: ...
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_artifact(config: ModelConfig) -> Path:
+    """Refuse an artifact that is missing or whose bytes are not the ones the config names."""
+    if config.path is None:
+        raise ArtifactError(f"model {config.key} names no file")
+    path = config.path
+    if not path.is_file():
+        raise ArtifactError(f"model {config.key}: file not found: {path}")
+    if config.sha256 is not None:
+        actual = sha256_of(path)
+        if actual.lower() != config.sha256.lower():
+            raise ArtifactError(
+                f"model {config.key}: sha256 mismatch for {path}: "
+                f"config says {config.sha256}, file is {actual}",
+                hint="the file changed since the config was written; if that is intended, "
+                "put the new sha256 in frugal.yaml",
+            )
+    return path
+
+
+def max_probability(probabilities: np.ndarray) -> np.ndarray:
+    """A classifier's confidence per row: its largest class probability."""
+    return np.asarray(probabilities, dtype=np.float64).max(axis=1)
+
+
+__all__ = [
+    "Item",
+    "Model",
+    "ModelRef",
+    "Prediction",
+    "SizedModel",
+    "max_probability",
+    "sha256_of",
+    "verify_artifact",
+]

@@ -1,0 +1,157 @@
+"""What one item of a model looks like, checked before the item joins a batch.
+
+A bad item is refused here with the field that is wrong, so it never reaches (or poisons) a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from frugal.config import TensorSpec
+from frugal.errors import InvalidInput
+from frugal.runtimes.base import Item
+
+NUMPY_DTYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+_KINDS = {"BOOL": "b", "UINT": "biu", "INT": "biu", "FP": "biuf"}
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The v2 datatype name of a numpy array (BYTES for strings and objects)."""
+    for name, dtype in NUMPY_DTYPES.items():
+        if array.dtype == dtype:
+            return name
+    return "BYTES"
+
+
+class InputSchema:
+    """The declared inputs of a model; with none declared, items pass through as sent."""
+
+    def __init__(self, specs: Sequence[TensorSpec]) -> None:
+        self.specs = list(specs)
+        self._by_name = {s.name: s for s in self.specs}
+
+    def item_from_instance(self, instance: Any, field: str) -> Item:
+        """One element of ``instances`` (simple JSON protocol) -> one item."""
+        if not self.specs:
+            return instance
+        if len(self.specs) == 1:
+            return self._row(self.specs[0], instance, field)
+        if not isinstance(instance, dict):
+            names = ", ".join(self._by_name)
+            raise InvalidInput(f"expected an object with inputs {names}", field=field)
+        missing = [n for n in self._by_name if n not in instance]
+        if missing:
+            raise InvalidInput(f"missing input {missing[0]!r}", field=f"{field}.{missing[0]}")
+        return {
+            s.name: self._row(s, instance[s.name], f"{field}.{s.name}") for s in self.specs
+        }
+
+    def items_from_tensors(self, tensors: Sequence[dict[str, Any]]) -> list[Item]:
+        """Decoded v2 input tensors (name, shape, datatype, data) -> one item per batch row."""
+        if not tensors:
+            raise InvalidInput("at least one input tensor is required", field="inputs")
+        rows_by_name: dict[str, list[Any]] = {}
+        count: int | None = None
+        for i, tensor in enumerate(tensors):
+            name, field = tensor["name"], f"inputs[{i}]"
+            spec = self._by_name.get(name)
+            if self.specs and spec is None:
+                known = ", ".join(self._by_name)
+                raise InvalidInput(f"unknown input {name!r}; model takes {known}", field=field)
+            rows = self._tensor_rows(spec, tensor, field)
+            if count is not None and len(rows) != count:
+                raise InvalidInput(
+                    f"batch size {len(rows)} differs from the other inputs' {count}",
+                    field=f"{field}.shape",
+                )
+            count = len(rows)
+            rows_by_name[name] = rows
+        missing = [n for n in self._by_name if n not in rows_by_name]
+        if missing:
+            raise InvalidInput(f"missing input {missing[0]!r}", field="inputs")
+        assert count is not None
+        if len(rows_by_name) == 1:
+            return next(iter(rows_by_name.values()))
+        return [{n: rows[j] for n, rows in rows_by_name.items()} for j in range(count)]
+
+    def _row(self, spec: TensorSpec, value: Any, field: str) -> Item:
+        if spec.datatype == "BYTES":
+            if len(spec.shape) == 1:
+                if not isinstance(value, str):
+                    raise InvalidInput("expected a string", field=field)
+                return value
+            return _check_shape(np.asarray(value, dtype=object), spec.shape[1:], field)
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):
+            raise InvalidInput("ragged or malformed array", field=field) from None
+        _check_kind(array, spec.datatype, field)
+        return _check_shape(array.astype(NUMPY_DTYPES[spec.datatype], copy=False), spec.shape[1:], field)
+
+    def _tensor_rows(self, spec: TensorSpec | None, tensor: dict[str, Any], field: str) -> list[Any]:
+        shape, datatype, data = tensor["shape"], tensor["datatype"], tensor["data"]
+        if spec is not None and datatype != spec.datatype:
+            raise InvalidInput(
+                f"datatype {datatype} does not match the model's {spec.datatype}",
+                field=f"{field}.datatype",
+            )
+        if not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise InvalidInput("shape must be a list of sizes, batch first", field=f"{field}.shape")
+        if shape[0] == 0:
+            raise InvalidInput("the batch is empty", field=f"{field}.shape")
+        if datatype == "BYTES":
+            array = np.asarray(data, dtype=object).reshape(-1)
+            if not all(isinstance(v, str) for v in array):
+                raise InvalidInput("BYTES data must be strings", field=f"{field}.data")
+        else:
+            try:
+                array = np.asarray(data)
+            except (ValueError, TypeError):
+                raise InvalidInput("ragged or malformed data", field=f"{field}.data") from None
+            _check_kind(array, datatype, f"{field}.data")
+            array = array.astype(NUMPY_DTYPES[datatype], copy=False)
+        expected = int(np.prod(shape))
+        if array.size != expected:
+            raise InvalidInput(
+                f"data has {array.size} elements but shape {shape} needs {expected}",
+                field=f"{field}.data",
+            )
+        array = array.reshape(shape)
+        if spec is not None:
+            _check_shape(array[0], spec.shape[1:], f"{field}.shape")
+        if datatype == "BYTES" and len(shape) == 1:
+            return [str(v) for v in array]
+        return list(array)
+
+
+def _check_kind(array: np.ndarray, datatype: str, field: str) -> None:
+    prefix = next(p for p in ("BOOL", "UINT", "INT", "FP") if datatype.startswith(p))
+    if array.dtype.kind not in _KINDS[prefix]:
+        what = "numbers" if array.dtype.kind in "USO" else f"{array.dtype.kind}-kind values"
+        raise InvalidInput(f"expected {datatype} values, got {what}", field=field)
+
+
+def _check_shape(array: np.ndarray, dims: Sequence[int], field: str) -> np.ndarray:
+    if array.ndim != len(dims) or any(d != -1 and d != a for d, a in zip(dims, array.shape, strict=True)):
+        want = "[" + ", ".join("*" if d == -1 else str(d) for d in dims) + "]"
+        raise InvalidInput(f"shape {list(array.shape)} does not match {want}", field=field)
+    return array
+
+
+__all__ = ["NUMPY_DTYPES", "InputSchema", "datatype_of"]

@@ -1,0 +1,315 @@
+"""The ASGI app: Open Inference Protocol v2 and simple JSON routes over one Engine.
+
+Only this folder imports Starlette; the Engine below it runs with no HTTP at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import frugal
+from frugal.accounting import SqliteLedger, resolve_pricer
+from frugal.config import FrugalConfig
+from frugal.errors import FrugalError, InvalidInput, PayloadTooLarge
+from frugal.observability import ServingMetrics
+from frugal.runtimes import load_model
+from frugal.serving.codecs import (
+    decode_infer_request,
+    decode_predict_request,
+    encode_infer_response,
+    encode_predict_response,
+    tensor_metadata,
+)
+from frugal.serving.engine import Answer, Engine
+from frugal.serving.errors import error_body, error_headers, status_of
+
+log = logging.getLogger("frugal.serving")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def request_id_of(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return os.urandom(8).hex()
+
+
+class FrugalApp:
+    """Builds the engine at start-up (models load off the loop) and answers the routes."""
+
+    def __init__(self, config: FrugalConfig, *, engine: Engine | None = None) -> None:
+        self.config = config
+        self._engine = engine
+        self.asgi = Starlette(
+            routes=self._routes(),
+            lifespan=self._lifespan,
+            exception_handlers={HTTPException: self._http_error, Exception: self._crash},
+        )
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the engine starts with the app's lifespan")
+        return self._engine
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self._engine is None:
+            self._engine = await asyncio.to_thread(build_engine, self.config)
+        self.engine.ready = True
+        log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Answer what is queued, flush the ledger, stamp the run's end."""
+        if self._engine is None:
+            return
+        await self.engine.drain()
+        if isinstance(self.engine.ledger, SqliteLedger):
+            await asyncio.to_thread(self.engine.ledger.close)
+
+    # ---- routes ----------------------------------------------------------------------------
+
+    def _routes(self) -> list[Route]:
+        m = "/v2/models/{name}"
+        mv = "/v2/models/{name}/versions/{version}"
+        return [
+            Route("/v2", self.server_metadata),
+            Route("/v2/health/live", self.live),
+            Route("/v2/health/ready", self.ready),
+            Route(m, self.model_metadata),
+            Route(mv, self.model_metadata),
+            Route(f"{m}/ready", self.model_ready),
+            Route(f"{mv}/ready", self.model_ready),
+            Route(f"{m}/infer", self.infer, methods=["POST"]),
+            Route(f"{mv}/infer", self.infer, methods=["POST"]),
+            Route("/v1/endpoints", self.list_endpoints),
+            Route("/v1/endpoints/{endpoint}/predict", self.predict, methods=["POST"]),
+            Route("/metrics", self.metrics),
+        ]
+
+    async def server_metadata(self, request: Request) -> Response:
+        return json_response({"name": "frugal", "version": frugal.__version__, "extensions": []})
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self._engine is not None and self.engine.ready
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    async def model_metadata(self, request: Request) -> Response:
+        return await self._guard(request, self._model_metadata)
+
+    async def _model_metadata(self, request: Request, request_id: str) -> Response:
+        key = self._model_key(request)
+        cfg = self.engine.model_configs[key]
+        versions = [m.version for m in self.config.models if m.name == cfg.name]
+        return json_response(
+            {
+                "name": cfg.name,
+                "versions": versions,
+                "platform": cfg.runtime,
+                "inputs": [tensor_metadata(s) for s in cfg.inputs],
+                "outputs": [],
+            },
+            headers={"x-request-id": request_id},
+        )
+
+    async def model_ready(self, request: Request) -> Response:
+        return await self._guard(request, self._model_ready)
+
+    async def _model_ready(self, request: Request, request_id: str) -> Response:
+        key = self._model_key(request)
+        name, _, version = key.partition(":")
+        ready = self.engine.ready
+        return json_response(
+            {"name": name, "version": version, "ready": ready}, 200 if ready else 503
+        )
+
+    async def list_endpoints(self, request: Request) -> Response:
+        return json_response(
+            [{"name": n, "model": self.engine.endpoint_model(n)} for n in self.engine.endpoints]
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.engine.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def infer(self, request: Request) -> Response:
+        received = time.monotonic()
+        request_id = request_id_of(request)
+        engine = self.engine
+        model = "-"
+        try:
+            model = self._model_key(request)
+            label = f"v2:{model}"
+            deadline = engine.deadline_for(model, received, _deadline_header(request))
+            body = await read_json(request, self.config.server.max_body_bytes)
+            given_id, tensors = decode_infer_request(body)
+            answer = await engine.infer(model, tensors, deadline=deadline)
+            error = answer.first_error
+            if error is not None:  # v2 tensors are all or nothing
+                return self._refuse(label, model, request_id, received, error, answer)
+            name, _, version = model.partition(":")
+            out = encode_infer_response(name, version, given_id, answer.outcomes)
+            return self._answer(label, request_id, received, answer, out)
+        except FrugalError as error:
+            return self._refuse(f"v2:{model}", model, request_id, received, error)
+
+    async def predict(self, request: Request) -> Response:
+        received = time.monotonic()
+        request_id = request_id_of(request)
+        engine = self.engine
+        endpoint = request.path_params["endpoint"]
+        model = "-"
+        try:
+            model = engine.endpoint_model(endpoint)
+            deadline = engine.deadline_for(model, received, _deadline_header(request))
+            body = await read_json(request, self.config.server.max_body_bytes)
+            instances = decode_predict_request(body)
+            answer = await engine.predict(
+                endpoint, instances, deadline=deadline, user=request.headers.get("x-frugal-user")
+            )
+            error = answer.first_error
+            if error is not None and answer.all_failed:
+                return self._refuse(endpoint, model, request_id, received, error, answer)
+            out = encode_predict_response(answer.outcomes)
+            return self._answer(endpoint, request_id, received, answer, out)
+        except FrugalError as error:
+            return self._refuse(endpoint, model, request_id, received, error)
+
+    # ---- answers ---------------------------------------------------------------------------
+
+    def _answer(
+        self, label: str, request_id: str, received: float, answer: Answer, body: Any
+    ) -> Response:
+        model = answer.model_header
+        self.engine.record(
+            label, model, request_id, received, status=200, outcomes=answer.outcomes,
+            cost_usd=answer.cost_usd,
+        )  # fmt: skip
+        return json_response(body, 200, _cost_headers(request_id, model, answer.cost_usd))
+
+    def _refuse(
+        self, label: str, model: str, request_id: str, received: float, error: FrugalError,
+        answer: Answer | None = None,
+    ) -> Response:  # fmt: skip
+        status = status_of(error)
+        cost = answer.cost_usd if answer is not None else 0.0
+        if self._engine is not None:
+            self.engine.record(
+                label, model, request_id, received, status=status,
+                outcomes=answer.outcomes if answer is not None else (), cost_usd=cost,
+            )  # fmt: skip
+        if status == 500:
+            log.warning("request %s: %s", request_id, error.message)
+        headers = _cost_headers(request_id, model, cost) | error_headers(error)
+        return json_response(error_body(error, request_id), status, headers)
+
+    async def _guard(
+        self, request: Request, handler: Callable[[Request, str], Awaitable[Response]]
+    ) -> Response:
+        request_id = request_id_of(request)
+        try:
+            return await handler(request, request_id)
+        except FrugalError as error:
+            headers = {"x-request-id": request_id} | error_headers(error)
+            return json_response(error_body(error, request_id), status_of(error), headers)
+
+    def _model_key(self, request: Request) -> str:
+        return self.engine.resolve_model(
+            request.path_params["name"], request.path_params.get("version")
+        )
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        request_id = request_id_of(request)
+        body = {"error": exc.detail, "field": "path", "request_id": request_id}
+        if exc.status_code == 405:
+            body["field"] = "method"
+        return json_response(body, exc.status_code, {"x-request-id": request_id})
+
+    async def _crash(self, request: Request, exc: Exception) -> Response:
+        request_id = request_id_of(request)
+        log.exception("request %s: unexpected error", request_id)
+        body = {"error": "internal error; the server log has the details", "request_id": request_id}
+        return json_response(body, 500, {"x-request-id": request_id})
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refused with 413 before reading past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit", field="body")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the {limit}-byte limit", field="body")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise InvalidInput("the body is empty; send a JSON object", field="body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON: {exc}", field="body") from None
+
+
+def _deadline_header(request: Request) -> float | None:
+    raw = request.headers.get("x-frugal-deadline-ms")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise InvalidInput("must be a positive number of milliseconds", field="x-frugal-deadline-ms")
+    return value
+
+
+def _cost_headers(request_id: str, model: str, cost_usd: float) -> dict[str, str]:
+    return {"x-request-id": request_id, "x-frugal-model": model, "x-frugal-cost-usd": f"{cost_usd:.6e}"}
+
+
+def build_engine(config: FrugalConfig) -> Engine:
+    """Load and verify every model, open the ledger: the blocking part of start-up."""
+    pricer = resolve_pricer(config.instance)
+    models = {m.key: load_model(m) for m in config.models}
+    ledger = None
+    if config.ledger.enabled:
+        ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms)
+        ledger.open(instance=pricer.instance, price_usd_per_hour=pricer.price_usd_per_hour, slots=pricer.slots)
+    metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
+    return Engine(config, models, pricer=pricer, ledger=ledger, metrics=metrics)
+
+
+def create_app(config: FrugalConfig) -> FrugalApp:
+    return FrugalApp(config)
+
+
+__all__ = ["FrugalApp", "build_engine", "create_app", "read_json"]

@@ -1,0 +1,335 @@
+"""The one place that turns many requests into one ``predict_batch`` call, and measures it.
+
+Smart queueing: an item that finds its model idle runs at once with whatever else waits; while
+the model is busy, items gather and go together when a worker frees up (``drain``, or ``full``
+when ``max_batch_size`` were waiting). With several workers, a free worker next to a busy one
+waits up to ``max_wait_ms`` for company (``max_wait``). So batches grow with load on their own and
+a lone request never waits for company.
+
+Shape-aware: for a ``SizedModel`` the batch is the window of similar-sized waiting items around
+the oldest one, so padding is small and no item starves (the oldest always goes next).
+
+Event-driven: no task polls; submits, timers and finished batches call ``_dispatch``. The model
+call runs in the slot pool (a thread per slot), bisecting a failing batch there so only the bad
+items fail. Any error inside the loop's own code fails the items it holds instead of hanging them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from frugal.accounting import Pricer
+from frugal.config import BatchingConfig
+from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded
+from frugal.records import BatchStats, ItemOutcome
+from frugal.runtimes import Item, Model, Prediction, SizedModel
+
+log = logging.getLogger("frugal.batcher")
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    item: Item
+    size: int
+    enqueued: float  # monotonic
+    deadline: float  # monotonic
+    future: asyncio.Future[ItemOutcome] = field(repr=False)
+    running: bool = False  # taken into a batch: past the point where a deadline can stop it
+
+
+@dataclass(slots=True)
+class Submission:
+    """The futures of one request's items; ``wait`` returns their outcomes in order."""
+
+    futures: list[asyncio.Future[ItemOutcome]]
+    timer: asyncio.TimerHandle | None
+
+    async def wait(self) -> list[ItemOutcome]:
+        try:
+            if len(self.futures) == 1:
+                return [await self.futures[0]]
+            return list(await asyncio.gather(*self.futures))
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+
+
+class Batcher:
+    """One queue per model version; see the module docstring for when batches go."""
+
+    def __init__(
+        self,
+        model: Model,
+        batching: BatchingConfig,
+        *,
+        slot_pool: Executor,
+        pricer: Pricer,
+        on_batch: Callable[[BatchStats], None] = lambda stats: None,
+    ) -> None:
+        self.model = model
+        self.key = model.ref.key
+        self.config = batching
+        self._pool = slot_pool
+        self._pricer = pricer
+        self._on_batch = on_batch
+        self._sized = isinstance(model, SizedModel)
+        self._queue: deque[_Pending] = deque()
+        self._in_flight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._drain_rate = 0.0  # items/s, moving average, for Retry-After
+        self.accepting = True
+
+    # ---- what requests call -------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def submit(self, items: Sequence[Item], deadline: float) -> Submission:
+        """Queue items of one request; each resolves to an ItemOutcome, errors included."""
+        if not self.accepting:
+            raise Overloaded(f"model {self.key} is shutting down", retry_after_s=1.0)
+        if len(self._queue) + len(items) > self.config.max_queue:
+            raise Overloaded(
+                f"model {self.key} has {len(self._queue)} items queued "
+                f"(max_queue {self.config.max_queue})",
+                retry_after_s=self.retry_after_s(),
+                hint="retry after the Retry-After seconds, or raise batching.max_queue / workers",
+            )
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        sizes = [self.model.item_size(i) for i in items] if self._sized else None  # type: ignore[attr-defined]
+        pendings = [
+            _Pending(item, sizes[i] if sizes else 1, now, deadline, loop.create_future())
+            for i, item in enumerate(items)
+        ]
+        self._queue.extend(pendings)
+        self._idle.clear()
+        timer = None
+        if math.isfinite(deadline):
+            timer = loop.call_at(loop.time() + max(0.0, deadline - now), self._expire, pendings)
+        self._dispatch()
+        return Submission([p.future for p in pendings], timer)
+
+    def retry_after_s(self) -> float:
+        """Seconds until the queue has drained, from the recent drain rate (at least 1)."""
+        if self._drain_rate <= 0:
+            return 1.0
+        return max(1.0, len(self._queue) / self._drain_rate)
+
+    async def drain(self) -> None:
+        """Stop taking items and return once every queued item is answered."""
+        self.accepting = False
+        self._dispatch()
+        await self._idle.wait()
+
+    # ---- when batches go ------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        try:
+            while self._queue and self._in_flight < self.config.workers:
+                self._drop_done()
+                if not self._queue:
+                    break
+                full = len(self._queue) >= self.config.max_batch_size
+                if self._in_flight == 0 or full or not self.accepting:
+                    self._release("full" if full else "drain")
+                else:
+                    self._arm_timer()
+                    break
+        except Exception:  # the loop must survive anything: fail what it held, keep serving
+            log.exception("batcher %s: dispatch failed", self.key)
+            self._fail_all(ModelFailed(f"model {self.key}: internal batching error"))
+        self._check_idle()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._queue[0].enqueued + self.config.max_wait_ms / 1000
+        self._timer = loop.call_at(loop.time() + max(0.0, due - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._queue and self._in_flight < self.config.workers:
+            self._drop_done()
+            if self._queue:
+                self._release("max_wait")
+        self._dispatch()
+
+    def _release(self, reason: str) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch = self._take_batch()
+        now = time.monotonic()
+        live = []
+        for p in batch:
+            if now >= p.deadline:
+                self._answer_expired(p)
+            else:
+                live.append(p)
+        if not live:
+            return
+        for p in live:
+            p.running = True
+        self._in_flight += 1
+        items = [p.item for p in live]
+        started_at = time.time()
+        future = asyncio.get_running_loop().run_in_executor(self._pool, _run_isolated, self.model, items)
+        future.add_done_callback(lambda f: self._finish(f, live, reason, started_at, now))
+
+    def _take_batch(self) -> list[_Pending]:
+        limit = self.config.max_batch_size
+        if len(self._queue) <= limit:
+            batch = list(self._queue)
+            self._queue.clear()
+            return batch
+        if not self._sized:
+            return [self._queue.popleft() for _ in range(limit)]
+        chosen = _similar_sized_window([p.size for p in self._queue], limit)
+        queue = list(self._queue)
+        keep = set(chosen)
+        self._queue = deque(p for i, p in enumerate(queue) if i not in keep)
+        return [queue[i] for i in chosen]
+
+    # ---- answering ----------------------------------------------------------------------
+
+    def _finish(
+        self,
+        future: asyncio.Future[tuple[list[Prediction | BaseException], float]],
+        batch: list[_Pending],
+        reason: str,
+        started_at: float,
+        released: float,
+    ) -> None:
+        self._in_flight -= 1
+        try:
+            try:
+                results, busy_s = future.result()
+            except BaseException as exc:  # the pool itself failed (e.g. shut down): fail the batch
+                results, busy_s = [exc] * len(batch), 0.0
+            sizes = [p.size for p in batch]
+            padded = max(sizes) * len(batch) if self._sized else None
+            stats = BatchStats(
+                model=self.key,
+                size=len(batch),
+                reason=reason,
+                started_at=started_at,
+                busy_s=busy_s,
+                cost_per_item_usd=self._pricer.item_cost_usd(busy_s, len(batch)),
+                queue_s=tuple(released - p.enqueued for p in batch),
+                failed=sum(isinstance(r, BaseException) for r in results),
+                padded_size=padded,
+                padding_waste=(1 - sum(sizes) / padded) if padded else None,
+            )
+            if busy_s > 0:
+                rate = len(batch) / busy_s
+                self._drain_rate = rate if self._drain_rate == 0 else 0.8 * self._drain_rate + 0.2 * rate
+            for p, result, waited in zip(batch, results, stats.queue_s, strict=True):
+                if p.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    error = ModelFailed(f"model {self.key} failed on this item: {result!r}")
+                    p.future.set_result(ItemOutcome(None, error, waited, stats))
+                else:
+                    p.future.set_result(ItemOutcome(result, None, waited, stats))
+            self._on_batch(stats)
+        except Exception:
+            log.exception("batcher %s: finishing a batch failed", self.key)
+            for p in batch:
+                if not p.future.done():
+                    error = ModelFailed(f"model {self.key}: internal batching error")
+                    p.future.set_result(ItemOutcome(None, error, 0.0, None))
+        self._dispatch()
+
+    def _expire(self, pendings: list[_Pending]) -> None:
+        """A request's deadline passed: its items still queued are answered and never run.
+
+        Items already running finish (the compute is spent and priced); the caller decides.
+        """
+        for p in pendings:
+            if not p.running:
+                self._answer_expired(p)
+        self._drop_done()
+        self._check_idle()
+
+    def _answer_expired(self, p: _Pending) -> None:
+        if not p.future.done():
+            error = DeadlineExceeded(
+                f"deadline passed after {1000 * (time.monotonic() - p.enqueued):.0f} ms in the "
+                f"queue of {self.key}; the item never reached the model",
+                hint="raise batching.timeout_ms or x-frugal-deadline-ms, or add capacity",
+            )
+            p.future.set_result(ItemOutcome(None, error, time.monotonic() - p.enqueued, None))
+
+    def _drop_done(self) -> None:
+        if any(p.future.done() for p in self._queue):
+            self._queue = deque(p for p in self._queue if not p.future.done())
+
+    def _fail_all(self, error: FrugalError) -> None:
+        for p in self._queue:
+            if not p.future.done():
+                p.future.set_result(ItemOutcome(None, error, 0.0, None))
+        self._queue.clear()
+
+    def _check_idle(self) -> None:
+        if not self._queue and self._in_flight == 0:
+            self._idle.set()
+
+
+def _run_isolated(model: Model, items: list[Item]) -> tuple[list[Prediction | BaseException], float]:
+    """Runs in a slot thread: the batch, bisected on failure so each bad item fails alone."""
+    start = time.perf_counter()
+    results = _predict_bisecting(model, items)
+    return results, time.perf_counter() - start
+
+
+def _predict_bisecting(model: Model, items: list[Item]) -> list[Prediction | BaseException]:
+    try:
+        out = list(model.predict_batch(items))
+        if len(out) != len(items):
+            raise RuntimeError(f"predict_batch gave {len(out)} answers for {len(items)} items")
+        return list(out)
+    except Exception as exc:
+        if len(items) == 1:
+            return [exc]
+        mid = len(items) // 2
+        return _predict_bisecting(model, items[:mid]) + _predict_bisecting(model, items[mid:])
+
+
+def _similar_sized_window(sizes: list[int], limit: int) -> list[int]:
+    """Indices of ``limit`` items of similar size that include the oldest (index 0).
+
+    Sorts by size and, among the windows of ``limit`` neighbours that contain the oldest item,
+    takes the one with the least padding (limit x largest - sum of sizes).
+    """
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    anchor = order.index(0)
+    sorted_sizes = [sizes[i] for i in order]
+    prefix = [0]
+    for s in sorted_sizes:
+        prefix.append(prefix[-1] + s)
+    best_start, best_waste = 0, math.inf
+    for start in range(max(0, anchor - limit + 1), min(anchor, len(order) - limit) + 1):
+        end = start + limit
+        waste = limit * sorted_sizes[end - 1] - (prefix[end] - prefix[start])
+        if waste < best_waste:
+            best_start, best_waste = start, waste
+    return order[best_start : best_start + limit]
+
+
+__all__ = ["Batcher", "Submission"]

@@ -1,0 +1,213 @@
+"""The request path without HTTP: validate -> route -> batch -> price -> ledger and metrics.
+
+Protocol codecs turn wire formats into calls of ``Engine.predict`` / ``Engine.infer`` and back;
+the same core would serve gRPC or an in-process caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
+from frugal.config import FrugalConfig, ModelConfig
+from frugal.errors import DeadlineExceeded, FrugalError, InvalidInput, NotFound
+from frugal.observability import ServingMetrics
+from frugal.records import BatchStats, ItemOutcome
+from frugal.routing import Router, RouteRequest, SingleModelRouter
+from frugal.runtimes import InputSchema, Item, Model
+from frugal.serving.batcher import Batcher
+
+log = logging.getLogger("frugal.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A finished request: outcomes in order, who answered, what it cost."""
+
+    outcomes: list[ItemOutcome]
+    models: list[str]
+    cost_usd: float
+
+    @property
+    def first_error(self) -> FrugalError | None:
+        return next((o.error for o in self.outcomes if o.error is not None), None)
+
+    @property
+    def all_failed(self) -> bool:
+        return all(o.error is not None for o in self.outcomes)
+
+    @property
+    def model_header(self) -> str:
+        return ",".join(dict.fromkeys(self.models))
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    name: str
+    router: Router
+    schema: InputSchema
+
+
+class Engine:
+    """Owns the batchers, routers, slot pool, ledger and metrics of one serving process."""
+
+    def __init__(
+        self,
+        config: FrugalConfig,
+        models: dict[str, Model],
+        *,
+        pricer: Pricer,
+        ledger: Ledger | None,
+        metrics: ServingMetrics,
+    ) -> None:
+        self.config = config
+        self.pricer = pricer
+        self.ledger = ledger
+        self.metrics = metrics
+        self.ready = False
+        # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
+        self.slot_pool = ThreadPoolExecutor(pricer.slots, thread_name_prefix="frugal-slot")
+        self.model_configs: dict[str, ModelConfig] = {m.key: m for m in config.models}
+        self.schemas = {key: InputSchema(cfg.inputs) for key, cfg in self.model_configs.items()}
+        self.batchers = {
+            key: Batcher(
+                models[key], cfg.batching, slot_pool=self.slot_pool, pricer=pricer,
+                on_batch=self._on_batch,
+            )  # fmt: skip
+            for key, cfg in self.model_configs.items()
+        }
+        self.endpoints: dict[str, _Endpoint] = {}
+        for endpoint in config.endpoints:
+            target = config.find_model(endpoint.model)
+            assert target is not None  # checked by config validation
+            self.endpoints[endpoint.name] = _Endpoint(
+                endpoint.name, SingleModelRouter(target.key), self.schemas[target.key]
+            )
+        metrics.watch_queues(lambda: ((k, b.queue_depth) for k, b in self.batchers.items()))
+
+    # ---- the two entry points ----------------------------------------------------------------
+
+    async def predict(
+        self, endpoint: str, instances: Sequence[object], *, deadline: float,
+        user: str | None = None,
+    ) -> Answer:  # fmt: skip
+        """Simple JSON: one item per instance, through the endpoint's route."""
+        ep = self.endpoints.get(endpoint)
+        if ep is None:
+            known = ", ".join(sorted(self.endpoints)) or "none"
+            raise NotFound(f"no endpoint {endpoint!r}; served: {known}")
+        items = [ep.schema.item_from_instance(x, f"instances[{i}]") for i, x in enumerate(instances)]
+        routed = await ep.router.route(RouteRequest(endpoint, items, deadline, user), self._call)
+        return self._finish(routed.outcomes, routed.models)
+
+    async def infer(
+        self, model: str, tensors: Sequence[dict[str, object]], *, deadline: float
+    ) -> Answer:
+        """Open Inference Protocol: a model version addressed directly, no endpoint route."""
+        schema = self.schemas[model]
+        items = schema.items_from_tensors(tensors)
+        outcomes = await self._call(model, items, deadline)
+        return self._finish(outcomes, [model] * len(outcomes))
+
+    def resolve_model(self, name: str, version: str | None = None) -> str:
+        """``name`` (its last declared version) or ``name`` + ``version`` -> the served key."""
+        found = self.config.find_model(f"{name}:{version}" if version else name)
+        if found is None:
+            served = ", ".join(sorted(self.model_configs))
+            what = f"{name} version {version}" if version else name
+            raise NotFound(f"no model {what}; served: {served}")
+        return found.key
+
+    def deadline_for(self, model_key: str, received: float, header_ms: float | None) -> float:
+        timeout_ms = self.model_configs[model_key].batching.timeout_ms
+        if header_ms is not None:
+            timeout_ms = min(timeout_ms, header_ms)
+        return received + timeout_ms / 1000
+
+    def endpoint_model(self, endpoint: str) -> str:
+        ep = self.endpoints.get(endpoint)
+        if ep is None:
+            known = ", ".join(sorted(self.endpoints)) or "none"
+            raise NotFound(f"no endpoint {endpoint!r}; served: {known}")
+        return ep.router.models[0]
+
+    async def drain(self) -> None:
+        """Stop readiness, answer every queued item, flush the ledger: nothing accepted is lost."""
+        self.ready = False
+        await asyncio.gather(*(b.drain() for b in self.batchers.values()))
+        if self.ledger is not None:
+            await self.ledger.flush()
+        self.slot_pool.shutdown(wait=True)
+
+    # ---- inside the path ---------------------------------------------------------------------
+
+    async def _call(self, model: str, items: Sequence[Item], deadline: float) -> list[ItemOutcome]:
+        if not items:
+            raise InvalidInput("no instances to predict", field="instances")
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded("the deadline passed before the request was queued")
+        return await self.batchers[model].submit(items, deadline).wait()
+
+    def _finish(self, outcomes: list[ItemOutcome], models: list[str]) -> Answer:
+        return Answer(outcomes, models, math.fsum(o.cost_usd for o in outcomes))
+
+    def record(
+        self, endpoint: str, model: str, request_id: str, received: float, *, status: int,
+        outcomes: Sequence[ItemOutcome] = (), cost_usd: float = 0.0,
+    ) -> None:  # fmt: skip
+        """One ledger row and the request metrics, for answered and refused requests alike."""
+        now = time.monotonic()
+        latency_s = now - received
+        self.metrics.observe_request(endpoint, model, status, latency_s, cost_usd)
+        if self.ledger is None:
+            return
+        batches = [o.batch for o in outcomes if o.batch is not None]
+        name, _, version = model.partition(":")
+        self.ledger.record(
+            LedgerRow(
+                ts=time.time(),
+                request_id=request_id,
+                endpoint=endpoint,
+                model=name or "-",
+                version=version or "-",
+                items=len(outcomes),
+                batch_size=sum(b.size for b in batches) / len(batches) if batches else 0.0,
+                queue_ms=1000 * max((o.queue_s for o in outcomes), default=0.0),
+                compute_ms=1000 * max((b.busy_s for b in batches), default=0.0),
+                latency_ms=1000 * latency_s,
+                cost_usd=cost_usd,
+                status=status,
+            )
+        )
+
+    def _on_batch(self, stats: BatchStats) -> None:
+        self.metrics.observe_batch(stats)
+        if self.ledger is None:
+            return
+        name, _, version = stats.model.partition(":")
+        queue_ms = [1000 * q for q in stats.queue_s]
+        self.ledger.record_batch(
+            BatchRow(
+                ts=stats.started_at,
+                model=name,
+                version=version,
+                size=stats.size,
+                reason=stats.reason,
+                busy_s=stats.busy_s,
+                cost_usd=stats.cost_per_item_usd * stats.size,
+                queue_ms_mean=sum(queue_ms) / len(queue_ms),
+                queue_ms_max=max(queue_ms),
+                failed=stats.failed,
+                padded_size=stats.padded_size,
+                padding_waste=stats.padding_waste,
+            )
+        )
+
+
+__all__ = ["Answer", "Engine"]

@@ -1,0 +1,124 @@
+"""Shared fixtures: real models trained here from scikit-learn's bundled data, real servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+import uvicorn
+import yaml
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from frugal.config import FrugalConfig, load_config
+from frugal.runtimes import sha256_of
+from frugal.serving import FrugalApp, build_engine
+
+DIGITS_INPUTS = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
+TEST_INSTANCE = {"price_usd_per_hour": 0.36, "slots": 2}
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    x, y = load_digits(return_X_y=True)
+    return x.astype(np.float32), y
+
+
+@pytest.fixture(scope="session")
+def digits_model_file(tmp_path_factory: pytest.TempPathFactory, digits: Any) -> Path:
+    """A LogisticRegression trained on the first 1200 digits, saved with joblib."""
+    x, y = digits
+    path = tmp_path_factory.mktemp("models") / "digits-lr.joblib"
+    joblib.dump(LogisticRegression(max_iter=2000).fit(x[:1200], y[:1200]), path)
+    return path
+
+
+def digits_config(model_file: Path, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A frugal.yaml mapping serving the digits model as endpoint ``digits``."""
+    batching = {"max_batch_size": 32, "max_wait_ms": 2, "max_queue": 1024, "timeout_ms": 5000}
+    batching.update(overrides.pop("batching", {}))
+    config: dict[str, Any] = {
+        "instance": TEST_INSTANCE,
+        "models": [
+            {
+                "name": "digits",
+                "version": "1",
+                "runtime": "sklearn",
+                "path": str(model_file),
+                "sha256": sha256_of(model_file),
+                "inputs": DIGITS_INPUTS,
+                "batching": batching,
+            }
+        ],
+        "endpoints": [{"name": "digits", "model": "digits"}],
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 20},
+    }
+    config.update(overrides)
+    return config
+
+
+def write_config(tmp_path: Path, data: dict[str, Any], name: str = "frugal.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerInThread:
+    """The real app under uvicorn on 127.0.0.1, in a thread (as httpx's tests serve)."""
+
+    def __init__(self, config: FrugalConfig) -> None:
+        self.app = FrugalApp(config, engine=build_engine(config))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        uv_config = uvicorn.Config(
+            self.app.asgi, host="127.0.0.1", port=self.port, log_level="warning",
+            lifespan="on", timeout_graceful_shutdown=None,
+        )  # fmt: skip
+        self.server = uvicorn.Server(uv_config)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerInThread:
+        self.thread.start()
+        started = threading.Event()
+        while not self.server.started and self.thread.is_alive():
+            started.wait(0.01)  # uvicorn exposes no start event; bounded by the thread's life
+        if not self.server.started:
+            raise RuntimeError("test server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def engine(self) -> Any:
+        return self.app.engine
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """``serve(config_mapping_or_path)`` starts a real server; all are stopped after the test."""
+    servers: list[ServerInThread] = []
+
+    def start(config: FrugalConfig | Path) -> ServerInThread:
+        cfg = load_config(config) if isinstance(config, Path) else config
+        server = ServerInThread(cfg).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__()
