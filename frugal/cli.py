@@ -49,10 +49,19 @@ def main() -> None:
 @click.argument("config", type=click.Path(path_type=Path), default="frugal.yaml")
 @click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: server.port, 8000; 0 picks a free one).")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Server processes; each has its own batchers (see docs/serving.md).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes; each has its own batchers (see docs/serving.md).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def serve(config: Path, host: str | None, port: int | None, workers: int, log_level: str) -> None:
     """Serve the models and endpoints of CONFIG (default ./frugal.yaml).
 
@@ -66,8 +75,12 @@ def serve(config: Path, host: str | None, port: int | None, workers: int, log_le
 
 @main.command()
 @click.argument("config", type=click.Path(path_type=Path), default="frugal.yaml")
-@click.option("--load/--no-load", default=True, show_default=True,
-              help="Also verify each model's sha256 and load it.")
+@click.option(
+    "--load/--no-load",
+    default=True,
+    show_default=True,
+    help="Also verify each model's sha256 and load it.",
+)
 def validate(config: Path, load: bool) -> None:
     """Check CONFIG: its schema, prices, model files and their sha256. Exit 1 naming the field."""
     from frugal.accounting import resolve_pricer
@@ -87,15 +100,34 @@ def validate(config: Path, load: bool) -> None:
 
 
 @main.command()
-@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path),
-              help="Ledger file (default: the one CONFIG names).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default="frugal.yaml",
-              show_default=True, help="Config whose `ledger.path` to read.")
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(path_type=Path),
+    help="Ledger file (default: the one CONFIG names).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default="frugal.yaml",
+    show_default=True,
+    help="Config whose `ledger.path` to read.",
+)
 @click.option("--since", help="Window start: a duration back from now (30m, 2h, 7d) or a date.")
-@click.option("--by", type=click.Choice(["endpoint", "model", "version"]), default="endpoint",
-              show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True)
+@click.option(
+    "--by",
+    type=click.Choice(["endpoint", "model", "version"]),
+    default="endpoint",
+    show_default=True,
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
 def report(
     ledger_path: Path | None, config_path: Path, since: str | None, by: str, fmt: str
 ) -> None:
@@ -108,8 +140,10 @@ def report(
     result = build_report(ledger_path, since=parse_since(since), by=by)  # type: ignore[arg-type]
     rows = [asdict(r) for r in [*result.rows, result.total]]
     if fmt == "json":
-        summary = {k: getattr(result, k) for k in ("since", "until", "billed_usd",
-                                                  "allocated_usd", "idle_usd", "busy_usd")}
+        summary = {
+            k: getattr(result, k)
+            for k in ("since", "until", "billed_usd", "allocated_usd", "idle_usd", "busy_usd")
+        }
         click.echo(json.dumps({"rows": rows, **summary}, indent=2))
     elif fmt == "csv":
         out = io.StringIO()
@@ -122,11 +156,20 @@ def report(
 
 
 @main.command()
-@click.option("--requests", "n_requests", type=click.IntRange(10), default=3000, show_default=True,
-              help="Requests per run.")
+@click.option(
+    "--requests",
+    "n_requests",
+    type=click.IntRange(10),
+    default=3000,
+    show_default=True,
+    help="Requests per run.",
+)
 @click.option("--connections", type=click.IntRange(1, 512), default=32, show_default=True)
-@click.option("--workdir", type=click.Path(path_type=Path),
-              help="Where models, config and ledger go (default: a new temp folder).")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    help="Where models, config and ledger go (default: a new temp folder).",
+)
 def demo(n_requests: int, connections: int, workdir: Path | None) -> None:
     """Train the quickstart models, serve them, load them over HTTP, and show what batching saves.
 
@@ -147,10 +190,17 @@ def print_report(result: Any, by: str) -> None:
         table.add_column(name, justify="left" if name == by else "right")
     for i, r in enumerate([*result.rows, result.total]):
         table.add_row(
-            r.key, f"{r.requests:,}", f"{r.errors:,}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
-            f"{r.mean_batch_size:.1f}", f"{100 * r.utilization:.1f}%", f"{r.cost_usd:.6f}",
-            f"{r.usd_per_1k:.6f}", end_section=i == len(result.rows) - 1,
-        )  # fmt: skip
+            r.key,
+            f"{r.requests:,}",
+            f"{r.errors:,}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.mean_batch_size:.1f}",
+            f"{100 * r.utilization:.1f}%",
+            f"{r.cost_usd:.6f}",
+            f"{r.usd_per_1k:.6f}",
+            end_section=i == len(result.rows) - 1,
+        )
     console = Console()
     console.print(table)
     console.print(
@@ -171,8 +221,9 @@ def parse_since(value: str | None) -> float | None:
     try:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
-        raise click.BadParameter("use a duration like 30m, 2h, 7d or a date like 2026-11-01",
-                                 param_hint="--since") from None
+        raise click.BadParameter(
+            "use a duration like 30m, 2h, 7d or a date like 2026-11-01", param_hint="--since"
+        ) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,9 +19,20 @@ from pydantic import (
 from frugal.errors import ConfigError
 
 Datatype = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-]  # fmt: skip
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
 RuntimeName = Literal["sklearn", "onnx", "torch", "python"]
 RUNTIMES_NEEDING_SHA256 = ("sklearn", "onnx", "torch")
 

@@ -60,13 +60,25 @@ def quickstart_config(shas: dict[str, str], *, max_batch_size: int, ledger: str)
     return {
         "instance": INSTANCE,
         "models": [
-            {"name": "digits-small", "version": "1", "runtime": "sklearn",
-             "path": "digits-lr.joblib", "sha256": shas["digits-lr.joblib"], "inputs": inputs,
-             "batching": batching},
-            {"name": "digits-large", "version": "1", "runtime": "sklearn",
-             "path": "digits-svc.joblib", "sha256": shas["digits-svc.joblib"], "inputs": inputs,
-             "batching": batching},
-        ],  # fmt: skip
+            {
+                "name": "digits-small",
+                "version": "1",
+                "runtime": "sklearn",
+                "path": "digits-lr.joblib",
+                "sha256": shas["digits-lr.joblib"],
+                "inputs": inputs,
+                "batching": batching,
+            },
+            {
+                "name": "digits-large",
+                "version": "1",
+                "runtime": "sklearn",
+                "path": "digits-svc.joblib",
+                "sha256": shas["digits-svc.joblib"],
+                "inputs": inputs,
+                "batching": batching,
+            },
+        ],
         "endpoints": [
             {"name": "digits", "model": "digits-small"},
             {"name": "digits-large", "model": "digits-large"},
@@ -103,10 +115,20 @@ def running_server(config: Path, port: int) -> Iterator[str]:
     """A real ``frugal serve`` process; stopped with SIGTERM (graceful) when the block ends."""
     log = (config.parent / f"{config.stem}.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "frugal", "serve", str(config), "--port", str(port),
-         "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "frugal",
+            "serve",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -143,8 +165,9 @@ async def drive(
                 body = bodies[sent % len(bodies)]
                 sent += 1
                 start = time.perf_counter()
-                response = await client.post("/v1/endpoints/digits/predict", content=body,
-                                             headers=headers)  # fmt: skip
+                response = await client.post(
+                    "/v1/endpoints/digits/predict", content=body, headers=headers
+                )
                 latencies.append(1000 * (time.perf_counter() - start))
                 errors += response.status_code != 200
                 progress.advance(task)
@@ -173,8 +196,9 @@ def run_demo(*, n_requests: int, connections: int, workdir: Path | None) -> list
         with contextlib.suppress(FileNotFoundError):
             os.remove(ledger)
         config = workdir / f"frugal-batch{max_batch}.yaml"
-        config.write_text(yaml.safe_dump(quickstart_config(shas, max_batch_size=max_batch,
-                                                           ledger=ledger.name)))  # fmt: skip
+        config.write_text(
+            yaml.safe_dump(quickstart_config(shas, max_batch_size=max_batch, ledger=ledger.name))
+        )
         with running_server(config, free_port()) as url, _progress(console) as progress:
             task = progress.add_task(label, total=n_requests)
             latencies, errors, wall = asyncio.run(
@@ -184,12 +208,16 @@ def run_demo(*, n_requests: int, connections: int, workdir: Path | None) -> list
         lat = np.array(latencies)
         results.append(
             RunResult(
-                label=label, requests=len(latencies), errors=errors, wall_s=wall,
-                p50_ms=float(np.percentile(lat, 50)), p99_ms=float(np.percentile(lat, 99)),
+                label=label,
+                requests=len(latencies),
+                errors=errors,
+                wall_s=wall,
+                p50_ms=float(np.percentile(lat, 50)),
+                p99_ms=float(np.percentile(lat, 99)),
                 mean_batch=report.total.mean_batch_size,
                 usd_per_1k_allocated=report.total.usd_per_1k,
                 usd_per_1k_billed=1000 * report.billed_usd / max(1, report.total.requests),
-            )  # fmt: skip
+            )
         )
     console.print(_table(results, connections))
     console.print(
@@ -202,22 +230,41 @@ def run_demo(*, n_requests: int, connections: int, workdir: Path | None) -> list
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def _table(results: list[RunResult], connections: int) -> Table:
     table = Table(title=f"digits, one row per request, {connections} connections, c7i.large prices")
-    for name in ("run", "requests", "errors", "p50 ms", "p99 ms", "req/s", "mean batch",
-                 "$/1k allocated", "$/1k billed"):  # fmt: skip
+    for name in (
+        "run",
+        "requests",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        "req/s",
+        "mean batch",
+        "$/1k allocated",
+        "$/1k billed",
+    ):
         table.add_column(name, justify="left" if name == "run" else "right")
     for r in results:
         table.add_row(
-            r.label, f"{r.requests:,}", str(r.errors), f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
-            f"{r.rps:,.0f}", f"{r.mean_batch:.1f}", f"{r.usd_per_1k_allocated:.7f}",
+            r.label,
+            f"{r.requests:,}",
+            str(r.errors),
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.rps:,.0f}",
+            f"{r.mean_batch:.1f}",
+            f"{r.usd_per_1k_allocated:.7f}",
             f"{r.usd_per_1k_billed:.7f}",
-        )  # fmt: skip
+        )
     return table
 
 

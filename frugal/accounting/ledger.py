@@ -154,8 +154,9 @@ class SqliteLedger:
         while not stop:
             entries = [self._queue.get()]
             deadline = time.monotonic() + self.flush_interval_s
-            # Gather rows for up to flush_interval_s (fewer, larger commits); a flush waits no more.
-            while not isinstance(entries[-1], threading.Event):
+            # Gather rows for up to flush_interval_s (fewer, larger commits); a flush or a stop
+            # waits no more.
+            while not isinstance(entries[-1], threading.Event) and entries[-1][0] != "stop":
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -73,7 +73,7 @@ def _build(db: sqlite3.Connection, since: float, until: float, by: GroupBy) -> R
     billed, busy = _billed_and_busy(db, since, until)
     groups: dict[str, list[tuple[float, int, int, float, float]]] = {}
     for key, *values in rows:
-        groups.setdefault(key, []).append(tuple(values))  # type: ignore[arg-type]
+        groups.setdefault(key, []).append(tuple(values))
     report_rows = [_row(key, values, billed) for key, values in groups.items()]
     total = _row("total", [v for values in groups.values() for v in values], billed)
     return Report(

@@ -30,21 +30,32 @@ class ServingMetrics:
             "frugal_requests", "Requests answered.", ["endpoint", "model", "status"], registry=r
         )
         self.latency = Histogram(
-            "frugal_request_latency_seconds", "Time from request read to answer.", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.cost = Counter(
-            "frugal_cost_usd", "Allocated cost of answered requests.", ["endpoint", "model"],
+            "frugal_request_latency_seconds",
+            "Time from request read to answer.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
             registry=r,
-        )  # fmt: skip
+        )
+        self.cost = Counter(
+            "frugal_cost_usd",
+            "Allocated cost of answered requests.",
+            ["endpoint", "model"],
+            registry=r,
+        )
         self.queue = Histogram(
-            "frugal_queue_seconds", "Time an item waited before its batch ran.", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "frugal_queue_seconds",
+            "Time an item waited before its batch ran.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
-            "frugal_batch_size", "Items per predict_batch call.", ["model", "reason"],
-            buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
+            "frugal_batch_size",
+            "Items per predict_batch call.",
+            ["model", "reason"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.busy = Counter(
             "frugal_busy_seconds", "Seconds a slot spent in predict_batch.", ["model"], registry=r
         )
@@ -52,9 +63,12 @@ class ServingMetrics:
             "frugal_item_errors", "Items the model failed on.", ["model"], registry=r
         )
         self.padding = Histogram(
-            "frugal_padding_waste_ratio", "Share of a sized batch that was padding.", ["model"],
-            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), registry=r,
-        )  # fmt: skip
+            "frugal_padding_waste_ratio",
+            "Share of a sized batch that was padding.",
+            ["model"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
+            registry=r,
+        )
 
     def watch_queues(self, depth: Callable[[], Iterable[tuple[str, int]]]) -> None:
         """Queue depths are read when scraped, so the hot path does no gauge updates."""
@@ -92,7 +106,9 @@ class _QueueCollector(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("frugal_queue_depth", "Items waiting per model.", labels=["model"])
+        depth = GaugeMetricFamily(
+            "frugal_queue_depth", "Items waiting per model.", labels=["model"]
+        )
         for model, n in self._depth():
             depth.add_metric([model], n)
         yield depth
@@ -103,9 +119,10 @@ class _QueueCollector(Collector):
             "frugal_utilization", "Busy slot-seconds / (slots x uptime).", value=utilization
         )
         yield GaugeMetricFamily(
-            "frugal_billed_usd", "Instance price x uptime of this process.",
+            "frugal_billed_usd",
+            "Instance price x uptime of this process.",
             value=m.price_usd_per_hour / 3600 * wall,
-        )  # fmt: skip
+        )
 
 
 __all__ = ["ServingMetrics"]

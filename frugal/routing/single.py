@@ -8,7 +8,7 @@ from frugal.routing.base import CallModel, RoutedResult, RouteRequest
 class SingleModelRouter:
     def __init__(self, model: str) -> None:
         self.model = model
-        self.models = (model,)
+        self.models: tuple[str, ...] = (model,)
 
     async def route(self, request: RouteRequest, call: CallModel) -> RoutedResult:
         outcomes = await call(self.model, request.items, request.deadline)

@@ -89,7 +89,8 @@ def verify_artifact(config: ModelConfig) -> Path:
 
 def max_probability(probabilities: np.ndarray) -> np.ndarray:
     """A classifier's confidence per row: its largest class probability."""
-    return np.asarray(probabilities, dtype=np.float64).max(axis=1)
+    best: np.ndarray = np.asarray(probabilities, dtype=np.float64).max(axis=1)
+    return best
 
 
 __all__ = [

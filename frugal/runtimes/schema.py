@@ -58,9 +58,7 @@ class InputSchema:
         missing = [n for n in self._by_name if n not in instance]
         if missing:
             raise InvalidInput(f"missing input {missing[0]!r}", field=f"{field}.{missing[0]}")
-        return {
-            s.name: self._row(s, instance[s.name], f"{field}.{s.name}") for s in self.specs
-        }
+        return {s.name: self._row(s, instance[s.name], f"{field}.{s.name}") for s in self.specs}
 
     def items_from_tensors(self, tensors: Sequence[dict[str, Any]]) -> list[Item]:
         """Decoded v2 input tensors (name, shape, datatype, data) -> one item per batch row."""
@@ -102,9 +100,13 @@ class InputSchema:
         except (ValueError, TypeError):
             raise InvalidInput("ragged or malformed array", field=field) from None
         _check_kind(array, spec.datatype, field)
-        return _check_shape(array.astype(NUMPY_DTYPES[spec.datatype], copy=False), spec.shape[1:], field)
+        return _check_shape(
+            array.astype(NUMPY_DTYPES[spec.datatype], copy=False), spec.shape[1:], field
+        )
 
-    def _tensor_rows(self, spec: TensorSpec | None, tensor: dict[str, Any], field: str) -> list[Any]:
+    def _tensor_rows(
+        self, spec: TensorSpec | None, tensor: dict[str, Any], field: str
+    ) -> list[Any]:
         shape, datatype, data = tensor["shape"], tensor["datatype"], tensor["data"]
         if spec is not None and datatype != spec.datatype:
             raise InvalidInput(
@@ -148,7 +150,9 @@ def _check_kind(array: np.ndarray, datatype: str, field: str) -> None:
 
 
 def _check_shape(array: np.ndarray, dims: Sequence[int], field: str) -> np.ndarray:
-    if array.ndim != len(dims) or any(d != -1 and d != a for d, a in zip(dims, array.shape, strict=True)):
+    if array.ndim != len(dims) or any(
+        d != -1 and d != a for d, a in zip(dims, array.shape, strict=True)
+    ):
         want = "[" + ", ".join("*" if d == -1 else str(d) for d in dims) + "]"
         raise InvalidInput(f"shape {list(array.shape)} does not match {want}", field=field)
     return array

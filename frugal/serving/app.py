@@ -207,22 +207,37 @@ class FrugalApp:
     ) -> Response:
         model = answer.model_header
         self.engine.record(
-            label, model, request_id, received, status=200, outcomes=answer.outcomes,
+            label,
+            model,
+            request_id,
+            received,
+            status=200,
+            outcomes=answer.outcomes,
             cost_usd=answer.cost_usd,
-        )  # fmt: skip
+        )
         return json_response(body, 200, _cost_headers(request_id, model, answer.cost_usd))
 
     def _refuse(
-        self, label: str, model: str, request_id: str, received: float, error: FrugalError,
+        self,
+        label: str,
+        model: str,
+        request_id: str,
+        received: float,
+        error: FrugalError,
         answer: Answer | None = None,
-    ) -> Response:  # fmt: skip
+    ) -> Response:
         status = status_of(error)
         cost = answer.cost_usd if answer is not None else 0.0
         if self._engine is not None:
             self.engine.record(
-                label, model, request_id, received, status=status,
-                outcomes=answer.outcomes if answer is not None else (), cost_usd=cost,
-            )  # fmt: skip
+                label,
+                model,
+                request_id,
+                received,
+                status=status,
+                outcomes=answer.outcomes if answer is not None else (),
+                cost_usd=cost,
+            )
         if status == 500:
             log.warning("request %s: %s", request_id, error.message)
         headers = _cost_headers(request_id, model, cost) | error_headers(error)
@@ -262,7 +277,9 @@ async def read_json(request: Request, limit: int) -> Any:
     """The body as JSON, refused with 413 before reading past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit", field="body")
+        raise PayloadTooLarge(
+            f"body of {declared} bytes is over the {limit}-byte limit", field="body"
+        )
     chunks = []
     size = 0
     async for chunk in request.stream():
@@ -288,12 +305,18 @@ def _deadline_header(request: Request) -> float | None:
     except ValueError:
         value = -1.0
     if not value > 0 or value == float("inf"):
-        raise InvalidInput("must be a positive number of milliseconds", field="x-frugal-deadline-ms")
+        raise InvalidInput(
+            "must be a positive number of milliseconds", field="x-frugal-deadline-ms"
+        )
     return value
 
 
 def _cost_headers(request_id: str, model: str, cost_usd: float) -> dict[str, str]:
-    return {"x-request-id": request_id, "x-frugal-model": model, "x-frugal-cost-usd": f"{cost_usd:.6e}"}
+    return {
+        "x-request-id": request_id,
+        "x-frugal-model": model,
+        "x-frugal-cost-usd": f"{cost_usd:.6e}",
+    }
 
 
 def build_engine(config: FrugalConfig) -> Engine:
@@ -303,7 +326,11 @@ def build_engine(config: FrugalConfig) -> Engine:
     ledger = None
     if config.ledger.enabled:
         ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms)
-        ledger.open(instance=pricer.instance, price_usd_per_hour=pricer.price_usd_per_hour, slots=pricer.slots)
+        ledger.open(
+            instance=pricer.instance,
+            price_usd_per_hour=pricer.price_usd_per_hour,
+            slots=pricer.slots,
+        )
     metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
     return Engine(config, models, pricer=pricer, ledger=ledger, metrics=metrics)
 

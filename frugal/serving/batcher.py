@@ -189,7 +189,9 @@ class Batcher:
         self._in_flight += 1
         items = [p.item for p in live]
         started_at = time.time()
-        future = asyncio.get_running_loop().run_in_executor(self._pool, _run_isolated, self.model, items)
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, _run_isolated, self.model, items
+        )
         future.add_done_callback(lambda f: self._finish(f, live, reason, started_at, now))
 
     def _take_batch(self) -> list[_Pending]:
@@ -238,7 +240,9 @@ class Batcher:
             )
             if busy_s > 0:
                 rate = len(batch) / busy_s
-                self._drain_rate = rate if self._drain_rate == 0 else 0.8 * self._drain_rate + 0.2 * rate
+                self._drain_rate = (
+                    rate if self._drain_rate == 0 else 0.8 * self._drain_rate + 0.2 * rate
+                )
             for p, result, waited in zip(batch, results, stats.queue_s, strict=True):
                 if p.future.done():
                     continue
@@ -291,7 +295,9 @@ class Batcher:
             self._idle.set()
 
 
-def _run_isolated(model: Model, items: list[Item]) -> tuple[list[Prediction | BaseException], float]:
+def _run_isolated(
+    model: Model, items: list[Item]
+) -> tuple[list[Prediction | BaseException], float]:
     """Runs in a slot thread: the batch, bisected on failure so each bad item fails alone."""
     start = time.perf_counter()
     results = _predict_bisecting(model, items)

@@ -77,9 +77,12 @@ class Engine:
         self.schemas = {key: InputSchema(cfg.inputs) for key, cfg in self.model_configs.items()}
         self.batchers = {
             key: Batcher(
-                models[key], cfg.batching, slot_pool=self.slot_pool, pricer=pricer,
+                models[key],
+                cfg.batching,
+                slot_pool=self.slot_pool,
+                pricer=pricer,
                 on_batch=self._on_batch,
-            )  # fmt: skip
+            )
             for key, cfg in self.model_configs.items()
         }
         self.endpoints: dict[str, _Endpoint] = {}
@@ -94,15 +97,21 @@ class Engine:
     # ---- the two entry points ----------------------------------------------------------------
 
     async def predict(
-        self, endpoint: str, instances: Sequence[object], *, deadline: float,
+        self,
+        endpoint: str,
+        instances: Sequence[object],
+        *,
+        deadline: float,
         user: str | None = None,
-    ) -> Answer:  # fmt: skip
+    ) -> Answer:
         """Simple JSON: one item per instance, through the endpoint's route."""
         ep = self.endpoints.get(endpoint)
         if ep is None:
             known = ", ".join(sorted(self.endpoints)) or "none"
             raise NotFound(f"no endpoint {endpoint!r}; served: {known}")
-        items = [ep.schema.item_from_instance(x, f"instances[{i}]") for i, x in enumerate(instances)]
+        items = [
+            ep.schema.item_from_instance(x, f"instances[{i}]") for i, x in enumerate(instances)
+        ]
         routed = await ep.router.route(RouteRequest(endpoint, items, deadline, user), self._call)
         return self._finish(routed.outcomes, routed.models)
 
@@ -158,9 +167,16 @@ class Engine:
         return Answer(outcomes, models, math.fsum(o.cost_usd for o in outcomes))
 
     def record(
-        self, endpoint: str, model: str, request_id: str, received: float, *, status: int,
-        outcomes: Sequence[ItemOutcome] = (), cost_usd: float = 0.0,
-    ) -> None:  # fmt: skip
+        self,
+        endpoint: str,
+        model: str,
+        request_id: str,
+        received: float,
+        *,
+        status: int,
+        outcomes: Sequence[ItemOutcome] = (),
+        cost_usd: float = 0.0,
+    ) -> None:
         """One ledger row and the request metrics, for answered and refused requests alike."""
         now = time.monotonic()
         latency_s = now - received

@@ -28,6 +28,8 @@ class _Server(uvicorn.Server):
         if self.frugal._engine is not None:
             self.frugal.engine.ready = False
         super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal once shut down (exit -15); a drained shutdown exits 0.
+        self._captured_signals.clear()
 
 
 def uvicorn_options(config: FrugalConfig, host: str | None, port: int | None) -> dict[str, Any]:

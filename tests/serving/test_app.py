@@ -47,8 +47,10 @@ def test_v2_infer_nested_and_flat_data(server: Any, digits: Any) -> None:
     x, y = digits
     rows = x[1200:1205]
     for data in (rows.tolist(), rows.reshape(-1).tolist()):
-        r = httpx.post(f"{server.url}/v2/models/digits/versions/1/infer",
-                       json={"id": "abc", **v2_body(rows, data=data)})  # fmt: skip
+        r = httpx.post(
+            f"{server.url}/v2/models/digits/versions/1/infer",
+            json={"id": "abc", **v2_body(rows, data=data)},
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model_name"] == "digits" and body["model_version"] == "1"
@@ -62,16 +64,19 @@ def test_v2_infer_nested_and_flat_data(server: Any, digits: Any) -> None:
 def test_simple_json_predict_headers(server: Any, digits: Any) -> None:
     """The simple JSON route answers predictions with cost, model and request id headers."""
     x, _ = digits
-    r = httpx.post(f"{server.url}/v1/endpoints/digits/predict",
-                   json={"instances": x[1200:1203].tolist()},
-                   headers={"x-request-id": "req-42"})  # fmt: skip
+    r = httpx.post(
+        f"{server.url}/v1/endpoints/digits/predict",
+        json={"instances": x[1200:1203].tolist()},
+        headers={"x-request-id": "req-42"},
+    )
     assert r.status_code == 200
     assert len(r.json()["predictions"]) == 3
     assert r.headers["x-request-id"] == "req-42"
     assert r.headers["x-frugal-model"] == "digits:1"
     assert float(r.headers["x-frugal-cost-usd"]) > 0
-    generated = httpx.post(f"{server.url}/v1/endpoints/digits/predict",
-                           json={"instances": x[:1].tolist()}).headers["x-request-id"]  # fmt: skip
+    generated = httpx.post(
+        f"{server.url}/v1/endpoints/digits/predict", json={"instances": x[:1].tolist()}
+    ).headers["x-request-id"]
     assert len(generated) == 16
 
 
@@ -84,15 +89,25 @@ def test_simple_json_predict_headers(server: Any, digits: Any) -> None:
         ("/v1/endpoints/digits/predict", b'{"instances": [[1, 2, 3]]}', 400, "instances[0]"),
         ("/v1/endpoints/digits/predict", b'{"instances": [["a"]]}', 400, "instances[0]"),
         ("/v2/models/digits/infer", b'{"inputs": [{"name": "pixels"}]}', 400, "inputs[0].shape"),
-        ("/v2/models/digits/infer",
-         b'{"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "INT8", "data": []}]}',
-         400, "inputs[0].datatype"),
-        ("/v2/models/digits/infer",
-         b'{"inputs": [{"name": "pixels", "shape": [1, 3], "datatype": "FP32", "data": [1,2,3]}]}',
-         400, "inputs[0].shape"),
-        ("/v2/models/digits/infer",
-         b'{"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [1]}]}',
-         400, "inputs[0].data"),
+        (
+            "/v2/models/digits/infer",
+            b'{"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "INT8", "data": []}]}',
+            400,
+            "inputs[0].datatype",
+        ),
+        (
+            "/v2/models/digits/infer",
+            b'{"inputs": [{"name": "pixels", "shape": [1, 3], "datatype": "FP32", '
+            b'"data": [1, 2, 3]}]}',
+            400,
+            "inputs[0].shape",
+        ),
+        (
+            "/v2/models/digits/infer",
+            b'{"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [1]}]}',
+            400,
+            "inputs[0].data",
+        ),
         ("/v2/models/nope/infer", b"{}", 404, None),
         ("/v2/models/digits/versions/9/infer", b"{}", 404, None),
         ("/v1/endpoints/nope/predict", b"{}", 404, None),
@@ -132,6 +147,11 @@ def test_metrics_count_requests(server: Any, digits: Any) -> None:
     httpx.post(f"{server.url}/v1/endpoints/digits/predict", json={"instances": x[:2].tolist()})
     text = httpx.get(f"{server.url}/metrics").text
     assert 'frugal_requests_total{endpoint="digits",model="digits:1",status="200"} 1.0' in text
-    for name in ("frugal_batch_size_bucket", "frugal_queue_depth", "frugal_cost_usd_total",
-                 "frugal_busy_seconds_total", "frugal_utilization"):  # fmt: skip
+    for name in (
+        "frugal_batch_size_bucket",
+        "frugal_queue_depth",
+        "frugal_cost_usd_total",
+        "frugal_busy_seconds_total",
+        "frugal_utilization",
+    ):
         assert name in text

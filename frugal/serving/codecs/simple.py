@@ -27,9 +27,7 @@ def encode_predict_response(outcomes: list[ItemOutcome]) -> dict[str, Any]:
     confidences = [o.prediction.confidence if o.prediction else None for o in outcomes]
     if any(c is not None for c in confidences):
         body["confidences"] = confidences
-    errors = [
-        {"instance": i, "error": o.error.message} for i, o in enumerate(outcomes) if o.error
-    ]
+    errors = [{"instance": i, "error": o.error.message} for i, o in enumerate(outcomes) if o.error]
     if errors:
         body["errors"] = errors
     return body

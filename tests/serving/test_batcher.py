@@ -1,0 +1,257 @@
+"""The batcher with a real digits model: when batches go, what fails alone, and what it costs."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from frugal.accounting import Pricer
+from frugal.config import BatchingConfig
+from frugal.errors import DeadlineExceeded, ModelFailed, Overloaded
+from frugal.records import BatchStats
+from frugal.runtimes import ModelRef, Prediction
+from frugal.runtimes.sklearn import SklearnModel
+from frugal.serving.batcher import Batcher, _similar_sized_window
+
+PRICER = Pricer(price_usd_per_hour=3.6, slots=2)
+FOREVER = math.inf
+
+
+class GatedModel:
+    """The real digits model behind a gate, so a test decides when the model is busy."""
+
+    def __init__(self, inner: SklearnModel) -> None:
+        self.ref = ModelRef("digits", "1")
+        self.inner = inner
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.calls: list[int] = []
+
+    def predict_batch(self, items: Sequence[Any]) -> Sequence[Prediction]:
+        self.calls.append(len(items))
+        self.started.set()
+        self.gate.wait(10)
+        return self.inner.predict_batch(items)
+
+    async def wait_busy(self) -> None:
+        await asyncio.to_thread(self.started.wait, 10)
+
+
+class SizedDigits(GatedModel):
+    """Gated digits whose items have a size (the number of non-zero pixels)."""
+
+    def item_size(self, item: np.ndarray) -> int:
+        return int(np.count_nonzero(item))
+
+
+@pytest.fixture(scope="module")
+def sklearn_model(digits_model_file: Path) -> SklearnModel:
+    return SklearnModel(ModelRef("digits", "1"), joblib.load(digits_model_file))
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(2) as executor:
+        yield executor
+
+
+def make(model: Any, pool: ThreadPoolExecutor, stats: list[BatchStats], **batching: Any) -> Batcher:
+    return Batcher(
+        model, BatchingConfig(**batching), slot_pool=pool, pricer=PRICER, on_batch=stats.append
+    )
+
+
+async def test_lone_item_runs_at_once(sklearn_model: SklearnModel, pool: Any, digits: Any) -> None:
+    """An item that finds the model idle goes alone, without waiting for company."""
+    x, y = digits
+    stats: list[BatchStats] = []
+    batcher = make(sklearn_model, pool, stats, max_batch_size=32, max_wait_ms=1000)
+    start = time.monotonic()
+    [outcome] = await batcher.submit([x[1300]], FOREVER).wait()
+    assert time.monotonic() - start < 1.0  # not the 1000 ms max_wait: it did not wait
+    assert outcome.prediction is not None and outcome.prediction.value == y[1300]
+    assert [(s.size, s.reason) for s in stats] == [(1, "drain")]
+
+
+async def test_items_gather_while_model_busy(sklearn_model: Any, pool: Any, digits: Any) -> None:
+    """While the model is busy items gather; they go together, capped at max_batch_size."""
+    x, y = digits
+    model = GatedModel(sklearn_model)
+    stats: list[BatchStats] = []
+    batcher = make(model, pool, stats, max_batch_size=16)
+    first = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    later = [batcher.submit([x[i]], FOREVER) for i in range(1, 41)]
+    assert batcher.queue_depth == 40
+    model.gate.set()
+    outcomes = [o for s in [first, *later] for o in await s.wait()]
+    assert [o.prediction.value for o in outcomes if o.prediction] == list(y[:41])
+    assert model.calls == [1, 16, 16, 8]
+    assert [s.reason for s in stats] == ["drain", "full", "full", "drain"]
+    assert all(s.queue_s[0] >= 0 for s in stats)
+
+
+async def test_poisoned_item_fails_alone(sklearn_model: Any, pool: Any, digits: Any) -> None:
+    """A batch with one item the model raises on answers every other item (bisection)."""
+    x, y = digits
+    model = GatedModel(sklearn_model)
+    stats: list[BatchStats] = []
+    batcher = make(model, pool, stats, max_batch_size=64)
+    warmup = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    rows = [x[i].copy() for i in range(1, 21)]
+    rows[7][3] = np.inf  # scikit-learn refuses infinite input
+    subs = [batcher.submit([row], FOREVER) for row in rows]
+    model.gate.set()
+    await warmup.wait()
+    outcomes = [(await s.wait())[0] for s in subs]
+    assert isinstance(outcomes[7].error, ModelFailed)
+    assert outcomes[7].prediction is None
+    good = [o for i, o in enumerate(outcomes) if i != 7]
+    assert all(o.error is None for o in good)
+    assert [o.prediction.value for o in good if o.prediction] == [
+        y[i] for i in range(1, 21) if i != 8
+    ]
+    assert stats[-1].size == 20 and stats[-1].failed == 1
+
+
+async def test_queue_overflow_is_overloaded(sklearn_model: Any, pool: Any, digits: Any) -> None:
+    """Past max_queue waiting items a submit is refused with a Retry-After estimate."""
+    x, _ = digits
+    model = GatedModel(sklearn_model)
+    batcher = make(model, pool, [], max_batch_size=4, max_queue=10)
+    running = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    queued = batcher.submit(list(x[1:11]), FOREVER)
+    with pytest.raises(Overloaded) as refused:
+        batcher.submit([x[11]], FOREVER)
+    assert refused.value.retry_after_s >= 1
+    model.gate.set()
+    assert all(o.error is None for o in [*await running.wait(), *await queued.wait()])
+
+
+async def test_expired_items_never_reach_the_model(
+    sklearn_model: Any, pool: Any, digits: Any
+) -> None:
+    """An item whose deadline passes in the queue is answered DeadlineExceeded and never runs."""
+    x, _ = digits
+    model = GatedModel(sklearn_model)
+    batcher = make(model, pool, [], max_batch_size=8)
+    running = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    doomed = batcher.submit(list(x[1:4]), time.monotonic() + 0.05)
+    outcomes = await doomed.wait()  # answered by the deadline timer while the model is busy
+    assert all(isinstance(o.error, DeadlineExceeded) for o in outcomes)
+    assert all(o.batch is None and o.cost_usd == 0 for o in outcomes)
+    model.gate.set()
+    await running.wait()
+    survivor = await batcher.submit([x[5]], FOREVER).wait()
+    assert survivor[0].error is None
+    assert model.calls == [1, 1]  # the three expired items never reached predict_batch
+
+
+async def test_second_worker_waits_max_wait(sklearn_model: Any, pool: Any, digits: Any) -> None:
+    """With two workers and one busy, the free one waits up to max_wait_ms for company."""
+    x, _ = digits
+    model = GatedModel(sklearn_model)
+    stats: list[BatchStats] = []
+    batcher = make(model, pool, stats, max_batch_size=8, max_wait_ms=30, workers=2)
+    first = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    second = [batcher.submit([x[i]], FOREVER) for i in (1, 2, 3)]
+    assert batcher.queue_depth == 3  # gathering, not sent at once
+    model.gate.set()
+    await first.wait()
+    for s in second:
+        await s.wait()
+    assert sorted(s.size for s in stats) == [1, 3]
+    assert {s.reason for s in stats if s.size == 3} <= {"max_wait", "drain"}
+
+
+async def test_drain_answers_everything_queued(sklearn_model: Any, pool: Any, digits: Any) -> None:
+    """drain() refuses new items and returns once every queued item is answered."""
+    x, _ = digits
+    model = GatedModel(sklearn_model)
+    batcher = make(model, pool, [], max_batch_size=8)
+    subs = [batcher.submit([x[i]], FOREVER) for i in range(50)]
+    await model.wait_busy()
+    draining = asyncio.ensure_future(batcher.drain())
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        batcher.submit([x[0]], FOREVER)
+    model.gate.set()
+    await draining
+    assert all(s.futures[0].done() for s in subs)
+    assert sum(model.calls) == 50
+
+
+async def test_cost_shares_busy_time(sklearn_model: Any, pool: Any, digits: Any) -> None:
+    """Each item's cost is the batch's busy seconds priced over slots, split over its items."""
+    x, _ = digits
+    model = GatedModel(sklearn_model)
+    stats: list[BatchStats] = []
+    batcher = make(model, pool, stats, max_batch_size=64)
+    first = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    rest = batcher.submit(list(x[1:11]), FOREVER)
+    model.gate.set()
+    outcomes = [*await first.wait(), *await rest.wait()]
+    batch = stats[-1]
+    assert batch.size == 10
+    expected = PRICER.price_usd_per_second * batch.busy_s / PRICER.slots / 10
+    assert outcomes[-1].cost_usd == pytest.approx(expected)
+    assert math.fsum(o.cost_usd for o in outcomes) == pytest.approx(
+        math.fsum(PRICER.batch_cost_usd(s.busy_s) for s in stats)
+    )
+
+
+async def test_sized_model_batches_similar_sizes(
+    sklearn_model: Any, pool: Any, digits: Any
+) -> None:
+    """A sized model's batches group similar sizes, record padding, and starve no item."""
+    x, _ = digits
+    model = SizedDigits(sklearn_model)
+    stats: list[BatchStats] = []
+    batcher = make(model, pool, stats, max_batch_size=8)
+    first = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    subs = [batcher.submit([x[i]], FOREVER) for i in range(1, 201)]
+    model.gate.set()
+    await first.wait()
+    outcomes = [(await s.wait())[0] for s in subs]
+    assert all(o.error is None for o in outcomes)
+    waste = [s.padding_waste for s in stats[1:] if s.padding_waste is not None]
+    assert len(waste) == len(stats) - 1
+    sizes = [int(np.count_nonzero(x[i])) for i in range(1, 201)]
+    fifo_waste = [
+        1 - sum(chunk) / (max(chunk) * len(chunk))
+        for chunk in (sizes[i : i + 8] for i in range(0, 200, 8))
+    ]
+    assert np.mean(waste) < np.mean(fifo_waste)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 512), min_size=2, max_size=300), st.integers(1, 64))
+def test_window_includes_oldest_and_pads_least(sizes: list[int], limit: int) -> None:
+    """The window holds the oldest item and `limit` distinct items, and pads no more than FIFO."""
+    limit = min(limit, len(sizes))
+    chosen = _similar_sized_window(sizes, limit)
+    assert 0 in chosen
+    assert len(set(chosen)) == len(chosen) == limit
+
+    def waste(idx: list[int]) -> int:
+        return limit * max(sizes[i] for i in idx) - sum(sizes[i] for i in idx)
+
+    assert waste(chosen) <= waste(list(range(limit)))
