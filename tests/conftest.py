@@ -83,9 +83,13 @@ class ServerInThread:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         uv_config = uvicorn.Config(
-            self.app.asgi, host="127.0.0.1", port=self.port, log_level="warning",
-            lifespan="on", timeout_graceful_shutdown=None,
-        )  # fmt: skip
+            self.app.asgi,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=None,
+        )
         self.server = uvicorn.Server(uv_config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -54,7 +54,10 @@ def build_report(
         raise ConfigError("no ledger here yet", file=str(path), hint="run `frugal serve` first")
     until = time.time() if until is None else until
     since = 0.0 if since is None else since
-    db = connect(path)
+    try:
+        db = connect(path)
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
     try:
         return _build(db, since, until, by)
     except sqlite3.DatabaseError as exc:

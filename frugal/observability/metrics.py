@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -62,6 +63,7 @@ class ServingMetrics:
         self.item_errors = Counter(
             "frugal_item_errors", "Items the model failed on.", ["model"], registry=r
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         self.padding = Histogram(
             "frugal_padding_waste_ratio",
             "Share of a sized batch that was padding.",
@@ -77,10 +79,19 @@ class ServingMetrics:
     def observe_request(
         self, endpoint: str, model: str, status: int, latency_s: float, cost_usd: float
     ) -> None:
-        self.requests.labels(endpoint, model, str(status)).inc()
-        self.latency.labels(endpoint).observe(latency_s)
+        key = (endpoint, model, status)
+        children = self._children.get(key)
+        if children is None:  # .labels() looks up and locks each time: resolve once per series
+            children = self._children[key] = (
+                self.requests.labels(endpoint, model, str(status)),
+                self.latency.labels(endpoint),
+                self.cost.labels(endpoint, model),
+            )
+        requests, latency, cost = children
+        requests.inc()
+        latency.observe(latency_s)
         if cost_usd:
-            self.cost.labels(endpoint, model).inc(cost_usd)
+            cost.inc(cost_usd)
 
     def observe_batch(self, stats: BatchStats) -> None:
         self._busy_s_total += stats.busy_s

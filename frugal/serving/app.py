@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from starlette.routing import Route
 import frugal
 from frugal.accounting import SqliteLedger, resolve_pricer
 from frugal.config import FrugalConfig
-from frugal.errors import FrugalError, InvalidInput, PayloadTooLarge
+from frugal.errors import FrugalError, InvalidInput
 from frugal.observability import ServingMetrics
 from frugal.runtimes import load_model
 from frugal.serving.codecs import (
@@ -35,20 +36,41 @@ from frugal.serving.codecs import (
 )
 from frugal.serving.engine import Answer, Engine
 from frugal.serving.errors import error_body, error_headers, status_of
+from frugal.serving.exchange import (
+    ClientGone,
+    Exchange,
+    Receive,
+    Reply,
+    Send,
+    json_reply,
+    match_inference_route,
+    send_reply,
+)
 
 log = logging.getLogger("frugal.serving")
-Handler = Callable[[Request], Awaitable[Response]]
+Scope = MutableMapping[str, Any]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def request_id_of(request: Request) -> str:
-    given = request.headers.get("x-request-id")
+# A random per-process prefix and a counter: unique across processes and restarts, and cheap
+# (os.urandom per request cost ~90 us on a VM whose getrandom goes through virtio-rng).
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count()
+
+
+def request_id_from(headers: Mapping[str, str]) -> str:
+    """The client's ``x-request-id`` when it is sane, else a new one."""
+    given = headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return os.urandom(8).hex()
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+
+
+def request_id_of(request: Request) -> str:
+    return request_id_from(request.headers)
 
 
 class FrugalApp:
@@ -57,7 +79,8 @@ class FrugalApp:
     def __init__(self, config: FrugalConfig, *, engine: Engine | None = None) -> None:
         self.config = config
         self._engine = engine
-        self.asgi = Starlette(
+        self.asgi = self
+        self.starlette = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
             exception_handlers={HTTPException: self._http_error, Exception: self._crash},
@@ -103,10 +126,10 @@ class FrugalApp:
             Route(mv, self.model_metadata),
             Route(f"{m}/ready", self.model_ready),
             Route(f"{mv}/ready", self.model_ready),
-            Route(f"{m}/infer", self.infer, methods=["POST"]),
-            Route(f"{mv}/infer", self.infer, methods=["POST"]),
+            Route(f"{m}/infer", self._starlette_inference, methods=["POST"]),
+            Route(f"{mv}/infer", self._starlette_inference, methods=["POST"]),
             Route("/v1/endpoints", self.list_endpoints),
-            Route("/v1/endpoints/{endpoint}/predict", self.predict, methods=["POST"]),
+            Route("/v1/endpoints/{endpoint}/predict", self._starlette_inference, methods=["POST"]),
             Route("/metrics", self.metrics),
         ]
 
@@ -157,91 +180,108 @@ class FrugalApp:
     async def metrics(self, request: Request) -> Response:
         return Response(self.engine.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    async def infer(self, request: Request) -> Response:
+    # ---- inference: the hot routes, on raw ASGI (see exchange.py) -----------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = match_inference_route(scope["method"], scope["path"])
+            if route is not None:
+                exchange = Exchange.from_scope(scope, receive)
+                try:
+                    reply = await self._inference(route[0], exchange, route[1])
+                except ClientGone:
+                    return
+                except Exception:  # never a traceback to the client; the log has it
+                    request_id = exchange.headers.get("x-request-id", "-")
+                    log.exception("request %s: unexpected error", request_id)
+                    body = {"error": "internal error; the server log has the details",
+                            "request_id": request_id}  # fmt: skip
+                    reply = json_reply(body, 500, {"x-request-id": request_id})
+                await send_reply(send, reply)
+                return
+        await self.starlette(scope, receive, send)
+
+    async def _inference(self, kind: str, exchange: Exchange, params: dict[str, str]) -> Reply:
+        if kind == "predict":
+            return await self.predict(exchange, params["endpoint"])
+        return await self.infer(exchange, params["name"], params.get("version"))
+
+    async def _starlette_inference(self, request: Request) -> Response:
+        """The same routes for a caller that mounts ``.starlette`` alone."""
+        route = match_inference_route(request.method, request.url.path)
+        assert route is not None
+        exchange = Exchange({k: v for k, v in request.headers.items()}, request.receive)
+        reply = await self._inference(route[0], exchange, route[1])
+        return Response(reply.body, reply.status, reply.headers, media_type="application/json")
+
+    async def infer(self, exchange: Exchange, name: str, version: str | None) -> Reply:
         received = time.monotonic()
-        request_id = request_id_of(request)
+        request_id = request_id_from(exchange.headers)
         engine = self.engine
         model = "-"
         try:
-            model = self._model_key(request)
+            model = engine.resolve_model(name, version)
             label = f"v2:{model}"
-            deadline = engine.deadline_for(model, received, _deadline_header(request))
-            body = await read_json(request, self.config.server.max_body_bytes)
+            deadline = engine.deadline_for(model, received, deadline_header(exchange.headers))
+            body = await exchange.read_json(self.config.server.max_body_bytes)
             given_id, tensors = decode_infer_request(body)
             answer = await engine.infer(model, tensors, deadline=deadline)
             error = answer.first_error
             if error is not None:  # v2 tensors are all or nothing
                 return self._refuse(label, model, request_id, received, error, answer)
-            name, _, version = model.partition(":")
-            out = encode_infer_response(name, version, given_id, answer.outcomes)
+            model_name, _, model_version = model.partition(":")
+            out = encode_infer_response(model_name, model_version, given_id, answer.outcomes)
             return self._answer(label, request_id, received, answer, out)
         except FrugalError as error:
             return self._refuse(f"v2:{model}", model, request_id, received, error)
 
-    async def predict(self, request: Request) -> Response:
+    async def predict(self, exchange: Exchange, endpoint: str) -> Reply:
         received = time.monotonic()
-        request_id = request_id_of(request)
+        request_id = request_id_from(exchange.headers)
         engine = self.engine
-        endpoint = request.path_params["endpoint"]
         model = "-"
         try:
             model = engine.endpoint_model(endpoint)
-            deadline = engine.deadline_for(model, received, _deadline_header(request))
-            body = await read_json(request, self.config.server.max_body_bytes)
+            deadline = engine.deadline_for(model, received, deadline_header(exchange.headers))
+            body = await exchange.read_json(self.config.server.max_body_bytes)
             instances = decode_predict_request(body)
-            answer = await engine.predict(
-                endpoint, instances, deadline=deadline, user=request.headers.get("x-frugal-user")
-            )
+            user = exchange.headers.get("x-frugal-user")
+            answer = await engine.predict(endpoint, instances, deadline=deadline, user=user)
             error = answer.first_error
             if error is not None and answer.all_failed:
                 return self._refuse(endpoint, model, request_id, received, error, answer)
             out = encode_predict_response(answer.outcomes)
             return self._answer(endpoint, request_id, received, answer, out)
         except FrugalError as error:
-            return self._refuse(endpoint, model, request_id, received, error)
+            label = endpoint if endpoint in engine.endpoints else "-"
+            return self._refuse(label, model, request_id, received, error)
 
     # ---- answers ---------------------------------------------------------------------------
 
     def _answer(
         self, label: str, request_id: str, received: float, answer: Answer, body: Any
-    ) -> Response:
+    ) -> Reply:
         model = answer.model_header
         self.engine.record(
-            label,
-            model,
-            request_id,
-            received,
-            status=200,
-            outcomes=answer.outcomes,
+            label, model, request_id, received, status=200, outcomes=answer.outcomes,
             cost_usd=answer.cost_usd,
-        )
-        return json_response(body, 200, _cost_headers(request_id, model, answer.cost_usd))
+        )  # fmt: skip
+        return json_reply(body, 200, _cost_headers(request_id, model, answer.cost_usd))
 
     def _refuse(
-        self,
-        label: str,
-        model: str,
-        request_id: str,
-        received: float,
-        error: FrugalError,
+        self, label: str, model: str, request_id: str, received: float, error: FrugalError,
         answer: Answer | None = None,
-    ) -> Response:
+    ) -> Reply:  # fmt: skip
         status = status_of(error)
         cost = answer.cost_usd if answer is not None else 0.0
-        if self._engine is not None:
-            self.engine.record(
-                label,
-                model,
-                request_id,
-                received,
-                status=status,
-                outcomes=answer.outcomes if answer is not None else (),
-                cost_usd=cost,
-            )
+        outcomes = answer.outcomes if answer is not None else ()
+        self.engine.record(
+            label, model, request_id, received, status=status, outcomes=outcomes, cost_usd=cost
+        )
         if status == 500:
             log.warning("request %s: %s", request_id, error.message)
         headers = _cost_headers(request_id, model, cost) | error_headers(error)
-        return json_response(error_body(error, request_id), status, headers)
+        return json_reply(error_body(error, request_id), status, headers)
 
     async def _guard(
         self, request: Request, handler: Callable[[Request, str], Awaitable[Response]]
@@ -273,31 +313,8 @@ class FrugalApp:
         return json_response(body, 500, {"x-request-id": request_id})
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, refused with 413 before reading past ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"body of {declared} bytes is over the {limit}-byte limit", field="body"
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the {limit}-byte limit", field="body")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw:
-        raise InvalidInput("the body is empty; send a JSON object", field="body")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"not valid JSON: {exc}", field="body") from None
-
-
-def _deadline_header(request: Request) -> float | None:
-    raw = request.headers.get("x-frugal-deadline-ms")
+def deadline_header(headers: dict[str, str]) -> float | None:
+    raw = headers.get("x-frugal-deadline-ms")
     if raw is None:
         return None
     try:
@@ -339,4 +356,4 @@ def create_app(config: FrugalConfig) -> FrugalApp:
     return FrugalApp(config)
 
 
-__all__ = ["FrugalApp", "build_engine", "create_app", "read_json"]
+__all__ = ["FrugalApp", "build_engine", "create_app"]

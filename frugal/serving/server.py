@@ -38,6 +38,8 @@ def uvicorn_options(config: FrugalConfig, host: str | None, port: int | None) ->
         "port": config.server.port if port is None else port,
         "lifespan": "on",
         "access_log": False,
+        "proxy_headers": False,  # clients are not behind a trusted proxy by default
+        "server_header": False,
         "timeout_graceful_shutdown": None,  # wait for every queued request: nothing is dropped
         "limit_concurrency": config.server.max_concurrency,
     }
