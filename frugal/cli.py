@@ -197,15 +197,15 @@ def print_report(result: Any, by: str) -> None:
             f"{r.p99_ms:.2f}",
             f"{r.mean_batch_size:.1f}",
             f"{100 * r.utilization:.1f}%",
-            f"{r.cost_usd:.6f}",
-            f"{r.usd_per_1k:.6f}",
+            f"{r.cost_usd:.4g}",
+            f"{r.usd_per_1k:.4g}",
             end_section=i == len(result.rows) - 1,
         )
     console = Console()
     console.print(table)
     console.print(
-        f"billed ${result.billed_usd:.6f} = allocated ${result.allocated_usd:.6f} "
-        f"+ idle ${result.idle_usd:.6f} (busy slot time priced: ${result.busy_usd:.6f})"
+        f"billed ${result.billed_usd:.4g} = allocated ${result.allocated_usd:.4g} "
+        f"+ idle ${result.idle_usd:.4g} (busy slot time priced: ${result.busy_usd:.4g})"
     )
 
 

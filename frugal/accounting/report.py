@@ -6,6 +6,7 @@ their ratio to the billed wall time is the share of the machine that did work.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -94,13 +95,17 @@ def _build(db: sqlite3.Connection, since: float, until: float, by: GroupBy) -> R
 def _billed_and_busy(db: sqlite3.Connection, since: float, until: float) -> tuple[float, float]:
     """Billed: each run's price over its overlap with the window. Busy: batches priced by run."""
     runs = db.execute(
-        "SELECT r.run_id, r.started, COALESCE(r.stopped, (SELECT MAX(ts) FROM requests q "
-        "WHERE q.run_id = r.run_id), r.started), r.price_usd_per_hour, r.slots FROM runs r"
+        "SELECT r.run_id, r.started, r.stopped, (SELECT MAX(ts) FROM requests q "
+        "WHERE q.run_id = r.run_id), r.price_usd_per_hour, r.slots, r.pid FROM runs r"
     ).fetchall()
     billed = busy = 0.0
     now = time.time()
-    for run_id, started, stopped, price, slots in runs:
-        end = now if stopped is None else stopped
+    for run_id, started, stopped, last_request, price, slots, pid in runs:
+        # A run without an end is still serving (bill it to now) or was killed (bill it to its
+        # last request: the best evidence of when it stopped).
+        end = stopped
+        if end is None:
+            end = now if _alive(pid) else (last_request or started)
         overlap = max(0.0, min(end, until) - max(started, since))
         billed += price / 3600 * overlap
         (busy_s,) = db.execute(
@@ -109,6 +114,17 @@ def _billed_and_busy(db: sqlite3.Connection, since: float, until: float) -> tupl
         ).fetchone()
         busy += price / 3600 * busy_s / slots
     return billed, busy
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that pid runs on this machine (the ledger is a local file)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _row(key: str, values: list[tuple[float, int, int, float, float]], billed: float) -> ReportRow:

@@ -1,0 +1,175 @@
+"""The SQLite ledger: every recorded row is committed, off the caller's thread, by any process."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from frugal.accounting import BatchRow, LedgerRow, SqliteLedger
+
+
+def request_row(i: int, *, ts: float = 1_700_000_000.0, cost: float = 1e-6) -> LedgerRow:
+    return LedgerRow(
+        ts=ts + i,
+        request_id=f"r{i}",
+        endpoint="digits",
+        model="digits",
+        version="1",
+        items=2,
+        batch_size=8.0,
+        queue_ms=1.0,
+        compute_ms=2.0,
+        latency_ms=3.5,
+        cost_usd=cost,
+        status=200 if i % 7 else 400,
+    )
+
+
+def batch_row(i: int, *, ts: float = 1_700_000_000.0) -> BatchRow:
+    return BatchRow(
+        ts=ts + i,
+        model="digits",
+        version="1",
+        size=8,
+        reason="full",
+        busy_s=0.01,
+        cost_usd=8e-6,
+        queue_ms_mean=1.0,
+        queue_ms_max=2.0,
+        failed=i % 2,
+    )
+
+
+def query(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def count(path: Path, table: str, run_id: str | None = None) -> int:
+    if run_id is None:
+        return int(query(path, f"SELECT COUNT(*) FROM {table}")[0][0])  # type: ignore[call-overload]
+    rows = query(path, f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", run_id)
+    return int(rows[0][0])  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
+    ledger = SqliteLedger(tmp_path / "ledger.db", flush_interval_ms=5)
+    ledger.open(instance="c7i.large", price_usd_per_hour=0.36, slots=2)
+    yield ledger
+    ledger.close()
+
+
+def test_open_writes_the_run(ledger: SqliteLedger) -> None:
+    """open() creates the tables and a runs row with the instance, price and slots, not stopped."""
+    rows = query(
+        ledger.path, "SELECT run_id, instance, price_usd_per_hour, slots, stopped FROM runs"
+    )
+    assert rows == [(ledger.run_id, "c7i.large", 0.36, 2, None)]
+    assert count(ledger.path, "requests") == 0 and count(ledger.path, "batches") == 0
+
+
+async def test_flushed_rows_are_all_in_the_tables(ledger: SqliteLedger) -> None:
+    """Every request and batch row recorded before flush() is in its table, field for field."""
+    requests = [request_row(i) for i in range(50)]
+    batches = [batch_row(i) for i in range(20)]
+    for row in requests:
+        ledger.record(row)
+    for batch in batches:
+        ledger.record_batch(batch)
+    await ledger.flush()
+    stored = query(ledger.path, "SELECT * FROM requests ORDER BY ts")
+    assert [r[:2] for r in stored] == [(row.ts, ledger.run_id) for row in requests]
+    assert stored[3][2:] == (
+        "r3",
+        "digits",
+        "digits",
+        "1",
+        2,
+        8.0,
+        1.0,
+        2.0,
+        3.5,
+        1e-6,
+        200,
+        "bypass",
+    )
+    assert [r[-2] for r in stored] == [row.status for row in requests]
+    stored_batches = query(ledger.path, "SELECT ts, run_id, size, busy_s, failed FROM batches")
+    assert sorted(stored_batches) == [(b.ts, ledger.run_id, 8, 0.01, b.failed) for b in batches]
+
+
+def ledger_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "frugal-ledger"}
+
+
+def test_close_stamps_the_run_end_and_flushes(tmp_path: Path) -> None:
+    """close() commits what is pending, stamps runs.stopped and stops the writer thread."""
+    before = ledger_threads()
+    # A long flush interval: close() must not wait it out, nor leave the writer running.
+    ledger = SqliteLedger(tmp_path / "ledger.db", flush_interval_ms=60_000)
+    ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1)
+    ledger.record(request_row(0))
+    ledger.close()
+    assert ledger_threads() - before == set()
+    ((started, stopped),) = query(ledger.path, "SELECT started, stopped FROM runs")
+    assert stopped is not None and stopped >= started  # type: ignore[operator]
+    assert count(ledger.path, "requests") == 1
+    ledger.close()  # a second close is harmless
+    assert query(ledger.path, "SELECT stopped FROM runs") == [(stopped,)]
+
+
+async def test_record_is_asynchronous_and_loses_nothing(tmp_path: Path) -> None:
+    """record() only queues: 10,000 rows are not on disk when it returns, all are after flush."""
+    # A long flush interval: the writer commits only when asked to flush.
+    ledger = SqliteLedger(tmp_path / "ledger.db", flush_interval_ms=60_000)
+    ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1)
+    try:
+        for i in range(10_000):
+            ledger.record(request_row(i))
+        assert count(ledger.path, "requests") == 0
+        await ledger.flush()
+        assert count(ledger.path, "requests") == 10_000
+        assert query(ledger.path, "SELECT COUNT(DISTINCT request_id) FROM requests") == [(10_000,)]
+    finally:
+        ledger.close()
+
+
+async def test_two_ledgers_on_one_file_both_commit_everything(tmp_path: Path) -> None:
+    """Two ledgers writing one file at once (as two server processes do) both commit every row."""
+    path = tmp_path / "shared.db"
+    first = SqliteLedger(path, flush_interval_ms=1)
+    second = SqliteLedger(path, flush_interval_ms=1)
+    first.open(instance="custom", price_usd_per_hour=1.0, slots=1)
+    second.open(instance="custom", price_usd_per_hour=1.0, slots=1)
+    try:
+        for i in range(3_000):
+            first.record(request_row(i))
+            second.record(request_row(i))
+            if i % 10 == 0:
+                first.record_batch(batch_row(i))
+                second.record_batch(batch_row(i))
+            if i % 500 == 0:  # interleave commits from both writers
+                await asyncio.gather(first.flush(), second.flush())
+        await asyncio.gather(first.flush(), second.flush())
+    finally:
+        await asyncio.gather(asyncio.to_thread(first.close), asyncio.to_thread(second.close))
+    assert first.run_id != second.run_id
+    for run_id in (first.run_id, second.run_id):
+        assert count(path, "requests", run_id) == 3_000
+        assert count(path, "batches", run_id) == 300
+    assert query(path, "SELECT COUNT(*) FROM runs WHERE stopped IS NOT NULL") == [(2,)]
+
+
+def test_flush_before_open_returns(tmp_path: Path) -> None:
+    """flush and close on a ledger that was never opened return at once and create no file."""
+    ledger = SqliteLedger(tmp_path / "never.db")
+    ledger.flush_sync()
+    ledger.close()
+    assert not (tmp_path / "never.db").exists()

@@ -1,0 +1,248 @@
+"""The `frugal` command: exit codes and messages of validate and report, and its help."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from frugal.cli import main, parse_since
+from frugal.config import parse_config
+from tests.conftest import digits_config, write_config
+
+
+def invoke(*args: str, **kwargs: Any) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False, **kwargs)
+
+
+# ---- validate ------------------------------------------------------------------------------
+
+
+def test_validate_ok(digits_model_file: Path, tmp_path: Path) -> None:
+    """A valid config loads every model and prints ok with the instance price and slots."""
+    path = write_config(tmp_path, digits_config(digits_model_file, tmp_path))
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0, result.output
+    assert f"{path}: ok" in result.output
+    assert "model digits:1 (sklearn) loaded" in result.output
+    assert "$0.3600/h over 2 slot(s)" in result.output
+
+
+def test_validate_invalid_config_names_the_field(digits_model_file: Path, tmp_path: Path) -> None:
+    """An invalid config exits 1 with `error:`, the file and the field path, and no traceback."""
+    data = digits_config(digits_model_file, tmp_path, batching={"max_wait_ms": 0})
+    path = write_config(tmp_path, data)
+    result = invoke("validate", str(path))
+    assert result.exit_code == 1
+    assert f"error: {path}: models[0].batching.max_wait_ms:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_missing_config(tmp_path: Path) -> None:
+    """A config file that does not exist exits 1 naming it."""
+    result = invoke("validate", str(tmp_path / "absent.yaml"))
+    assert result.exit_code == 1
+    assert f"error: {tmp_path / 'absent.yaml'}: file not found" in result.output
+
+
+def test_validate_sha256_mismatch_names_the_file(digits_model_file: Path, tmp_path: Path) -> None:
+    """A model file whose bytes changed after its sha256 was written exits 1 naming the file."""
+    data = digits_config(digits_model_file, tmp_path)  # sha256 of the original file
+    changed = tmp_path / "changed.joblib"
+    shutil.copyfile(digits_model_file, changed)
+    raw = bytearray(changed.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    changed.write_bytes(bytes(raw))
+    data["models"][0]["path"] = str(changed)
+    result = invoke("validate", str(write_config(tmp_path, data)))
+    assert result.exit_code == 1
+    assert "error:" in result.output and "sha256 mismatch" in result.output
+    assert str(changed) in result.output
+    assert "hint:" in result.output
+
+
+def test_validate_unknown_instance_type_suggests(digits_model_file: Path, tmp_path: Path) -> None:
+    """An unknown instance type exits 1 naming instance.type, with a hint to give a price."""
+    data = digits_config(digits_model_file, tmp_path, instance={"type": "no-such-machine"})
+    result = invoke("validate", str(write_config(tmp_path, data)))
+    assert result.exit_code == 1
+    assert "error:" in result.output
+    assert "instance.type: unknown instance type 'no-such-machine'" in result.output
+    assert "price_usd_per_hour" in result.output
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedLedger:
+    """A ledger written by a real server run, and its totals read straight from SQLite."""
+
+    path: Path
+    requests: int
+    errors: int
+    cost_usd: float
+
+
+@pytest.fixture
+def served_ledger(serve: Any, digits_model_file: Path, tmp_path: Path, digits: Any) -> Any:
+    config = digits_config(digits_model_file, tmp_path)
+    server = serve(parse_config(config))
+    x, _ = digits
+    with httpx.Client(base_url=server.url) as client:
+        for i in range(12):
+            body = {"instances": x[i : i + 1 + i % 3].tolist()}
+            assert client.post("/v1/endpoints/digits/predict", json=body).status_code == 200
+        for _ in range(3):
+            bad = client.post("/v1/endpoints/digits/predict", content=b"{not json")
+            assert bad.status_code == 400
+    server.__exit__()  # drain, flush the ledger and stamp the run's end
+    path = Path(config["ledger"]["path"])
+    with closing(sqlite3.connect(path)) as db:
+        requests, errors, cost = db.execute(
+            "SELECT COUNT(*), SUM(status >= 400), SUM(cost_usd) FROM requests"
+        ).fetchone()
+    assert (requests, errors) == (15, 3) and cost > 0
+    return ServedLedger(path, requests, errors, cost)
+
+
+def test_report_json_matches_the_ledger(served_ledger: ServedLedger) -> None:
+    """`report --format json` gives the ledger's request, error and cost totals, reconciled."""
+    result = invoke("report", "--ledger", str(served_ledger.path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    *rows, total = out["rows"]
+    assert [r["key"] for r in rows] == ["digits"] and total["key"] == "total"
+    assert total["requests"] == rows[0]["requests"] == served_ledger.requests
+    assert total["errors"] == served_ledger.errors
+    assert total["cost_usd"] == pytest.approx(served_ledger.cost_usd, rel=1e-12)
+    assert out["allocated_usd"] == pytest.approx(served_ledger.cost_usd, rel=1e-12)
+    assert out["allocated_usd"] + out["idle_usd"] == pytest.approx(out["billed_usd"], rel=0.01)
+
+
+def test_report_csv_matches_the_ledger(served_ledger: ServedLedger) -> None:
+    """`report --format csv` has a header, a row per endpoint and a total equal to the ledger's."""
+    result = invoke(
+        "report", "--ledger", str(served_ledger.path), "--format", "csv", "--by", "version"
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [r["key"] for r in rows] == ["digits:1", "total"]
+    total = rows[-1]
+    assert int(total["requests"]) == served_ledger.requests
+    assert int(total["errors"]) == served_ledger.errors
+    assert float(total["cost_usd"]) == pytest.approx(served_ledger.cost_usd, rel=1e-12)
+
+
+def test_report_table_shows_the_totals(served_ledger: ServedLedger) -> None:
+    """The default table lists the endpoint and total rows and billed = allocated + idle."""
+    result = invoke("report", "--ledger", str(served_ledger.path), env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
+    assert [row[0] for row in rows] == ["digits", "total"]
+    assert rows[1][:3] == ["total", str(served_ledger.requests), str(served_ledger.errors)]
+    assert any(line.startswith("billed $") and "+ idle $" in line for line in lines)
+
+
+def test_report_since_a_duration_keeps_recent_rows(served_ledger: ServedLedger) -> None:
+    """`--since 1h` starts the window an hour back, so rows written just now are all in it."""
+    before = time.time()
+    result = invoke(
+        "report", "--ledger", str(served_ledger.path), "--since", "1h", "--format", "json"
+    )
+    after = time.time()
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert before - 3600 <= out["since"] <= after - 3600
+    assert out["rows"][-1]["requests"] == served_ledger.requests
+
+
+def test_report_since_a_later_date_excludes_everything(served_ledger: ServedLedger) -> None:
+    """`--since` a date after the run leaves no rows and nothing billed."""
+    args = ["--ledger", str(served_ledger.path), "--since", "2999-01-01", "--format", "json"]
+    result = invoke("report", *args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["rows"][-1]["requests"] == 0 and out["billed_usd"] == 0.0
+
+
+def test_report_bad_since_is_a_usage_error(served_ledger: ServedLedger) -> None:
+    """An unparseable --since exits 2 with a usage error naming --since."""
+    result = invoke("report", "--ledger", str(served_ledger.path), "--since", "yesterday")
+    assert result.exit_code == 2
+    assert "--since" in result.output and "30m" in result.output
+
+
+def test_report_missing_ledger_hints_to_serve(tmp_path: Path) -> None:
+    """A report on a ledger that does not exist exits 1 naming it, with a hint."""
+    path = tmp_path / "absent.db"
+    result = invoke("report", "--ledger", str(path))
+    assert result.exit_code == 1
+    assert f"error: {path}: no ledger here yet" in result.output
+    assert "hint: run `frugal serve` first" in result.output
+
+
+def test_report_reads_the_ledger_named_by_the_config(
+    served_ledger: ServedLedger, digits_model_file: Path, tmp_path: Path
+) -> None:
+    """Without --ledger, report reads the ledger.path of the --config file."""
+    path = write_config(tmp_path, digits_config(digits_model_file, tmp_path), name="other.yaml")
+    result = invoke("report", "--config", str(path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rows"][-1]["requests"] == served_ledger.requests
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("30s", 30), ("30m", 1800), ("1h", 3600), ("1.5d", 129600), ("2w", 1209600)],
+)
+def test_parse_since_durations(value: str, seconds: float) -> None:
+    """A duration is counted back from now."""
+    before = time.time()
+    since = parse_since(value)
+    after = time.time()
+    assert since is not None and before - seconds <= since <= after - seconds
+
+
+def test_parse_since_dates() -> None:
+    """An ISO date or date-time is read as local time; no value means no window start."""
+    assert parse_since("2026-11-01") == datetime(2026, 11, 1).timestamp()
+    assert parse_since("2026-11-01T12:30:00") == datetime(2026, 11, 1, 12, 30).timestamp()
+    assert parse_since(None) is None
+    with pytest.raises(click.BadParameter):
+        parse_since("1y")
+
+
+# ---- help ----------------------------------------------------------------------------------
+
+
+def test_main_help_lists_the_commands() -> None:
+    """`frugal --help` explains itself and lists every command, mentioning sha256."""
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "lowest cost per request" in result.output
+    for command in ("serve", "validate", "report", "demo"):
+        assert f"  {command} " in result.output
+    assert "sha256" in result.output
+
+
+def test_serve_help_explains_verification_and_shutdown() -> None:
+    """`frugal serve --help` says model files are checked by sha256 and what SIGTERM does."""
+    result = invoke("serve", "--help")
+    assert result.exit_code == 0
+    assert "sha256" in result.output and "SIGTERM" in result.output
+    assert "--workers" in result.output and "--port" in result.output
