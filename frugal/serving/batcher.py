@@ -6,8 +6,9 @@ when ``max_batch_size`` were waiting). With several workers, a free worker next 
 waits up to ``max_wait_ms`` for company (``max_wait``). So batches grow with load on their own and
 a lone request never waits for company.
 
-Shape-aware: for a ``SizedModel`` the batch is the window of similar-sized waiting items around
-the oldest one, so padding is small and no item starves (the oldest always goes next).
+Shape-aware: for a ``SizedModel`` the batch is a run of similar-sized waiting items around the
+oldest one, as many as its measured cost of padding says pay (``sizing.py``); no item starves,
+since the oldest always goes next.
 
 Event-driven: no task polls; submits, timers and finished batches call ``_dispatch``. The model
 call runs in the slot pool (a thread per slot), bisecting a failing batch there so only the bad
@@ -30,6 +31,7 @@ from frugal.config import BatchingConfig
 from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded
 from frugal.records import BatchStats, ItemOutcome
 from frugal.runtimes import Item, Model, Prediction, SizedModel
+from frugal.serving.sizing import PaddedCostFit, choose_window
 
 log = logging.getLogger("frugal.batcher")
 
@@ -80,6 +82,7 @@ class Batcher:
         self._pricer = pricer
         self._on_batch = on_batch
         self._sized = isinstance(model, SizedModel)
+        self._cost_fit = PaddedCostFit()  # busy_s vs padded size, for sized models
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -196,17 +199,18 @@ class Batcher:
 
     def _take_batch(self) -> list[_Pending]:
         limit = self.config.max_batch_size
+        if self._sized:
+            queue = list(self._queue)
+            chosen = choose_window([p.size for p in queue], limit, self._cost_fit.estimate())
+            if len(chosen) < len(queue):
+                keep = set(chosen)
+                self._queue = deque(p for i, p in enumerate(queue) if i not in keep)
+                return [queue[i] for i in chosen]
         if len(self._queue) <= limit:
             batch = list(self._queue)
             self._queue.clear()
             return batch
-        if not self._sized:
-            return [self._queue.popleft() for _ in range(limit)]
-        chosen = _similar_sized_window([p.size for p in self._queue], limit)
-        queue = list(self._queue)
-        keep = set(chosen)
-        self._queue = deque(p for i, p in enumerate(queue) if i not in keep)
-        return [queue[i] for i in chosen]
+        return [self._queue.popleft() for _ in range(limit)]
 
     # ---- answering ----------------------------------------------------------------------
 
@@ -238,6 +242,8 @@ class Batcher:
                 padded_size=padded,
                 padding_waste=(1 - sum(sizes) / padded) if padded else None,
             )
+            if padded is not None and not stats.failed:
+                self._cost_fit.observe(padded, busy_s)
             if busy_s > 0:
                 rate = len(batch) / busy_s
                 self._drain_rate = (
@@ -315,27 +321,6 @@ def _predict_bisecting(model: Model, items: list[Item]) -> list[Prediction | Bas
             return [exc]
         mid = len(items) // 2
         return _predict_bisecting(model, items[:mid]) + _predict_bisecting(model, items[mid:])
-
-
-def _similar_sized_window(sizes: list[int], limit: int) -> list[int]:
-    """Indices of ``limit`` items of similar size that include the oldest (index 0).
-
-    Sorts by size and, among the windows of ``limit`` neighbours that contain the oldest item,
-    takes the one with the least padding (limit x largest - sum of sizes).
-    """
-    order = sorted(range(len(sizes)), key=sizes.__getitem__)
-    anchor = order.index(0)
-    sorted_sizes = [sizes[i] for i in order]
-    prefix = [0]
-    for s in sorted_sizes:
-        prefix.append(prefix[-1] + s)
-    best_start, best_waste = 0, math.inf
-    for start in range(max(0, anchor - limit + 1), min(anchor, len(order) - limit) + 1):
-        end = start + limit
-        waste = limit * sorted_sizes[end - 1] - (prefix[end] - prefix[start])
-        if waste < best_waste:
-            best_start, best_waste = start, waste
-    return order[best_start : best_start + limit]
 
 
 __all__ = ["Batcher", "Submission"]

@@ -14,8 +14,6 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
@@ -23,7 +21,7 @@ from frugal.errors import DeadlineExceeded, ModelFailed, Overloaded
 from frugal.records import BatchStats
 from frugal.runtimes import ModelRef, Prediction
 from frugal.runtimes.sklearn import SklearnModel
-from frugal.serving.batcher import Batcher, _similar_sized_window
+from frugal.serving.batcher import Batcher
 
 PRICER = Pricer(price_usd_per_hour=3.6, slots=2)
 FOREVER = math.inf
@@ -240,18 +238,3 @@ async def test_sized_model_batches_similar_sizes(
         for chunk in (sizes[i : i + 8] for i in range(0, 200, 8))
     ]
     assert np.mean(waste) < np.mean(fifo_waste)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(1, 512), min_size=2, max_size=300), st.integers(1, 64))
-def test_window_includes_oldest_and_pads_least(sizes: list[int], limit: int) -> None:
-    """The window holds the oldest item and `limit` distinct items, and pads no more than FIFO."""
-    limit = min(limit, len(sizes))
-    chosen = _similar_sized_window(sizes, limit)
-    assert 0 in chosen
-    assert len(set(chosen)) == len(chosen) == limit
-
-    def waste(idx: list[int]) -> int:
-        return limit * max(sizes[i] for i in idx) - sum(sizes[i] for i in idx)
-
-    assert waste(chosen) <= waste(list(range(limit)))

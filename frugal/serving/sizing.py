@@ -1,0 +1,95 @@
+"""Which waiting items of a sized model (tokens, pixels) go together in the next batch.
+
+A batch is padded to its longest item, so mixing short and long items wastes compute: on varied
+sentences a batch of 32 in arrival order can be slower per item than batch 1. Rather than guess
+how much padding a batch may carry, the batcher measures it: it fits
+
+    busy_s = overhead_s + per_unit_s x padded_size        (padded_size = items x longest)
+
+on its own recent batches, and takes the run of similar-sized items around the oldest waiting
+one that maximizes items per busy second. The oldest item always goes, so none starves. Until
+the fit is known (or when sizes never vary), it takes the run that pads least.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+class PaddedCostFit:
+    """Least squares of busy seconds on padded size, weighted toward recent batches."""
+
+    def __init__(self, *, decay: float = 0.98, min_batches: int = 8) -> None:
+        self.decay = decay
+        self.min_batches = min_batches
+        self.batches = 0
+        self._w = self._x = self._y = self._xx = self._xy = 0.0
+
+    def observe(self, padded_size: int, busy_s: float) -> None:
+        d = self.decay
+        x = float(padded_size)
+        self._w = d * self._w + 1.0
+        self._x = d * self._x + x
+        self._y = d * self._y + busy_s
+        self._xx = d * self._xx + x * x
+        self._xy = d * self._xy + x * busy_s
+        self.batches += 1
+
+    def estimate(self) -> tuple[float, float] | None:
+        """(overhead_s, per_unit_s), or None while the data cannot tell them apart."""
+        if self.batches < self.min_batches:
+            return None
+        mean_x = self._x / self._w
+        mean_y = self._y / self._w
+        var_x = self._xx / self._w - mean_x * mean_x
+        if var_x <= (0.05 * mean_x) ** 2:  # sizes barely vary: no slope to learn
+            return None
+        per_unit = (self._xy / self._w - mean_x * mean_y) / var_x
+        if per_unit <= 0:
+            return None
+        return max(0.0, mean_y - per_unit * mean_x), per_unit
+
+
+def choose_window(sizes: Sequence[int], limit: int, cost: tuple[float, float] | None) -> list[int]:
+    """Indices (into ``sizes``, oldest first) of the next batch; always includes index 0."""
+    if cost is None:
+        if len(sizes) <= limit:
+            return list(range(len(sizes)))
+        return least_padding_window(sizes, limit)
+    overhead, per_unit = cost
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    anchor = order.index(0)
+    ordered = [sizes[i] for i in order]
+    best, best_rate = (anchor, anchor + 1), -math.inf
+    for start in range(max(0, anchor - limit + 1), anchor + 1):
+        for end in range(anchor + 1, min(len(ordered), start + limit) + 1):
+            n = end - start
+            rate = n / (overhead + per_unit * n * ordered[end - 1])
+            if rate > best_rate * (1 + 1e-9):  # ties go to the earlier, smaller-padding window
+                best, best_rate = (start, end), rate
+    return order[best[0] : best[1]]
+
+
+def least_padding_window(sizes: Sequence[int], limit: int) -> list[int]:
+    """``limit`` items of similar size including the oldest (index 0), padding least.
+
+    Sorts by size and, among the windows of ``limit`` neighbours that contain the oldest item,
+    takes the one with the least padding (limit x largest - sum of sizes).
+    """
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    anchor = order.index(0)
+    ordered = [sizes[i] for i in order]
+    prefix = [0]
+    for s in ordered:
+        prefix.append(prefix[-1] + s)
+    best_start, best_waste = 0, math.inf
+    for start in range(max(0, anchor - limit + 1), min(anchor, len(order) - limit) + 1):
+        end = start + limit
+        waste = limit * ordered[end - 1] - (prefix[end] - prefix[start])
+        if waste < best_waste:
+            best_start, best_waste = start, waste
+    return order[best_start : best_start + limit]
+
+
+__all__ = ["PaddedCostFit", "choose_window", "least_padding_window"]
