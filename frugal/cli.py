@@ -88,7 +88,7 @@ def validate(config: Path, load: bool) -> None:
     from frugal.runtimes import load_model
 
     cfg = load_config(config)
-    pricer = resolve_pricer(cfg.instance)
+    pricer = resolve_pricer(cfg.instance, file=str(config))
     for model in cfg.models:
         if load:
             load_model(model)

@@ -102,6 +102,10 @@ class ModelConfig(_Section):
         if self.runtime == "python":
             if self.factory is None:
                 raise ValueError("runtime python needs `factory: module:callable`")
+        elif self.factory is not None:
+            raise ValueError(
+                f"`factory` is for runtime python; runtime {self.runtime} loads `path`"
+            )
         elif self.path is None:
             raise ValueError(f"runtime {self.runtime} needs `path` to the model file")
         if self.runtime in RUNTIMES_NEEDING_SHA256 and self.sha256 is None:

@@ -37,7 +37,7 @@ class Pricer:
 
 
 def resolve_pricer(
-    instance: InstanceConfig, catalog: dict[str, InstanceType] | None = None
+    instance: InstanceConfig, catalog: dict[str, InstanceType] | None = None, *, file: str = ""
 ) -> Pricer:
     """The price and slots of the configured instance; an explicit price overrides the catalog."""
     spec: InstanceType | None = None
@@ -50,6 +50,7 @@ def resolve_pricer(
             raise ConfigError(
                 f"unknown instance type {instance.type!r}",
                 field="instance.type",
+                file=file,
                 hint=f"{hint}or give `price_usd_per_hour` (see docs/cost-model.md)",
             )
     price = instance.price_usd_per_hour

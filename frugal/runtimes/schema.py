@@ -135,10 +135,12 @@ class InputSchema:
                 field=f"{field}.data",
             )
         array = array.reshape(shape)
+        if datatype == "BYTES" and len(shape) == 1:
+            if spec is not None and len(spec.shape) > 1:
+                _check_shape(array[0:0].reshape(-1), spec.shape[1:], f"{field}.shape")
+            return [str(v) for v in array]
         if spec is not None:
             _check_shape(array[0], spec.shape[1:], f"{field}.shape")
-        if datatype == "BYTES" and len(shape) == 1:
-            return [str(v) for v in array]
         return list(array)
 
 

@@ -37,6 +37,11 @@ class SklearnModel:
 def load(config: ModelConfig) -> SklearnModel:
     import joblib
 
+    if config.options:
+        raise ArtifactError(
+            f"model {config.key}: runtime sklearn takes no options "
+            f"(got {', '.join(sorted(config.options))})"
+        )
     path = verify_artifact(config)
     try:
         estimator = joblib.load(path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -22,9 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import frugal
-from frugal.accounting import SqliteLedger, resolve_pricer
+from frugal.accounting import Pricer, SqliteLedger, resolve_pricer
 from frugal.config import FrugalConfig
-from frugal.errors import FrugalError, InvalidInput
+from frugal.errors import FrugalError, InvalidInput, ModelFailed, Overloaded
 from frugal.observability import ServingMetrics
 from frugal.runtimes import load_model
 from frugal.serving.codecs import (
@@ -76,9 +77,13 @@ def request_id_of(request: Request) -> str:
 class FrugalApp:
     """Builds the engine at start-up (models load off the loop) and answers the routes."""
 
-    def __init__(self, config: FrugalConfig, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self, config: FrugalConfig, *, engine: Engine | None = None, processes: int = 1
+    ) -> None:
         self.config = config
+        self.processes = processes
         self._engine = engine
+        self._open = 0  # inference requests being answered, for server.max_concurrency
         self.asgi = self
         self.starlette = Starlette(
             routes=self._routes(),
@@ -97,7 +102,9 @@ class FrugalApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         if self._engine is None:
-            self._engine = await asyncio.to_thread(build_engine, self.config)
+            self._engine = await asyncio.to_thread(
+                functools.partial(build_engine, self.config, processes=self.processes)
+            )
         self.engine.ready = True
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
@@ -169,7 +176,9 @@ class FrugalApp:
         name, _, version = key.partition(":")
         ready = self.engine.ready
         return json_response(
-            {"name": name, "version": version, "ready": ready}, 200 if ready else 503
+            {"name": name, "version": version, "ready": ready},
+            200 if ready else 503,
+            {"x-request-id": request_id},
         )
 
     async def list_endpoints(self, request: Request) -> Response:
@@ -187,8 +196,18 @@ class FrugalApp:
             route = match_inference_route(scope["method"], scope["path"])
             if route is not None:
                 exchange = Exchange.from_scope(scope, receive)
+                request_id = request_id_from(exchange.headers)
+                exchange.headers["x-request-id"] = request_id  # 500s name the same id
+                limit = self.config.server.max_concurrency
                 try:
-                    reply = await self._inference(route[0], exchange, route[1])
+                    if limit is not None and self._open >= limit:
+                        reply = self._over_concurrency(request_id, limit)
+                    else:
+                        self._open += 1
+                        try:
+                            reply = await self._inference(route[0], exchange, route[1])
+                        finally:
+                            self._open -= 1
                 except ClientGone:
                     return
                 except Exception:  # never a traceback to the client; the log has it
@@ -200,6 +219,16 @@ class FrugalApp:
                 await send_reply(send, reply)
                 return
         await self.starlette(scope, receive, send)
+
+    def _over_concurrency(self, request_id: str, limit: int) -> Reply:
+        error = Overloaded(
+            f"{limit} requests are already open (server.max_concurrency)",
+            retry_after_s=1.0,
+            hint="retry after Retry-After seconds, or raise server.max_concurrency",
+        )
+        self.engine.record("-", "-", request_id, time.monotonic(), status=503)
+        headers = {"x-request-id": request_id} | error_headers(error)
+        return json_reply(error_body(error, request_id), 503, headers)
 
     async def _inference(self, kind: str, exchange: Exchange, params: dict[str, str]) -> Reply:
         if kind == "predict":
@@ -262,11 +291,19 @@ class FrugalApp:
         self, label: str, request_id: str, received: float, answer: Answer, body: Any
     ) -> Reply:
         model = answer.model_header
+        try:  # encode first: an answer that cannot be sent must not be recorded as a 200
+            reply = json_reply(body, 200, _cost_headers(request_id, model, answer.cost_usd))
+        except TypeError as exc:
+            error = ModelFailed(
+                f"model {model} returned a value that is not JSON: {exc}",
+                hint="return numbers, strings, lists, dicts or numpy values from predict_batch",
+            )
+            return self._refuse(label, model, request_id, received, error, answer)
         self.engine.record(
             label, model, request_id, received, status=200, outcomes=answer.outcomes,
             cost_usd=answer.cost_usd,
         )  # fmt: skip
-        return json_reply(body, 200, _cost_headers(request_id, model, answer.cost_usd))
+        return reply
 
     def _refuse(
         self, label: str, model: str, request_id: str, received: float, error: FrugalError,
@@ -336,9 +373,19 @@ def _cost_headers(request_id: str, model: str, cost_usd: float) -> dict[str, str
     }
 
 
-def build_engine(config: FrugalConfig) -> Engine:
-    """Load and verify every model, open the ledger: the blocking part of start-up."""
+def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
+    """Load and verify every model, open the ledger: the blocking part of start-up.
+
+    With ``processes`` server processes on one machine, each is billed its share of the price
+    and gets its share of the slots, so the ledger bills the machine once.
+    """
     pricer = resolve_pricer(config.instance)
+    if processes > 1:
+        pricer = Pricer(
+            price_usd_per_hour=pricer.price_usd_per_hour / processes,
+            slots=max(1, pricer.slots // processes),
+            instance=pricer.instance,
+        )
     models = {m.key: load_model(m) for m in config.models}
     ledger = None
     if config.ledger.enabled:

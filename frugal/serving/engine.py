@@ -109,6 +109,7 @@ class Engine:
         if ep is None:
             known = ", ".join(sorted(self.endpoints)) or "none"
             raise NotFound(f"no endpoint {endpoint!r}; served: {known}")
+        self._check_fits(ep.router.models, len(instances), "instances")
         items = [
             ep.schema.item_from_instance(x, f"instances[{i}]") for i, x in enumerate(instances)
         ]
@@ -121,6 +122,7 @@ class Engine:
         """Open Inference Protocol: a model version addressed directly, no endpoint route."""
         schema = self.schemas[model]
         items = schema.items_from_tensors(tensors)
+        self._check_fits((model,), len(items), "inputs")
         outcomes = await self._call(model, items, deadline)
         return self._finish(outcomes, [model] * len(outcomes))
 
@@ -155,6 +157,17 @@ class Engine:
         self.slot_pool.shutdown(wait=True)
 
     # ---- inside the path ---------------------------------------------------------------------
+
+    def _check_fits(self, models: Sequence[str], items: int, field: str) -> None:
+        """A request larger than a whole queue can never be served: 400, not a hopeless 503."""
+        for model in models:
+            max_queue = self.model_configs[model].batching.max_queue
+            if items > max_queue:
+                raise InvalidInput(
+                    f"{items} items in one request; model {model} queues at most {max_queue}",
+                    field=field,
+                    hint="split the request, or raise batching.max_queue",
+                )
 
     async def _call(self, model: str, items: Sequence[Item], deadline: float) -> list[ItemOutcome]:
         if not items:

@@ -81,7 +81,8 @@ class Exchange:
 
 
 def json_reply(body: Any, status: int, headers: dict[str, str]) -> Reply:
-    return Reply(status, orjson.dumps(body), headers)
+    """Raises TypeError for a value JSON cannot carry (numpy values are fine)."""
+    return Reply(status, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers)
 
 
 async def send_reply(send: Send, reply: Reply) -> None:

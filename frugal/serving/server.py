@@ -16,6 +16,7 @@ from frugal.runtimes import load_model
 from frugal.serving.app import FrugalApp, build_engine
 
 CONFIG_ENV = "FRUGAL_CONFIG"
+PROCESSES_ENV = "FRUGAL_PROCESSES"
 
 
 class _Server(uvicorn.Server):
@@ -41,7 +42,6 @@ def uvicorn_options(config: FrugalConfig, host: str | None, port: int | None) ->
         "proxy_headers": False,  # clients are not behind a trusted proxy by default
         "server_header": False,
         "timeout_graceful_shutdown": None,  # wait for every queued request: nothing is dropped
-        "limit_concurrency": config.server.max_concurrency,
     }
     try:
         import uvloop  # noqa: F401
@@ -71,19 +71,27 @@ def serve(
     options = uvicorn_options(config, host, port) | {"log_level": log_level}
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     if workers > 1:
-        resolve_pricer(config.instance)  # fail fast on a bad instance or artifact, before forking
+        resolve_pricer(
+            config.instance, file=str(config_path)
+        )  # fail fast on a bad instance or artifact, before forking
         for model in config.models:
             load_model(model)
         os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
+        os.environ[PROCESSES_ENV] = str(workers)
+        os.environ["FRUGAL_LOG_LEVEL"] = log_level
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
+    resolve_pricer(config.instance, file=str(config_path))  # an unknown type names the file
     app = FrugalApp(config, engine=build_engine(config))
     _Server(uvicorn.Config(app.asgi, **options), app).run()
 
 
 def app_from_env() -> Any:
     """The ASGI app of one worker process when ``--workers`` > 1."""
-    return FrugalApp(load_config(os.environ[CONFIG_ENV])).asgi
+    level = os.environ.get("FRUGAL_LOG_LEVEL", "info").upper()
+    logging.basicConfig(level=level, format="%(levelname)s: %(name)s: %(message)s")
+    processes = int(os.environ.get(PROCESSES_ENV, "1"))
+    return FrugalApp(load_config(os.environ[CONFIG_ENV]), processes=processes).asgi
 
 
 __all__ = ["CONFIG_ENV", "app_from_env", "serve", "uvicorn_options"]

@@ -7,8 +7,9 @@ how much padding a batch may carry, the batcher measures it: it fits
     busy_s = overhead_s + per_unit_s x padded_size        (padded_size = items x longest)
 
 on its own recent batches, and takes the run of similar-sized items around the oldest waiting
-one that maximizes items per busy second. The oldest item always goes, so none starves. Until
-the fit is known (or when sizes never vary), it takes the run that pads least.
+one that saves the most busy time against running each alone: an item joins only if the call
+overhead it shares outweighs the padding it adds. The oldest item always goes, so none starves.
+Until the fit is known (or when sizes never vary), it takes the run that pads least.
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ class PaddedCostFit:
 
 
 def choose_window(sizes: Sequence[int], limit: int, cost: tuple[float, float] | None) -> list[int]:
-    """Indices (into ``sizes``, oldest first) of the next batch; always includes index 0."""
+    """Indices (into ``sizes``, oldest first) of the next batch; always includes index 0.
+
+    With a cost fit, among the runs of size-sorted neighbours that hold the oldest item, takes
+    the one that saves the most busy time against running each item alone:
+    ``(n - 1) x overhead - per_unit x padding``. So an item joins only if the call overhead it
+    shares outweighs the padding it adds, and a batch is never dearer than its items alone (a
+    lone item saves 0). On equal savings the larger batch wins: more items answered now.
+    """
     if cost is None:
         if len(sizes) <= limit:
             return list(range(len(sizes)))
@@ -61,13 +69,20 @@ def choose_window(sizes: Sequence[int], limit: int, cost: tuple[float, float] | 
     order = sorted(range(len(sizes)), key=sizes.__getitem__)
     anchor = order.index(0)
     ordered = [sizes[i] for i in order]
-    best, best_rate = (anchor, anchor + 1), -math.inf
+    prefix = [0]
+    for size in ordered:
+        prefix.append(prefix[-1] + size)
+    tolerance = 1e-12 * (overhead + per_unit * max(ordered) * limit)
+    best, best_savings = (anchor, anchor + 1), 0.0
     for start in range(max(0, anchor - limit + 1), anchor + 1):
         for end in range(anchor + 1, min(len(ordered), start + limit) + 1):
             n = end - start
-            rate = n / (overhead + per_unit * n * ordered[end - 1])
-            if rate > best_rate * (1 + 1e-9):  # ties go to the earlier, smaller-padding window
-                best, best_rate = (start, end), rate
+            padding = n * ordered[end - 1] - (prefix[end] - prefix[start])
+            savings = (n - 1) * overhead - per_unit * padding
+            better = savings > best_savings + tolerance
+            as_good_and_larger = savings >= best_savings - tolerance and n > best[1] - best[0]
+            if better or as_good_and_larger:
+                best, best_savings = (start, end), savings
     return order[best[0] : best[1]]
 
 
