@@ -197,14 +197,26 @@ class SqliteLedger:
                         if table == "runs_stop":
                             db.executemany("UPDATE runs SET stopped = ? WHERE run_id = ?", rows)
                         else:
-                            marks = ", ".join("?" * len(rows[0]))
-                            db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+                            _insert_many(db, table, rows)
                 return
             except sqlite3.OperationalError as exc:  # locked by another worker process: retry
                 if attempt == 49:
                     log.error("ledger %s: dropping %d rows: %s", self.path, len(pending), exc)
                     return
                 time.sleep(0.05)
+
+
+_ROWS_PER_INSERT = 500  # x 14 columns stays under SQLite's 32,766 bound parameters
+
+
+def _insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ...]]) -> None:
+    """Multi-row INSERTs: executemany steps once a row, releasing and retaking the GIL each time,
+    which made this thread and the event loop trade the GIL thousands of times a second."""
+    row_marks = "(" + ", ".join("?" * len(rows[0])) + ")"
+    for i in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[i : i + _ROWS_PER_INSERT]
+        values = ", ".join([row_marks] * len(chunk))
+        db.execute(f"INSERT INTO {table} VALUES {values}", [v for row in chunk for v in row])
 
 
 def connect(path: Path) -> sqlite3.Connection:
