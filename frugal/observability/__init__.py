@@ -1,5 +1,5 @@
 """Observability: Prometheus metrics now; alerts and the dashboard page plug in here later."""
 
-from frugal.observability.metrics import ServingMetrics
+from frugal.observability.metrics import BatcherState, ServingMetrics
 
-__all__ = ["ServingMetrics"]
+__all__ = ["BatcherState", "ServingMetrics"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -72,9 +72,9 @@ class ServingMetrics:
             registry=r,
         )
 
-    def watch_queues(self, depth: Callable[[], Iterable[tuple[str, int]]]) -> None:
-        """Queue depths are read when scraped, so the hot path does no gauge updates."""
-        self.registry.register(_QueueCollector(depth, self))
+    def watch_batchers(self, state: Callable[[], Iterable[BatcherState]]) -> None:
+        """Queue depths and fitted batch costs are read when scraped: no hot-path updates."""
+        self.registry.register(_LiveCollector(state, self))
 
     def observe_request(
         self, endpoint: str, model: str, status: int, latency_s: float, cost_usd: float
@@ -109,20 +109,41 @@ class ServingMetrics:
         return generate_latest(self.registry)
 
 
-class _QueueCollector(Collector):
+class BatcherState(NamedTuple):
+    model: str
+    queue_depth: int
+    batch_cost: tuple[float, float] | None  # (overhead_s, per_unit_s) fitted for sized models
+
+
+class _LiveCollector(Collector):
     def __init__(
-        self, depth: Callable[[], Iterable[tuple[str, int]]], metrics: ServingMetrics
+        self, state: Callable[[], Iterable[BatcherState]], metrics: ServingMetrics
     ) -> None:
-        self._depth = depth
+        self._state = state
         self._metrics = metrics
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
             "frugal_queue_depth", "Items waiting per model.", labels=["model"]
         )
-        for model, n in self._depth():
-            depth.add_metric([model], n)
+        overhead = GaugeMetricFamily(
+            "frugal_batch_overhead_seconds",
+            "Fitted busy seconds a batch costs whatever its size (sized models).",
+            labels=["model"],
+        )
+        per_unit = GaugeMetricFamily(
+            "frugal_batch_seconds_per_size_unit",
+            "Fitted busy seconds per unit of padded size, e.g. per token (sized models).",
+            labels=["model"],
+        )
+        for state in self._state():
+            depth.add_metric([state.model], state.queue_depth)
+            if state.batch_cost is not None:
+                overhead.add_metric([state.model], state.batch_cost[0])
+                per_unit.add_metric([state.model], state.batch_cost[1])
         yield depth
+        yield overhead
+        yield per_unit
         m = self._metrics
         wall = time.monotonic() - m.started
         utilization = m._busy_s_total / (m.slots * wall) if wall > 0 else 0.0
@@ -136,4 +157,4 @@ class _QueueCollector(Collector):
         )
 
 
-__all__ = ["ServingMetrics"]
+__all__ = ["BatcherState", "ServingMetrics"]

@@ -101,6 +101,11 @@ class Batcher:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def batch_cost(self) -> tuple[float, float] | None:
+        """(overhead_s, per_unit_s) fitted on recent batches of a sized model, once known."""
+        return self._cost_fit.estimate() if self._sized else None
+
     def submit(self, items: Sequence[Item], deadline: float) -> Submission:
         """Queue items of one request; each resolves to an ItemOutcome, errors included."""
         if not self.accepting:

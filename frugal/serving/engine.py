@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
 from frugal.config import FrugalConfig, ModelConfig
 from frugal.errors import DeadlineExceeded, FrugalError, InvalidInput, NotFound
-from frugal.observability import ServingMetrics
+from frugal.observability import BatcherState, ServingMetrics
 from frugal.records import BatchStats, ItemOutcome
 from frugal.routing import Router, RouteRequest, SingleModelRouter
 from frugal.runtimes import InputSchema, Item, Model
@@ -92,7 +92,9 @@ class Engine:
             self.endpoints[endpoint.name] = _Endpoint(
                 endpoint.name, SingleModelRouter(target.key), self.schemas[target.key]
             )
-        metrics.watch_queues(lambda: ((k, b.queue_depth) for k, b in self.batchers.items()))
+        metrics.watch_batchers(
+            lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in self.batchers.items())
+        )
 
     # ---- the two entry points ----------------------------------------------------------------
 
