@@ -96,6 +96,7 @@ class ModelConfig(_Section):
     inputs: list[TensorSpec] = Field(default_factory=list)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     options: dict[str, Any] = Field(default_factory=dict)  # runtime-specific, see docs/runtimes.md
+    executor: Literal["thread", "process"] = "thread"  # process: for models that hold the GIL
 
     @model_validator(mode="after")
     def _artifact(self) -> ModelConfig:

@@ -13,6 +13,10 @@ _EXTRA = {"onnx": "onnx", "torch": "torch"}
 
 def load_model(config: ModelConfig) -> Model:
     """Verify and load one model version; raises ArtifactError naming the model and file."""
+    if config.executor == "process":
+        from frugal.runtimes.process import ProcessModel
+
+        return ProcessModel(config)
     try:
         module = importlib.import_module(f"frugal.runtimes.{config.runtime}")
     except ImportError as exc:

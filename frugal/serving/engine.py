@@ -157,6 +157,10 @@ class Engine:
         if self.ledger is not None:
             await self.ledger.flush()
         self.slot_pool.shutdown(wait=True)
+        for batcher in self.batchers.values():
+            close = getattr(batcher.model, "close", None)  # e.g. a model's worker processes
+            if close is not None:
+                await asyncio.to_thread(close)
 
     # ---- inside the path ---------------------------------------------------------------------
 
