@@ -66,12 +66,7 @@ def choose_window(sizes: Sequence[int], limit: int, cost: tuple[float, float] | 
             return list(range(len(sizes)))
         return least_padding_window(sizes, limit)
     overhead, per_unit = cost
-    order = sorted(range(len(sizes)), key=sizes.__getitem__)
-    anchor = order.index(0)
-    ordered = [sizes[i] for i in order]
-    prefix = [0]
-    for size in ordered:
-        prefix.append(prefix[-1] + size)
+    order, anchor, ordered, prefix = _by_size(sizes)
     tolerance = 1e-12 * (overhead + per_unit * max(ordered) * limit)
     best, best_savings = (anchor, anchor + 1), 0.0
     for start in range(max(0, anchor - limit + 1), anchor + 1):
@@ -92,12 +87,7 @@ def least_padding_window(sizes: Sequence[int], limit: int) -> list[int]:
     Sorts by size and, among the windows of ``limit`` neighbours that contain the oldest item,
     takes the one with the least padding (limit x largest - sum of sizes).
     """
-    order = sorted(range(len(sizes)), key=sizes.__getitem__)
-    anchor = order.index(0)
-    ordered = [sizes[i] for i in order]
-    prefix = [0]
-    for s in ordered:
-        prefix.append(prefix[-1] + s)
+    order, anchor, ordered, prefix = _by_size(sizes)
     best_start, best_waste = 0, math.inf
     for start in range(max(0, anchor - limit + 1), min(anchor, len(order) - limit) + 1):
         end = start + limit
@@ -105,6 +95,17 @@ def least_padding_window(sizes: Sequence[int], limit: int) -> list[int]:
         if waste < best_waste:
             best_start, best_waste = start, waste
     return order[best_start : best_start + limit]
+
+
+def _by_size(sizes: Sequence[int]) -> tuple[list[int], int, list[int], list[int]]:
+    """Indices sorted by size, where the oldest (index 0) landed, the sorted sizes, their
+    prefix sums (so any run's total is one subtraction)."""
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    ordered = [sizes[i] for i in order]
+    prefix = [0]
+    for size in ordered:
+        prefix.append(prefix[-1] + size)
+    return order, order.index(0), ordered, prefix
 
 
 __all__ = ["PaddedCostFit", "choose_window", "least_padding_window"]

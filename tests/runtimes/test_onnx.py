@@ -9,30 +9,18 @@ import pytest
 from onnx import TensorProto, helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
-from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError, InvalidInput
 from frugal.runtimes import Prediction, load_model, sha256_of
 from frugal.runtimes.onnx import OnnxModel
-
-Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-@pytest.fixture(scope="module")
-def digits() -> Split:
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        (x / 16.0).astype(np.float32), y, test_size=0.25, random_state=0
-    )
-    return x_train, x_test, y_train, y_test
+from tests.runtimes.conftest import Split
 
 
 @pytest.fixture(scope="module")
-def classifier(digits: Split) -> LogisticRegression:
-    x_train, _, y_train, _ = digits
+def classifier(digits_split: Split) -> LogisticRegression:
+    x_train, _, y_train, _ = digits_split
     return LogisticRegression(max_iter=500).fit(x_train, y_train)
 
 
@@ -77,10 +65,10 @@ def _graph(nodes: list[onnx.NodeProto], inputs: list[str], output: str, width: i
 
 
 def test_classifier_answers_sklearn_labels_with_max_probability(
-    classifier: LogisticRegression, classifier_onnx: Path, digits: Split
+    classifier: LogisticRegression, classifier_onnx: Path, digits_split: Split
 ) -> None:
     """A skl2onnx classifier answers sklearn's labels, with max probability as confidence."""
-    _, x_test, _, y_test = digits
+    _, x_test, _, y_test = digits_split
     model = load_model(_config(classifier_onnx))
     assert isinstance(model, OnnxModel)
 
@@ -95,10 +83,10 @@ def test_classifier_answers_sklearn_labels_with_max_probability(
 
 
 def test_zipmap_classifier_answers_label_and_confidence(
-    classifier: LogisticRegression, digits: Split, tmp_path: Path
+    classifier: LogisticRegression, digits_split: Split, tmp_path: Path
 ) -> None:
     """A classifier converted with its ZipMap kept answers labels and max probabilities too."""
-    _, x_test, _, _ = digits
+    _, x_test, _, _ = digits_split
     proto = convert_sklearn(classifier, initial_types=[("pixels", FloatTensorType([None, 64]))])
     path = tmp_path / "zipmap.onnx"
     path.write_bytes(proto.SerializeToString())
@@ -114,10 +102,10 @@ def test_zipmap_classifier_answers_label_and_confidence(
 
 
 def test_float64_rows_are_cast_to_the_session_dtype(
-    classifier: LogisticRegression, classifier_onnx: Path, digits: Split
+    classifier: LogisticRegression, classifier_onnx: Path, digits_split: Split
 ) -> None:
     """Rows of another dtype are cast to the dtype the session's input declares."""
-    _, x_test, _, _ = digits
+    _, x_test, _, _ = digits_split
     rows = list(x_test[:10].astype(np.float64))
 
     predictions = load_model(_config(classifier_onnx)).predict_batch(rows)

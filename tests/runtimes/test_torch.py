@@ -7,16 +7,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
 from frugal.runtimes import Prediction, load_model, sha256_of
 from frugal.runtimes.torch import TorchModel
-
-Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+from tests.runtimes.conftest import Split
 
 # PyTorch 2.13 deprecates TorchScript: torch.jit.load warns each time the runtime loads a .pt file.
 # The runtime passes that warning on to the user on purpose; these tests load TorchScript anyway.
@@ -26,17 +23,8 @@ jit_load_deprecated = pytest.mark.filterwarnings(
 
 
 @pytest.fixture(scope="module")
-def digits() -> Split:
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        (x / 16.0).astype(np.float32), y, test_size=0.25, random_state=0
-    )
-    return x_train, x_test, y_train, y_test
-
-
-@pytest.fixture(scope="module")
-def mlp(digits: Split) -> nn.Module:
-    x_train, _, y_train, _ = digits
+def mlp(digits_split: Split) -> nn.Module:
+    x_train, _, y_train, _ = digits_split
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -92,10 +80,10 @@ def _reference(mlp: nn.Module, x: np.ndarray) -> np.ndarray:
     ],
 )
 def test_classifier_answers_argmax_with_max_softmax(
-    artifact: str, artifacts: dict[str, Path], mlp: nn.Module, digits: Split
+    artifact: str, artifacts: dict[str, Path], mlp: nn.Module, digits_split: Split
 ) -> None:
     """Logits answer the in-process model's argmax, with its max softmax as confidence."""
-    _, x_test, _, y_test = digits
+    _, x_test, _, y_test = digits_split
     model = load_model(_config(artifacts[artifact], device="cpu", classifier=True))
     assert isinstance(model, TorchModel)
 
@@ -111,10 +99,10 @@ def test_classifier_answers_argmax_with_max_softmax(
 
 
 def test_raw_output_answers_the_row_without_confidence(
-    artifacts: dict[str, Path], mlp: nn.Module, digits: Split
+    artifacts: dict[str, Path], mlp: nn.Module, digits_split: Split
 ) -> None:
     """Without ``classifier``, an item's answer is its output row as a list, with no confidence."""
-    _, x_test, _, _ = digits
+    _, x_test, _, _ = digits_split
     predictions = load_model(_config(artifacts["exported"], device="cpu")).predict_batch(
         list(x_test[:5])
     )
@@ -139,9 +127,9 @@ def test_probabilities_output_is_not_softmaxed_again(tmp_path: Path) -> None:
     assert model.predict_batch([row, row]) == [Prediction(2, pytest.approx(0.5))] * 2
 
 
-def test_bfloat16_on_cpu_keeps_accuracy(artifacts: dict[str, Path], digits: Split) -> None:
+def test_bfloat16_on_cpu_keeps_accuracy(artifacts: dict[str, Path], digits_split: Split) -> None:
     """``dtype: bfloat16`` runs the model in bfloat16 and its answers stay accurate."""
-    _, x_test, _, y_test = digits
+    _, x_test, _, y_test = digits_split
     model = load_model(_config(artifacts["exported"], device="cpu", dtype="bfloat16"))
     assert isinstance(model, TorchModel)
 
@@ -227,9 +215,9 @@ def test_unknown_suffix_is_refused(artifacts: dict[str, Path], tmp_path: Path) -
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_answers_match_cpu(artifacts: dict[str, Path], digits: Split) -> None:
+def test_cuda_answers_match_cpu(artifacts: dict[str, Path], digits_split: Split) -> None:
     """On a GPU the same artifact answers the same labels as on the CPU."""
-    _, x_test, _, _ = digits
+    _, x_test, _, _ = digits_split
     config = _config(artifacts["exported"], classifier=True)
     cpu = load_model(config.model_copy(update={"options": {"device": "cpu", "classifier": True}}))
     cuda = load_model(config)
