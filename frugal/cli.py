@@ -186,7 +186,8 @@ def print_report(result: Any, by: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"frugal report by {by}")
-    for name in (by, "requests", "errors", "p50 ms", "p99 ms", "batch", "util", "$ total", "$/1k"):
+    for name in (by, "requests", "errors", "p50 ms", "p99 ms", "batch", "util", "$ total", "$/1k",
+                 "cache hits", "$ saved"):  # fmt: skip
         table.add_column(name, justify="left" if name == by else "right")
     for i, r in enumerate([*result.rows, result.total]):
         table.add_row(
@@ -199,6 +200,8 @@ def print_report(result: Any, by: str) -> None:
             f"{100 * r.utilization:.1f}%",
             f"{r.cost_usd:.4g}",
             f"{r.usd_per_1k:.4g}",
+            f"{100 * r.cache_hit_ratio:.1f}%",
+            f"{r.saved_usd:.4g}",
             end_section=i == len(result.rows) - 1,
         )
     console = Console()

@@ -121,9 +121,21 @@ class ModelConfig(_Section):
         return f"{self.name}:{self.version}"
 
 
+class CacheConfig(_Section):
+    """Response caching of one endpoint, item by item; see docs/caching.md."""
+
+    enabled: bool = True
+    store: Literal["memory"] = "memory"
+    ttl_s: Annotated[float, Field(gt=0)] = 600.0
+    max_entries: Annotated[int, Field(ge=1)] = 100_000
+    max_bytes: Annotated[int, Field(ge=1)] | None = None
+    scope: Literal["global", "user", "session"] = "global"
+
+
 class EndpointConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str  # "name" (its last declared version) or "name:version"
+    cache: CacheConfig | None = None  # absent: no caching
 
 
 class LedgerConfig(_Section):
@@ -246,6 +258,7 @@ def _resolve_paths(config: FrugalConfig, base_dir: Path) -> FrugalConfig:
 
 __all__ = [
     "BatchingConfig",
+    "CacheConfig",
     "EndpointConfig",
     "FrugalConfig",
     "InstanceConfig",

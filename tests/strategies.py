@@ -34,3 +34,31 @@ def tensors(draw: st.DrawFn) -> tuple[TensorSpec, np.ndarray]:
     array = np.array(values, dtype=dtype).reshape([batch, *inner])
     spec = TensorSpec(name="x", datatype=datatype, shape=[-1, *inner])
     return spec, array
+
+
+# Cache keys: JSON items, the names around them, and float rows.
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)  # NaN != NaN would make equal-looking values unequal
+    | st.text(max_size=8)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=8,
+)
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+endpoint_names = st.text(_NAME_CHARS, min_size=1, max_size=16)
+model_versions = st.builds(
+    "{}:{}".format, st.text(_NAME_CHARS, min_size=1, max_size=12), st.integers(1, 20).map(str)
+)
+model_lists = st.lists(model_versions, min_size=1, max_size=3, unique=True)
+scopes = st.just("global") | st.text(_NAME_CHARS, min_size=1, max_size=8).map("tenant-{}".format)
+key_params = st.dictionaries(st.text(max_size=6), json_scalars, max_size=3)
+float_rows = st.lists(
+    st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=16
+)

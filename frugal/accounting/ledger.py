@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS requests (
   ts REAL NOT NULL, run_id TEXT NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL,
   model TEXT NOT NULL, version TEXT NOT NULL, items INTEGER NOT NULL, batch_size REAL NOT NULL,
   queue_ms REAL NOT NULL, compute_ms REAL NOT NULL, latency_ms REAL NOT NULL,
-  cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass'
+  cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass',
+  saved_usd REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE TABLE IF NOT EXISTS batches (
@@ -59,7 +60,8 @@ class LedgerRow:
     latency_ms: float
     cost_usd: float
     status: int
-    cache: str = "bypass"
+    cache: str = "bypass"  # hit | miss | partial | bypass
+    saved_usd: float = 0.0  # what its cache hits would have cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ class SqliteLedger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(self.path)
         try:
-            db.executescript(SCHEMA)
+            ensure_schema(db)
             db.execute(
                 "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?)",
                 (self.run_id, time.time(), instance, price_usd_per_hour, slots, os.getpid()),
@@ -126,7 +128,7 @@ class SqliteLedger:
             "requests",
             (row.ts, self.run_id, row.request_id, row.endpoint, row.model, row.version, row.items,
              row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
-             row.status, row.cache),
+             row.status, row.cache, row.saved_usd),
         ))  # fmt: skip
 
     def record_batch(self, row: BatchRow) -> None:
@@ -219,6 +221,20 @@ def _insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ..
         db.execute(f"INSERT INTO {table} VALUES {values}", [v for row in chunk for v in row])
 
 
+# Columns added after a ledger file may have been created: (table, column, declaration).
+_ADDED_COLUMNS = (("requests", "saved_usd", "REAL NOT NULL DEFAULT 0"),)
+
+
+def ensure_schema(db: sqlite3.Connection) -> None:
+    """Create the tables, and add columns that older ledger files lack (their rows read 0)."""
+    db.executescript(SCHEMA)
+    for table, column, declaration in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    db.commit()
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in WAL mode that waits for other frugal worker processes' writes."""
     db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
@@ -231,4 +247,4 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-__all__ = ["BatchRow", "Ledger", "LedgerRow", "SqliteLedger", "connect"]
+__all__ = ["BatchRow", "Ledger", "LedgerRow", "SqliteLedger", "connect", "ensure_schema"]

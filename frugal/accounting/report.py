@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from frugal.accounting.ledger import connect
+from frugal.accounting.ledger import connect, ensure_schema
 from frugal.errors import ConfigError
 
 GroupBy = Literal["endpoint", "model", "version"]
@@ -33,6 +33,8 @@ class ReportRow:
     cost_usd: float
     usd_per_1k: float
     utilization: float
+    cache_hit_ratio: float = 0.0  # requests answered entirely from the cache / requests
+    saved_usd: float = 0.0  # what the cache hits would have cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ def build_report(
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
     try:
+        ensure_schema(db)  # a ledger from an older frugal lacks newer columns
         return _build(db, since, until, by)
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
@@ -70,12 +73,13 @@ def build_report(
 def _build(db: sqlite3.Connection, since: float, until: float, by: GroupBy) -> Report:
     column = {"endpoint": "endpoint", "model": "model", "version": "model || ':' || version"}[by]
     rows = db.execute(
-        f"SELECT {column}, latency_ms, status, items, batch_size, cost_usd FROM requests "
+        f"SELECT {column}, latency_ms, status, items, batch_size, cost_usd, cache, saved_usd "
+        "FROM requests "
         "WHERE ts >= ? AND ts <= ? ORDER BY 1",
         (since, until),
     ).fetchall()
     billed, busy = _billed_and_busy(db, since, until)
-    groups: dict[str, list[tuple[float, int, int, float, float]]] = {}
+    groups: dict[str, list[_Values]] = {}
     for key, *values in rows:
         groups.setdefault(key, []).append(tuple(values))
     report_rows = [_row(key, values, billed) for key, values in groups.items()]
@@ -127,11 +131,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _row(key: str, values: list[tuple[float, int, int, float, float]], billed: float) -> ReportRow:
+_Values = tuple[float, int, int, float, float, str, float]
+
+
+def _row(key: str, values: list[_Values], billed: float) -> ReportRow:
     latency = np.array([v[0] for v in values], dtype=np.float64)
     items = sum(v[2] for v in values)
     cost = float(sum(v[4] for v in values))
-    batch_weighted = sum(v[3] * v[2] for v in values)
+    batched = [v for v in values if v[3] > 0]  # cache hits ran in no batch
+    batched_items = sum(v[2] for v in batched)
+    batch_weighted = sum(v[3] * v[2] for v in batched)
     return ReportRow(
         key=key,
         requests=len(values),
@@ -139,10 +148,12 @@ def _row(key: str, values: list[tuple[float, int, int, float, float]], billed: f
         items=items,
         p50_ms=float(np.percentile(latency, 50)) if len(latency) else 0.0,
         p99_ms=float(np.percentile(latency, 99)) if len(latency) else 0.0,
-        mean_batch_size=batch_weighted / items if items else 0.0,
+        mean_batch_size=batch_weighted / batched_items if batched_items else 0.0,
         cost_usd=cost,
         usd_per_1k=1000 * cost / len(values) if values else 0.0,
         utilization=cost / billed if billed > 0 else 0.0,
+        cache_hit_ratio=sum(1 for v in values if v[5] == "hit") / len(values) if values else 0.0,
+        saved_usd=float(sum(v[6] for v in values)),
     )
 
 

@@ -1,5 +1,5 @@
 """Observability: Prometheus metrics now; alerts and the dashboard page plug in here later."""
 
-from frugal.observability.metrics import BatcherState, ServingMetrics
+from frugal.observability.metrics import BatcherState, CacheState, ServingMetrics
 
-__all__ = ["BatcherState", "ServingMetrics"]
+__all__ = ["BatcherState", "CacheState", "ServingMetrics"]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from frugal.records import BatchStats
@@ -64,6 +64,14 @@ class ServingMetrics:
             "frugal_item_errors", "Items the model failed on.", ["model"], registry=r
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self.cache_lookups = Counter(
+            "frugal_cache_lookups", "Items looked up in an endpoint's cache.",
+            ["endpoint", "scope", "result"], registry=r,
+        )  # fmt: skip
+        self.cache_saved = Counter(
+            "frugal_cache_saved_usd", "What cache hits would have cost the model.", ["endpoint"],
+            registry=r,
+        )  # fmt: skip
         self.padding = Histogram(
             "frugal_padding_waste_ratio",
             "Share of a sized batch that was padding.",
@@ -93,6 +101,19 @@ class ServingMetrics:
         if cost_usd:
             cost.inc(cost_usd)
 
+    def observe_cache(
+        self, endpoint: str, scope: str, hits: int, misses: int, saved_usd: float
+    ) -> None:
+        if hits:
+            self.cache_lookups.labels(endpoint, scope, "hit").inc(hits)
+            self.cache_saved.labels(endpoint).inc(saved_usd)
+        if misses:
+            self.cache_lookups.labels(endpoint, scope, "miss").inc(misses)
+
+    def watch_caches(self, stats: Callable[[], Iterable[CacheState]]) -> None:
+        """Each endpoint cache's size and evictions, read when scraped."""
+        self.registry.register(_CacheCollector(stats))
+
     def observe_batch(self, stats: BatchStats) -> None:
         self._busy_s_total += stats.busy_s
         self.busy.labels(stats.model).inc(stats.busy_s)
@@ -107,6 +128,37 @@ class ServingMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class CacheState(NamedTuple):
+    endpoint: str
+    entries: int
+    bytes: int
+    evictions: int
+
+
+class _CacheCollector(Collector):
+    def __init__(self, stats: Callable[[], Iterable[CacheState]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        entries = GaugeMetricFamily(
+            "frugal_cache_entries", "Entries in an endpoint's cache.", labels=["endpoint"]
+        )
+        size = GaugeMetricFamily(
+            "frugal_cache_bytes", "Estimated bytes of an endpoint's cache.", labels=["endpoint"]
+        )
+        evictions = CounterMetricFamily(
+            "frugal_cache_evictions", "Entries evicted to keep a cache in bounds.",
+            labels=["endpoint"],
+        )  # fmt: skip
+        for state in self._stats():
+            entries.add_metric([state.endpoint], state.entries)
+            size.add_metric([state.endpoint], state.bytes)
+            evictions.add_metric([state.endpoint], state.evictions)
+        yield entries
+        yield size
+        yield evictions
 
 
 class BatcherState(NamedTuple):
@@ -157,4 +209,4 @@ class _LiveCollector(Collector):
         )
 
 
-__all__ = ["BatcherState", "ServingMetrics"]
+__all__ = ["BatcherState", "CacheState", "ServingMetrics"]

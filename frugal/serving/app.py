@@ -28,6 +28,7 @@ from frugal.config import FrugalConfig
 from frugal.errors import FrugalError, InvalidInput, ModelFailed, Overloaded
 from frugal.observability import ServingMetrics
 from frugal.runtimes import load_model
+from frugal.serving.admin import invalidate_cache
 from frugal.serving.codecs import (
     decode_infer_request,
     decode_predict_request,
@@ -138,6 +139,7 @@ class FrugalApp:
             Route("/v1/endpoints", self.list_endpoints),
             Route("/v1/endpoints/{endpoint}/predict", self._starlette_inference, methods=["POST"]),
             Route("/metrics", self.metrics),
+            Route("/admin/cache/invalidate", self.invalidate_cache, methods=["POST"]),
         ]
 
     async def server_metadata(self, request: Request) -> Response:
@@ -185,6 +187,12 @@ class FrugalApp:
         return json_response(
             [{"name": n, "model": self.engine.endpoint_model(n)} for n in self.engine.endpoints]
         )
+
+    async def invalidate_cache(self, request: Request) -> Response:
+        return await self._guard(request, self._invalidate_cache)
+
+    async def _invalidate_cache(self, request: Request, request_id: str) -> Response:
+        return await invalidate_cache(self.engine, request, request_id)
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.engine.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -274,8 +282,10 @@ class FrugalApp:
             deadline = engine.deadline_for(model, received, deadline_header(exchange.headers))
             body = await exchange.read_json(self.config.server.max_body_bytes)
             instances = decode_predict_request(body)
-            user = exchange.headers.get("x-frugal-user")
-            answer = await engine.predict(endpoint, instances, deadline=deadline, user=user)
+            answer = await engine.predict(
+                endpoint, instances, deadline=deadline, user=exchange.headers.get("x-frugal-user"),
+                session=exchange.headers.get("x-frugal-session"),
+            )  # fmt: skip
             error = answer.first_error
             if error is not None and answer.all_failed:
                 return self._refuse(endpoint, model, request_id, received, error, answer)
@@ -291,8 +301,11 @@ class FrugalApp:
         self, label: str, request_id: str, received: float, answer: Answer, body: Any
     ) -> Reply:
         model = answer.model_header
+        headers = _cost_headers(request_id, model, answer.cost_usd) | {
+            "x-frugal-cache": answer.cache
+        }
         try:  # encode first: an answer that cannot be sent must not be recorded as a 200
-            reply = json_reply(body, 200, _cost_headers(request_id, model, answer.cost_usd))
+            reply = json_reply(body, 200, headers)
         except TypeError as exc:
             error = ModelFailed(
                 f"model {model} returned a value that is not JSON: {exc}",
@@ -301,7 +314,7 @@ class FrugalApp:
             return self._refuse(label, model, request_id, received, error, answer)
         self.engine.record(
             label, model, request_id, received, status=200, outcomes=answer.outcomes,
-            cost_usd=answer.cost_usd,
+            cost_usd=answer.cost_usd, cache=answer.cache, saved_usd=answer.saved_usd,
         )  # fmt: skip
         return reply
 

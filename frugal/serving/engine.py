@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
+from frugal.cache import CacheStage, MemoryStore
 from frugal.config import FrugalConfig, ModelConfig
 from frugal.errors import DeadlineExceeded, FrugalError, InvalidInput, NotFound
-from frugal.observability import BatcherState, ServingMetrics
+from frugal.observability import BatcherState, CacheState, ServingMetrics
 from frugal.records import BatchStats, ItemOutcome
 from frugal.routing import Router, RouteRequest, SingleModelRouter
 from frugal.runtimes import InputSchema, Item, Model
@@ -33,6 +34,8 @@ class Answer:
     outcomes: list[ItemOutcome]
     models: list[str]
     cost_usd: float
+    cache: str = "bypass"  # hit | miss | partial | bypass
+    saved_usd: float = 0.0  # what the cache hits would have cost
 
     @property
     def first_error(self) -> FrugalError | None:
@@ -52,6 +55,7 @@ class _Endpoint:
     name: str
     router: Router
     schema: InputSchema
+    cache: CacheStage | None = None
 
 
 class Engine:
@@ -86,12 +90,24 @@ class Engine:
             for key, cfg in self.model_configs.items()
         }
         self.endpoints: dict[str, _Endpoint] = {}
+        self._mean_item_cost: dict[str, float] = {}
         for endpoint in config.endpoints:
             target = config.find_model(endpoint.model)
             assert target is not None  # checked by config validation
+            router = SingleModelRouter(target.key)
+            cache = None
+            if endpoint.cache is not None and endpoint.cache.enabled:
+                store = MemoryStore(
+                    max_entries=endpoint.cache.max_entries, max_bytes=endpoint.cache.max_bytes
+                )
+                cache = CacheStage(
+                    endpoint.name, endpoint.cache, store, router.models,
+                    mean_item_cost=self.mean_item_cost,
+                )  # fmt: skip
             self.endpoints[endpoint.name] = _Endpoint(
-                endpoint.name, SingleModelRouter(target.key), self.schemas[target.key]
+                endpoint.name, router, self.schemas[target.key], cache
             )
+        metrics.watch_caches(self._cache_states)
         metrics.watch_batchers(
             lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in self.batchers.items())
         )
@@ -105,8 +121,9 @@ class Engine:
         *,
         deadline: float,
         user: str | None = None,
+        session: str | None = None,
     ) -> Answer:
-        """Simple JSON: one item per instance, through the endpoint's route."""
+        """Simple JSON: one item per instance, through the endpoint's cache and route."""
         ep = self.endpoints.get(endpoint)
         if ep is None:
             known = ", ".join(sorted(self.endpoints)) or "none"
@@ -115,8 +132,37 @@ class Engine:
         items = [
             ep.schema.item_from_instance(x, f"instances[{i}]") for i, x in enumerate(instances)
         ]
-        routed = await ep.router.route(RouteRequest(endpoint, items, deadline, user), self._call)
-        return self._finish(routed.outcomes, routed.models)
+        scope = ep.cache.scope_of(user, session) if ep.cache is not None else None
+        if ep.cache is None or scope is None:
+            routed = await ep.router.route(
+                RouteRequest(endpoint, items, deadline, user), self._call
+            )
+            return self._finish(routed.outcomes, routed.models)
+
+        async def compute(misses: list[Item]) -> tuple[list[ItemOutcome], list[str]]:
+            request = RouteRequest(endpoint, misses, deadline, user)
+            routed = await ep.router.route(request, self._call)
+            return routed.outcomes, routed.models
+
+        result = await ep.cache.serve(items, scope, compute)
+        self.metrics.observe_cache(
+            endpoint, ep.cache.config.scope, result.hits, len(items) - result.hits,
+            result.saved_usd,
+        )  # fmt: skip
+        cost = math.fsum(o.cost_usd for o in result.outcomes)
+        return Answer(result.outcomes, result.models, cost, result.label, result.saved_usd)
+
+    def _cache_states(self) -> list[CacheState]:
+        states = []
+        for name, endpoint in self.endpoints.items():
+            if endpoint.cache is not None:
+                s = endpoint.cache.store.stats()
+                states.append(CacheState(name, s.entries, s.bytes, s.evictions))
+        return states
+
+    def mean_item_cost(self, model: str) -> float:
+        """The running mean cost of one item of that model version: what a cache hit saves."""
+        return self._mean_item_cost.get(model, 0.0)
 
     async def infer(
         self, model: str, tensors: Sequence[dict[str, object]], *, deadline: float
@@ -195,6 +241,8 @@ class Engine:
         status: int,
         outcomes: Sequence[ItemOutcome] = (),
         cost_usd: float = 0.0,
+        cache: str = "bypass",
+        saved_usd: float = 0.0,
     ) -> None:
         """One ledger row and the request metrics, for answered and refused requests alike."""
         now = time.monotonic()
@@ -218,11 +266,17 @@ class Engine:
                 latency_ms=1000 * latency_s,
                 cost_usd=cost_usd,
                 status=status,
+                cache=cache,
+                saved_usd=saved_usd,
             )
         )
 
     def _on_batch(self, stats: BatchStats) -> None:
         self.metrics.observe_batch(stats)
+        if stats.size and not stats.failed:
+            mean = self._mean_item_cost.get(stats.model)
+            cost = stats.cost_per_item_usd
+            self._mean_item_cost[stats.model] = cost if mean is None else 0.9 * mean + 0.1 * cost
         if self.ledger is None:
             return
         name, _, version = stats.model.partition(":")

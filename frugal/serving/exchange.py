@@ -18,7 +18,13 @@ from frugal.errors import InvalidInput, PayloadTooLarge
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 HEADERS_READ = frozenset(
-    {b"content-length", b"x-request-id", b"x-frugal-deadline-ms", b"x-frugal-user"}
+    {
+        b"content-length",
+        b"x-request-id",
+        b"x-frugal-deadline-ms",
+        b"x-frugal-user",
+        b"x-frugal-session",
+    }
 )
 
 

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,8 +100,9 @@ async def test_flushed_rows_are_all_in_the_tables(ledger: SqliteLedger) -> None:
         1e-6,
         200,
         "bypass",
+        0.0,
     )
-    assert [r[-2] for r in stored] == [row.status for row in requests]
+    assert [r[-3] for r in stored] == [row.status for row in requests]
     stored_batches = query(ledger.path, "SELECT ts, run_id, size, busy_s, failed FROM batches")
     assert sorted(stored_batches) == [(b.ts, ledger.run_id, 8, 0.01, b.failed) for b in batches]
 
@@ -173,3 +175,26 @@ def test_flush_before_open_returns(tmp_path: Path) -> None:
     ledger.flush_sync()
     ledger.close()
     assert not (tmp_path / "never.db").exists()
+
+
+def test_a_ledger_from_before_saved_usd_gains_the_column(tmp_path: Path) -> None:
+    """An older ledger without `saved_usd` is migrated on open; its old rows read 0 saved."""
+    from frugal.accounting.ledger import SCHEMA
+
+    path = tmp_path / "old.db"
+    old_schema = SCHEMA.replace(
+        "cache TEXT NOT NULL DEFAULT 'bypass',\n  saved_usd REAL NOT NULL DEFAULT 0", "cache TEXT"
+    )
+    assert "saved_usd" not in old_schema
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO requests VALUES (1, 'run0', 'r0', 'e', 'm', '1', 1, 1, 0, 0, 0, 0, 200, "
+            "'bypass')"
+        )
+    ledger = SqliteLedger(path)
+    ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1)
+    ledger.record(replace(request_row(1), saved_usd=0.25, cache="hit"))
+    ledger.close()
+    stored = query(path, "SELECT request_id, cache, saved_usd FROM requests ORDER BY ts")
+    assert stored == [("r0", "bypass", 0.0), ("r1", "hit", 0.25)]

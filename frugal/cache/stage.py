@@ -1,0 +1,175 @@
+"""The cache stage of an endpoint: answer what is cached, compute each missing item once.
+
+Item by item: a request of 5 items with 3 cached sends 2 to the route. Single-flight: an item
+that another request is already computing waits for that answer instead of calling the model
+again, so N identical concurrent requests make 1 model call. Only answers are stored, never
+errors. A hit costs nothing here and records as saved the running mean cost of an item of the
+model version that computed it (DESIGN.md's cost model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from frugal.cache.keys import item_key
+from frugal.cache.store import CacheEntry, CacheStore
+from frugal.config import CacheConfig
+from frugal.errors import FrugalError, ModelFailed
+from frugal.records import ItemOutcome
+from frugal.runtimes import Item, Prediction
+
+Compute = Callable[[list[Item]], Awaitable[tuple[list[ItemOutcome], list[str]]]]
+_Flight = asyncio.Future[tuple[ItemOutcome, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheResult:
+    """Outcomes in the request's order, who answered each, and what the cache did."""
+
+    outcomes: list[ItemOutcome]
+    models: list[str]
+    hits: int
+    saved_usd: float
+    label: str  # hit | miss | partial
+
+
+class CacheStage:
+    def __init__(
+        self,
+        endpoint: str,
+        config: CacheConfig,
+        store: CacheStore,
+        models: Sequence[str],
+        *,
+        mean_item_cost: Callable[[str], float],
+    ) -> None:
+        self.endpoint = endpoint
+        self.config = config
+        self.store = store
+        self.models = tuple(models)
+        self._mean_item_cost = mean_item_cost
+        self._flights: dict[bytes, _Flight] = {}
+        self.following = 0  # items now waiting for another request's computation
+
+    @property
+    def computing(self) -> int:
+        """Distinct items being computed for this endpoint right now."""
+        return len(self._flights)
+
+    def scope_of(self, user: str | None, session: str | None) -> str | None:
+        """The key scope of a request, or None when its scope is unknown (then: no caching,
+        so a scoped answer can never reach another user or session)."""
+        if self.config.scope == "global":
+            return "global"
+        who = user if self.config.scope == "user" else session
+        return f"{self.config.scope}:{who}" if who else None
+
+    async def serve(self, items: Sequence[Item], scope: str, compute: Compute) -> CacheResult:
+        n = len(items)
+        keys = [
+            item_key(endpoint=self.endpoint, models=self.models, item=item, scope=scope)
+            for item in items
+        ]
+        outcomes: list[ItemOutcome | None] = [None] * n
+        models = [""] * n
+        owned: dict[bytes, list[int]] = {}  # keys this request computes -> its items with that key
+        following: dict[int, _Flight] = {}  # items another request is computing
+        hits = 0
+        saved = 0.0
+        loop = asyncio.get_running_loop()
+        for i, key in enumerate(keys):
+            if key in owned:
+                owned[key].append(i)
+                continue
+            if key in self._flights:
+                following[i] = self._flights[key]
+                continue
+            entry = await self.store.get(key)
+            if entry is not None:
+                outcomes[i] = _hit(entry.value, entry.confidence)
+                models[i] = entry.model
+                hits += 1
+                saved += self._mean_item_cost(entry.model)
+            elif key in self._flights:  # started while the store answered
+                following[i] = self._flights[key]
+            else:
+                owned[key] = [i]
+                self._flights[key] = loop.create_future()
+        if owned:
+            duplicates = await self._compute(items, owned, outcomes, models, compute)
+            hits += len(duplicates)
+            saved += sum(self._mean_item_cost(models[i]) for i in duplicates)
+        for i, flight in following.items():
+            self.following += 1
+            try:
+                outcome, model = await flight
+            finally:
+                self.following -= 1
+            if outcome.error is not None or outcome.prediction is None:
+                outcomes[i] = outcome
+            else:
+                outcomes[i] = _hit(outcome.prediction.value, outcome.prediction.confidence)
+                hits += 1
+                saved += self._mean_item_cost(model)
+            models[i] = model
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == n
+        label = "hit" if hits == n else "miss" if hits == 0 else "partial"
+        return CacheResult(done, models, hits, saved, label)
+
+    async def _compute(
+        self,
+        items: Sequence[Item],
+        owned: dict[bytes, list[int]],
+        outcomes: list[ItemOutcome | None],
+        models: list[str],
+        compute: Compute,
+    ) -> list[int]:
+        """Computes one item per owned key; returns the repeats within this request, which are
+        answered as hits (their cost is the first one's, counted once)."""
+        duplicates: list[int] = []
+        try:
+            computed, by = await compute([items[idx[0]] for idx in owned.values()])
+        except BaseException as exc:  # followers get the same failure, never a hang
+            error = exc if isinstance(exc, FrugalError) else ModelFailed(f"{exc!r}")
+            for key in owned:
+                self._land(key, ItemOutcome(None, error, 0.0, None), "-")
+            raise
+        for (key, idx), outcome, model in zip(owned.items(), computed, by, strict=True):
+            outcomes[idx[0]] = outcome
+            models[idx[0]] = model
+            ok = outcome.error is None and outcome.prediction is not None
+            for i in idx[1:]:  # the same item twice in one request is computed once
+                models[i] = model
+                if ok and outcome.prediction is not None:
+                    outcomes[i] = _hit(outcome.prediction.value, outcome.prediction.confidence)
+                    duplicates.append(i)
+                else:
+                    outcomes[i] = outcome
+            self._land(key, outcome, model)
+            if ok and outcome.prediction is not None:
+                entry = CacheEntry(
+                    value=outcome.prediction.value,
+                    confidence=outcome.prediction.confidence,
+                    model=model,
+                    cost_usd=outcome.cost_usd,
+                    created=time.time(),
+                    endpoint=self.endpoint,
+                )
+                await self.store.put(key, entry, self.config.ttl_s)
+        return duplicates
+
+    def _land(self, key: bytes, outcome: ItemOutcome, model: str) -> None:
+        flight = self._flights.pop(key, None)
+        if flight is not None and not flight.done():
+            flight.set_result((outcome, model))
+
+
+def _hit(value: object, confidence: float | None) -> ItemOutcome:
+    return ItemOutcome(Prediction(value, confidence), None, 0.0, None)
+
+
+__all__ = ["CacheResult", "CacheStage", "Compute"]
