@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -36,31 +37,46 @@ def test_least_padding_window_holds_oldest_and_pads_no_more_than_fifo(
     assert waste(chosen) <= waste(list(range(limit)))
 
 
+def subsets_with_oldest(n_items: int, limit: int) -> list[list[int]]:
+    return [
+        [0, *rest]
+        for k in range(min(limit, n_items))
+        for rest in itertools.combinations(range(1, n_items), k)
+    ]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.integers(1, 100), min_size=1, max_size=10),
-    st.integers(1, 10),
+    st.lists(st.integers(1, 30), min_size=1, max_size=9),
+    st.integers(1, 9),
     st.floats(0.0, 0.05),
     st.floats(1e-5, 1e-2),
 )
-def test_cost_window_saves_most_among_sorted_runs_and_never_loses(
+def test_cost_window_is_the_best_subset_with_the_oldest(
     sizes: list[int], limit: int, overhead: float, per_unit: float
 ) -> None:
-    """The batch saves at least as much as any sorted run holding the oldest, and never < 0."""
+    """No subset holding the oldest item (brute force) saves more, and none saves < 0."""
     cost = (overhead, per_unit)
     chosen = choose_window(sizes, limit, cost)
     assert 0 in chosen and 1 <= len(chosen) <= limit and len(set(chosen)) == len(chosen)
-    order = sorted(range(len(sizes)), key=sizes.__getitem__)
-    anchor = order.index(0)
-    runs = [
-        order[start:end]
-        for start in range(len(order))
-        for end in range(start + 1, min(len(order), start + limit) + 1)
-        if start <= anchor < end
-    ]
-    best = max(savings(sizes, run, cost) for run in runs)
+    best = max(savings(sizes, s, cost) for s in subsets_with_oldest(len(sizes), limit))
     assert savings(sizes, chosen, cost) >= best - 1e-12
     assert savings(sizes, chosen, cost) >= -1e-12
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=2, max_size=9), st.integers(1, 8))
+def test_least_padding_window_is_the_best_subset_of_its_size(sizes: list[int], limit: int) -> None:
+    """No `limit` items holding the oldest (brute force) pad less than the chosen ones."""
+    limit = min(limit, len(sizes))
+    chosen = least_padding_window(sizes, limit)
+
+    def padding(idx: list[int]) -> int:
+        return len(idx) * max(sizes[i] for i in idx) - sum(sizes[i] for i in idx)
+
+    candidates = [s for s in subsets_with_oldest(len(sizes), limit) if len(s) == limit]
+    assert len(chosen) == limit and 0 in chosen
+    assert padding(chosen) == min(padding(s) for s in candidates)
 
 
 def test_zero_overhead_batches_only_equal_sizes() -> None:
