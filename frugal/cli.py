@@ -181,6 +181,81 @@ def demo(n_requests: int, connections: int, workdir: Path | None) -> None:
     run_demo(n_requests=n_requests, connections=connections, workdir=workdir)
 
 
+@main.group()
+def cache() -> None:
+    """Look at or clear the response caches of a running server (loopback admin routes)."""
+
+
+def _server_url(url: str | None, config_path: Path) -> str:
+    if url:
+        return url.rstrip("/")
+    from frugal.config import load_config
+
+    server = load_config(config_path).server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
+    return f"http://{host}:{server.port}"
+
+
+def _admin(method: str, url: str, path: str, body: dict[str, str] | None = None) -> Any:
+    import httpx
+
+    try:
+        response = httpx.request(method, url + path, json=body, timeout=10)
+    except httpx.HTTPError as exc:
+        raise FrugalError(f"cannot reach {url}: {exc}", hint="is `frugal serve` running?") from None
+    if response.status_code != 200:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise FrugalError(f"{url}{path} answered {response.status_code}: {message}")
+    return response.json()
+
+
+_URL = click.option("--url", help="Server address (default: from --config's server section).")
+_CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path),
+                       default="frugal.yaml", show_default=True)  # fmt: skip
+
+
+@cache.command("stats")
+@_URL
+@_CONFIG
+def cache_stats(url: str | None, config_path: Path) -> None:
+    """Entries, bytes, evictions, hits, misses and dollars saved per cached endpoint."""
+    from rich.console import Console
+    from rich.table import Table
+
+    stats = _admin("GET", _server_url(url, config_path), "/admin/cache/stats")
+    table = Table(title="frugal caches")
+    columns = ("endpoint", "store", "scope", "entries", "bytes", "evictions", "errors", "hits",
+               "misses", "hit ratio", "$ saved")  # fmt: skip
+    for name in columns:
+        table.add_column(name, justify="left" if name in columns[:3] else "right")
+    for endpoint, s in stats.items():
+        lookups = s["hits"] + s["misses"]
+        ratio = f"{100 * s['hits'] / lookups:.1f}%" if lookups else "-"
+        table.add_row(
+            endpoint, s["store"], s["scope"], f"{s['entries']:,}", f"{s['bytes']:,}",
+            f"{s['evictions']:,}", f"{s['errors']:,}", f"{s['hits']:,}", f"{s['misses']:,}",
+            ratio, f"{s['saved_usd']:.4g}",
+        )  # fmt: skip
+    Console().print(table)
+
+
+@cache.command("invalidate")
+@_URL
+@_CONFIG
+@click.option("--endpoint", help="Only this endpoint's cache.")
+@click.option("--model", help="Only answers computed by this model version (name:version).")
+def cache_invalidate(
+    url: str | None, config_path: Path, endpoint: str | None, model: str | None
+) -> None:
+    """Drop cached answers (all of them unless --endpoint / --model narrow it)."""
+    body = {k: v for k, v in (("endpoint", endpoint), ("model", model)) if v is not None}
+    result = _admin("POST", _server_url(url, config_path), "/admin/cache/invalidate", body)
+    click.echo(f"invalidated {result['invalidated']} entries")
+
+
 def print_report(result: Any, by: str) -> None:
     from rich.console import Console
     from rich.table import Table

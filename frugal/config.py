@@ -121,15 +121,48 @@ class ModelConfig(_Section):
         return f"{self.name}:{self.version}"
 
 
+class EarlyExpiryConfig(_Section):
+    """XFetch: recompute a hot entry shortly before it expires, with probability rising as
+    expiry nears (beta > 1 refreshes earlier), instead of letting every request miss at once."""
+
+    enabled: bool = True
+    beta: Annotated[float, Field(gt=0)] = 1.0
+
+
+class SemanticConfig(_Section):
+    """Serve the answer of the nearest stored text when cosine similarity >= threshold."""
+
+    enabled: bool = True
+    # Measured (bench/semantic_threshold.py, docs/caching.md): MiniLM scores word-order swaps
+    # ("Paris to London" / "London to Paris") >= 0.99, so only 0.998 had no false hit.
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.998
+    max_entries: Annotated[int, Field(ge=1)] = 10_000
+    backend: Literal["onnx", "torch"] = "onnx"
+
+
 class CacheConfig(_Section):
     """Response caching of one endpoint, item by item; see docs/caching.md."""
 
     enabled: bool = True
-    store: Literal["memory"] = "memory"
+    store: Literal["memory", "redis", "disk"] = "memory"
     ttl_s: Annotated[float, Field(gt=0)] = 600.0
     max_entries: Annotated[int, Field(ge=1)] = 100_000
     max_bytes: Annotated[int, Field(ge=1)] | None = None
     scope: Literal["global", "user", "session"] = "global"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # store: redis
+    timeout_ms: Annotated[float, Field(gt=0)] = 50.0  # store: redis, per operation
+    path: Path | None = None  # store: disk; default: frugal-cache-<endpoint>.db beside the ledger
+    early_expiry: EarlyExpiryConfig | None = None
+    warmup: Path | None = None  # a JSONL of instances computed at start-up, before readiness
+    semantic: SemanticConfig | None = None  # text items only
+    log_sample: Annotated[float, Field(ge=0, le=1)] = 0.0  # share of lookups logged
+
+    @model_validator(mode="after")
+    def _semantic_is_global(self) -> CacheConfig:
+        if self.semantic is not None and self.semantic.enabled and self.scope != "global":
+            # The nearest text may belong to another user's or session's entry.
+            raise ValueError("semantic caching needs scope: global")
+        return self
 
 
 class EndpointConfig(_Section):
@@ -253,17 +286,30 @@ def _resolve_paths(config: FrugalConfig, base_dir: Path) -> FrugalConfig:
     ledger = config.ledger
     if not ledger.path.is_absolute():
         ledger = ledger.model_copy(update={"path": base_dir / ledger.path})
-    return config.model_copy(update={"models": models, "ledger": ledger})
+    endpoints = []
+    for endpoint in config.endpoints:
+        cache = endpoint.cache
+        if cache is not None:
+            cache = cache.model_copy(update={
+                name: base_dir / value
+                for name in ("path", "warmup")
+                if (value := getattr(cache, name)) is not None and not value.is_absolute()
+            })  # fmt: skip
+            endpoint = endpoint.model_copy(update={"cache": cache})
+        endpoints.append(endpoint)
+    return config.model_copy(update={"models": models, "ledger": ledger, "endpoints": endpoints})
 
 
 __all__ = [
     "BatchingConfig",
     "CacheConfig",
+    "EarlyExpiryConfig",
     "EndpointConfig",
     "FrugalConfig",
     "InstanceConfig",
     "LedgerConfig",
     "ModelConfig",
+    "SemanticConfig",
     "ServerConfig",
     "TensorSpec",
     "load_config",

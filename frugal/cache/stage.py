@@ -10,17 +10,22 @@ model version that computed it (DESIGN.md's cost model).
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from frugal.cache.keys import item_key
+from frugal.cache.semantic import SemanticIndex
 from frugal.cache.store import CacheEntry, CacheStore
 from frugal.config import CacheConfig
 from frugal.errors import FrugalError, ModelFailed
 from frugal.records import ItemOutcome
 from frugal.runtimes import Item, Prediction
 
+log = logging.getLogger("frugal.cache")
 Compute = Callable[[list[Item]], Awaitable[tuple[list[ItemOutcome], list[str]]]]
 _Flight = asyncio.Future[tuple[ItemOutcome, str]]
 
@@ -45,6 +50,9 @@ class CacheStage:
         models: Sequence[str],
         *,
         mean_item_cost: Callable[[str], float],
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        semantic: SemanticIndex | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.config = config
@@ -52,7 +60,13 @@ class CacheStage:
         self.models = tuple(models)
         self._mean_item_cost = mean_item_cost
         self._flights: dict[bytes, _Flight] = {}
+        self._clock = clock
+        self._rand = rand
+        self.semantic = semantic
+        self.semantic_hits = 0
         self.following = 0  # items now waiting for another request's computation
+        self.hits = self.misses = self.refreshed = 0  # since start, for /admin/cache/stats
+        self.saved_usd = 0.0
 
     @property
     def computing(self) -> int:
@@ -88,6 +102,11 @@ class CacheStage:
                 following[i] = self._flights[key]
                 continue
             entry = await self.store.get(key)
+            if entry is not None and self._refresh_early(entry):
+                self.refreshed += 1
+                entry = None
+            if entry is None and self.semantic is not None and isinstance(items[i], str):
+                entry = await self._nearest(items[i])
             if entry is not None:
                 outcomes[i] = _hit(entry.value, entry.confidence)
                 models[i] = entry.model
@@ -118,7 +137,39 @@ class CacheStage:
         done = [o for o in outcomes if o is not None]
         assert len(done) == n
         label = "hit" if hits == n else "miss" if hits == 0 else "partial"
+        self.hits += hits
+        self.misses += n - hits
+        self.saved_usd += saved
+        if self.config.log_sample and self._rand() < self.config.log_sample:
+            log.info(
+                "cache %s: endpoint=%s scope=%s items=%d hits=%d saved_usd=%.3g",
+                label, self.endpoint, self.config.scope, n, hits, saved,
+            )  # fmt: skip
         return CacheResult(done, models, hits, saved, label)
+
+    async def _nearest(self, text: str) -> CacheEntry | None:
+        """The stored answer of a text that means the same (embedding runs in a thread)."""
+        assert self.semantic is not None
+        key, _ = await asyncio.to_thread(self.semantic.nearest, text)
+        if key is None:
+            return None
+        entry = await self.store.get(key)
+        if entry is None:  # expired or evicted from the store: forget it here too
+            await asyncio.to_thread(self.semantic.remove, key)
+            return None
+        self.semantic_hits += 1
+        return entry
+
+    def _refresh_early(self, entry: CacheEntry) -> bool:
+        """XFetch (Vattani et al., VLDB 2015): recompute before expiry with a probability that
+        grows as expiry nears and with how long the answer took to compute, so one request
+        refreshes a hot entry instead of all of them missing together when it expires."""
+        early = self.config.early_expiry
+        if early is None or not early.enabled or entry.compute_s <= 0:
+            return False
+        expires = entry.created + self.config.ttl_s
+        gap = -entry.compute_s * early.beta * math.log(1.0 - self._rand())  # >= 0
+        return self._clock() + gap >= expires
 
     async def _compute(
         self,
@@ -156,10 +207,14 @@ class CacheStage:
                     confidence=outcome.prediction.confidence,
                     model=model,
                     cost_usd=outcome.cost_usd,
-                    created=time.time(),
+                    created=self._clock(),
                     endpoint=self.endpoint,
+                    compute_s=outcome.batch.busy_s if outcome.batch is not None else 0.0,
                 )
                 await self.store.put(key, entry, self.config.ttl_s)
+                text = items[idx[0]]
+                if self.semantic is not None and isinstance(text, str):
+                    await asyncio.to_thread(self.semantic.add, text, key)
         return duplicates
 
     def _land(self, key: bytes, outcome: ItemOutcome, model: str) -> None:

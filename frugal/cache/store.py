@@ -26,6 +26,51 @@ class CacheEntry:
     cost_usd: float  # what computing it cost (a hit records this as saved)
     created: float  # unix seconds
     endpoint: str  # for invalidation by endpoint
+    compute_s: float = 0.0  # busy seconds of the batch that computed it (XFetch's delta)
+
+
+_FIELD_COUNT = 7  # the CacheEntry fields, in declaration order
+
+
+def encode_entry(entry: CacheEntry) -> bytes:
+    """Compact bytes for stores outside this process (disk, Redis): a JSON list of fields."""
+    fields = [
+        entry.value,
+        entry.confidence,
+        entry.model,
+        entry.cost_usd,
+        entry.created,
+        entry.endpoint,
+        entry.compute_s,
+    ]
+    return orjson.dumps(fields, option=_SIZE_OPTIONS)
+
+
+def decode_entry(raw: bytes | str) -> CacheEntry:
+    """The entry ``encode_entry`` wrote; raises ValueError for anything else."""
+    fields = orjson.loads(raw)
+    if not isinstance(fields, list) or len(fields) != _FIELD_COUNT:
+        raise ValueError(f"expected a list of {_FIELD_COUNT} fields")
+    value, confidence, model, cost_usd, created, endpoint, compute_s = fields
+    if not (isinstance(model, str) and isinstance(endpoint, str)):
+        raise ValueError("model and endpoint must be strings")
+    if not (confidence is None or _is_number(confidence)):
+        raise ValueError("confidence must be a number or null")
+    if not (_is_number(cost_usd) and _is_number(created) and _is_number(compute_s)):
+        raise ValueError("cost_usd, created and compute_s must be numbers")
+    return CacheEntry(
+        value=value,
+        confidence=None if confidence is None else float(confidence),
+        model=model,
+        cost_usd=float(cost_usd),
+        created=float(created),
+        endpoint=endpoint,
+        compute_s=float(compute_s),
+    )
+
+
+def _is_number(x: Any) -> bool:
+    return type(x) is int or type(x) is float  # bool is an int, but not a number here
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +81,7 @@ class CacheStats:
     bytes: int
     evictions: int
     expirations: int
+    errors: int = 0  # operations that failed (a remote store down or slow); the cache failed open
 
 
 @runtime_checkable
@@ -71,4 +117,12 @@ def entry_size_bytes(entry: CacheEntry) -> int:
     return len(orjson.dumps(entry.value, option=_SIZE_OPTIONS)) + ENTRY_OVERHEAD_BYTES
 
 
-__all__ = ["ENTRY_OVERHEAD_BYTES", "CacheEntry", "CacheStats", "CacheStore", "entry_size_bytes"]
+__all__ = [
+    "ENTRY_OVERHEAD_BYTES",
+    "CacheEntry",
+    "CacheStats",
+    "CacheStore",
+    "decode_entry",
+    "encode_entry",
+    "entry_size_bytes",
+]

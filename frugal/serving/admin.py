@@ -22,11 +22,9 @@ def _json(body: Any, status: int, request_id: str) -> Response:
 async def invalidate_cache(engine: Engine, request: Request, request_id: str) -> Response:
     """``{"endpoint"?, "model"?}``: drop those entries (both absent: all). Loopback only
     until API keys with an admin role exist."""
-    client = request.client.host if request.client else ""
-    if client not in LOOPBACK:
-        body = {"error": "admin routes answer loopback clients only", "field": "client",
-                "request_id": request_id}  # fmt: skip
-        return _json(body, 403, request_id)
+    refused = _loopback_only(request, request_id)
+    if refused is not None:
+        return refused
     raw = await request.body()
     try:
         given = orjson.loads(raw) if raw else {}
@@ -47,4 +45,39 @@ async def invalidate_cache(engine: Engine, request: Request, request_id: str) ->
     return _json({"invalidated": count}, 200, request_id)
 
 
-__all__ = ["invalidate_cache"]
+def cache_stats(engine: Engine, request: Request, request_id: str) -> Response:
+    """Per cached endpoint: its store's size and churn, and hits, misses and dollars saved."""
+    refused = _loopback_only(request, request_id)
+    if refused is not None:
+        return refused
+    body = {}
+    for name, ep in engine.endpoints.items():
+        if ep.cache is None:
+            continue
+        stats = ep.cache.store.stats()
+        body[name] = {
+            "store": ep.cache.config.store,
+            "scope": ep.cache.config.scope,
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+            "evictions": stats.evictions,
+            "expirations": stats.expirations,
+            "errors": stats.errors,
+            "hits": ep.cache.hits,
+            "misses": ep.cache.misses,
+            "refreshed_early": ep.cache.refreshed,
+            "saved_usd": ep.cache.saved_usd,
+        }
+    return _json(body, 200, request_id)
+
+
+def _loopback_only(request: Request, request_id: str) -> Response | None:
+    client = request.client.host if request.client else ""
+    if client in LOOPBACK:
+        return None
+    body = {"error": "admin routes answer loopback clients only", "field": "client",
+            "request_id": request_id}  # fmt: skip
+    return _json(body, 403, request_id)
+
+
+__all__ = ["cache_stats", "invalidate_cache"]

@@ -28,7 +28,7 @@ from frugal.config import FrugalConfig
 from frugal.errors import FrugalError, InvalidInput, ModelFailed, Overloaded
 from frugal.observability import ServingMetrics
 from frugal.runtimes import load_model
-from frugal.serving.admin import invalidate_cache
+from frugal.serving.admin import cache_stats, invalidate_cache
 from frugal.serving.codecs import (
     decode_infer_request,
     decode_predict_request,
@@ -106,6 +106,7 @@ class FrugalApp:
             self._engine = await asyncio.to_thread(
                 functools.partial(build_engine, self.config, processes=self.processes)
             )
+        await self.engine.warm_up()
         self.engine.ready = True
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
@@ -140,6 +141,7 @@ class FrugalApp:
             Route("/v1/endpoints/{endpoint}/predict", self._starlette_inference, methods=["POST"]),
             Route("/metrics", self.metrics),
             Route("/admin/cache/invalidate", self.invalidate_cache, methods=["POST"]),
+            Route("/admin/cache/stats", self.cache_stats),
         ]
 
     async def server_metadata(self, request: Request) -> Response:
@@ -193,6 +195,9 @@ class FrugalApp:
 
     async def _invalidate_cache(self, request: Request, request_id: str) -> Response:
         return await invalidate_cache(self.engine, request, request_id)
+
+    async def cache_stats(self, request: Request) -> Response:
+        return cache_stats(self.engine, request, request_id_of(request))
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.engine.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -13,11 +13,15 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
 
 from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
-from frugal.cache import CacheStage, MemoryStore
-from frugal.config import FrugalConfig, ModelConfig
-from frugal.errors import DeadlineExceeded, FrugalError, InvalidInput, NotFound
+from frugal.cache import CacheStage, build_store
+from frugal.cache.semantic import SemanticIndex
+from frugal.config import CacheConfig, FrugalConfig, ModelConfig
+from frugal.errors import ConfigError, DeadlineExceeded, FrugalError, InvalidInput, NotFound
 from frugal.observability import BatcherState, CacheState, ServingMetrics
 from frugal.records import BatchStats, ItemOutcome
 from frugal.routing import Router, RouteRequest, SingleModelRouter
@@ -91,18 +95,23 @@ class Engine:
         }
         self.endpoints: dict[str, _Endpoint] = {}
         self._mean_item_cost: dict[str, float] = {}
+        self.warmup = {
+            e.name: read_warmup(e.cache.warmup, f"endpoints[{i}].cache.warmup")
+            for i, e in enumerate(config.endpoints)
+            if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
+        }
         for endpoint in config.endpoints:
             target = config.find_model(endpoint.model)
             assert target is not None  # checked by config validation
             router = SingleModelRouter(target.key)
             cache = None
             if endpoint.cache is not None and endpoint.cache.enabled:
-                store = MemoryStore(
-                    max_entries=endpoint.cache.max_entries, max_bytes=endpoint.cache.max_bytes
+                store = build_store(
+                    endpoint.name, endpoint.cache, data_dir=config.ledger.path.parent
                 )
                 cache = CacheStage(
                     endpoint.name, endpoint.cache, store, router.models,
-                    mean_item_cost=self.mean_item_cost,
+                    mean_item_cost=self.mean_item_cost, semantic=semantic_index(endpoint.cache),
                 )  # fmt: skip
             self.endpoints[endpoint.name] = _Endpoint(
                 endpoint.name, router, self.schemas[target.key], cache
@@ -151,6 +160,26 @@ class Engine:
         )  # fmt: skip
         cost = math.fsum(o.cost_usd for o in result.outcomes)
         return Answer(result.outcomes, result.models, cost, result.label, result.saved_usd)
+
+    async def warm_up(self) -> None:
+        """Compute each endpoint's warm-up instances into its cache; runs before readiness."""
+        for endpoint, instances in self.warmup.items():
+            model = self.endpoint_model(endpoint)
+            chunk = self.model_configs[model].batching.max_batch_size
+            failed = 0
+            step = max(1, len(instances) // 10)
+            for start in range(0, len(instances), chunk):
+                answer = await self.predict(
+                    endpoint, instances[start : start + chunk], deadline=time.monotonic() + 600
+                )
+                failed += sum(o.error is not None for o in answer.outcomes)
+                done = min(len(instances), start + chunk)
+                if done // step != start // step or done == len(instances):
+                    log.info("warming up %s: %d/%d instances", endpoint, done, len(instances))
+            if failed:
+                log.warning(
+                    "warming up %s: %d instances failed and were not cached", endpoint, failed
+                )
 
     def _cache_states(self) -> list[CacheState]:
         states = []
@@ -203,6 +232,10 @@ class Engine:
         if self.ledger is not None:
             await self.ledger.flush()
         self.slot_pool.shutdown(wait=True)
+        for endpoint in self.endpoints.values():
+            close_store = getattr(endpoint.cache.store, "close", None) if endpoint.cache else None
+            if close_store is not None:  # disk and Redis stores hold a thread or connections
+                await close_store()
         for batcher in self.batchers.values():
             close = getattr(batcher.model, "close", None)  # e.g. a model's worker processes
             if close is not None:
@@ -299,4 +332,42 @@ class Engine:
         )
 
 
-__all__ = ["Answer", "Engine"]
+def semantic_index(cache: CacheConfig) -> SemanticIndex | None:
+    """A MiniLM-backed nearest-text index when the endpoint's cache asks for one."""
+    semantic = cache.semantic
+    if semantic is None or not semantic.enabled:
+        return None
+    try:
+        from frugal.runtimes.minilm import make_model
+    except ImportError as exc:
+        raise ConfigError(
+            "semantic caching needs the text extra", hint="pip install 'frugal[text]'"
+        ) from exc
+    embedder = make_model(backend=semantic.backend)
+    return SemanticIndex(
+        embedder.embed, threshold=semantic.threshold, max_entries=semantic.max_entries
+    )
+
+
+def read_warmup(path: Path, field: str) -> list[object]:
+    """Instances of a warm-up JSONL: one instance a line, as in a request's ``instances``."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the warm-up file: {exc}", field=field, file=str(path)
+        ) from None
+    instances = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            instances.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(
+                f"line {number} is not JSON: {exc}", field=field, file=str(path)
+            ) from None
+    return instances
+
+
+__all__ = ["Answer", "Engine", "read_warmup"]
