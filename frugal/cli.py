@@ -173,7 +173,8 @@ def report(
 def demo(n_requests: int, connections: int, workdir: Path | None) -> None:
     """Train the quickstart models, serve them, load them over HTTP, and show what batching saves.
 
-    Runs the same workload twice (batching on, and max_batch_size 1) against a real
+    Runs the same workload three times (batching with a response cache, batching alone, and
+    max_batch_size 1) against a real
     `frugal serve` process and prints requests, p50/p99, throughput, batch size and $ per 1k.
     """
     from frugal.demo import run_demo

@@ -135,6 +135,7 @@ class CacheState(NamedTuple):
     entries: int
     bytes: int
     evictions: int
+    errors: int  # a remote store's failed operations (the cache failed open)
 
 
 class _CacheCollector(Collector):
@@ -152,13 +153,19 @@ class _CacheCollector(Collector):
             "frugal_cache_evictions", "Entries evicted to keep a cache in bounds.",
             labels=["endpoint"],
         )  # fmt: skip
+        errors = CounterMetricFamily(
+            "frugal_cache_store_errors", "Cache store operations that failed (served uncached).",
+            labels=["endpoint"],
+        )  # fmt: skip
         for state in self._stats():
             entries.add_metric([state.endpoint], state.entries)
             size.add_metric([state.endpoint], state.bytes)
             evictions.add_metric([state.endpoint], state.evictions)
+            errors.add_metric([state.endpoint], state.errors)
         yield entries
         yield size
         yield evictions
+        yield errors
 
 
 class BatcherState(NamedTuple):

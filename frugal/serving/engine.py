@@ -186,7 +186,7 @@ class Engine:
         for name, endpoint in self.endpoints.items():
             if endpoint.cache is not None:
                 s = endpoint.cache.store.stats()
-                states.append(CacheState(name, s.entries, s.bytes, s.evictions))
+                states.append(CacheState(name, s.entries, s.bytes, s.evictions, s.errors))
         return states
 
     def mean_item_cost(self, model: str) -> float:
