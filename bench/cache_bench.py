@@ -88,12 +88,13 @@ def ledger_summary(ledger: Path, since: float, duration_s: float) -> dict[str, A
     ).fetchall()
     db.close()
     n = len(rows)
-    hits = [r[1] for r in rows if r[0] == "hit"]
+    hits = [r[1] for r in rows if r[0] == "hit"]  # answered from the store
+    avoided = sum(1 for r in rows if r[0] in ("hit", "shared"))  # no model call of their own
     allocated = sum(r[2] for r in rows)
     billed = PRICE_PER_HOUR / 3600 * duration_s
     return {
         "ledger_requests": n,
-        "hit_ratio": len(hits) / n if n else 0.0,
+        "hit_ratio": avoided / n if n else 0.0,
         "hit_p50_ms": float(np.percentile(hits, 50)) if hits else None,
         "hit_p99_ms": float(np.percentile(hits, 99)) if hits else None,
         "usd_per_1k_allocated": 1000 * allocated / n if n else None,

@@ -33,7 +33,7 @@ class ReportRow:
     cost_usd: float
     usd_per_1k: float
     utilization: float
-    cache_hit_ratio: float = 0.0  # requests answered entirely from the cache / requests
+    cache_hit_ratio: float = 0.0  # requests answered with no model call of their own / requests
     saved_usd: float = 0.0  # what the cache hits would have cost
 
 
@@ -152,7 +152,9 @@ def _row(key: str, values: list[_Values], billed: float) -> ReportRow:
         cost_usd=cost,
         usd_per_1k=1000 * cost / len(values) if values else 0.0,
         utilization=cost / billed if billed > 0 else 0.0,
-        cache_hit_ratio=sum(1 for v in values if v[5] == "hit") / len(values) if values else 0.0,
+        cache_hit_ratio=(
+            sum(1 for v in values if v[5] in ("hit", "shared")) / len(values) if values else 0.0
+        ),
         saved_usd=float(sum(v[6] for v in values)),
     )
 

@@ -36,9 +36,9 @@ class CacheResult:
 
     outcomes: list[ItemOutcome]
     models: list[str]
-    hits: int
+    hits: int  # items answered without a model call of their own (stored, or shared)
     saved_usd: float
-    label: str  # hit | miss | partial
+    label: str  # hit | shared | miss | partial
 
 
 class CacheStage:
@@ -92,6 +92,7 @@ class CacheStage:
         owned: dict[bytes, list[int]] = {}  # keys this request computes -> its items with that key
         following: dict[int, _Flight] = {}  # items another request is computing
         hits = 0
+        shared = 0  # of the hits: items that joined another request's computation
         saved = 0.0
         loop = asyncio.get_running_loop()
         for i, key in enumerate(keys):
@@ -132,11 +133,13 @@ class CacheStage:
             else:
                 outcomes[i] = _hit(outcome.prediction.value, outcome.prediction.confidence)
                 hits += 1
+                shared += 1
                 saved += self._mean_item_cost(model)
             models[i] = model
         done = [o for o in outcomes if o is not None]
         assert len(done) == n
-        label = "hit" if hits == n else "miss" if hits == 0 else "partial"
+        # "shared": no model call of its own, but it waited for another request's (single-flight).
+        label = "miss" if hits == 0 else "partial" if hits < n else "shared" if shared else "hit"
         self.hits += hits
         self.misses += n - hits
         self.saved_usd += saved

@@ -48,3 +48,8 @@ def test_flat_and_nested_data_decode_alike(case: tuple[TensorSpec, np.ndarray]) 
     a = schema.items_from_tensors(decode_infer_request({"inputs": [nested]})[1])
     b = schema.items_from_tensors(decode_infer_request({"inputs": [flat]})[1])
     assert [np.asarray(x).tolist() for x in a] == [np.asarray(x).tolist() for x in b]
+
+
+def test_strings_keep_trailing_nul_characters() -> None:
+    """A string output ending in NUL goes out whole (numpy's fixed-width strings would drop it)."""
+    assert encode_tensor("x", ["a\x00", "\x00"])["data"] == ["a\x00", "\x00"]

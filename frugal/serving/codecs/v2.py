@@ -73,6 +73,9 @@ def encode_infer_response(
 
 
 def encode_tensor(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    if values and all(isinstance(v, str) for v in values):
+        # Not through numpy: its fixed-width strings drop trailing NUL characters.
+        return {"name": name, "datatype": "BYTES", "shape": [len(values)], "data": list(values)}
     array = np.asarray(values)
     datatype = datatype_of(array)
     if datatype == "BYTES":
