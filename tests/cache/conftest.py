@@ -9,9 +9,11 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from frugal.cache.store import CacheEntry
 from tests.conftest import free_port
 
 START_TIMEOUT_S = 10.0
@@ -114,3 +116,22 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
     yield start
     for server in servers:
         server.stop()
+
+
+def fake_clock(start: float = 0.0) -> tuple[list[float], Callable[[], float]]:
+    """A clock the test moves by hand: set ``now[0]``."""
+    now = [start]
+    return now, lambda: now[0]
+
+
+def cache_entry(value: Any = 1, *, model: str = "digits:1", endpoint: str = "digits") -> CacheEntry:
+    """An entry as the cache stage writes one, with only what a test varies as arguments."""
+    return CacheEntry(
+        value=value,
+        confidence=0.9,
+        model=model,
+        cost_usd=2e-6,
+        created=1_700_000_000.0,
+        endpoint=endpoint,
+        compute_s=0.004,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,25 +15,10 @@ from frugal.cache.store import (
     CacheStore,
     entry_size_bytes,
 )
+from tests.cache.conftest import cache_entry as entry
+from tests.cache.conftest import fake_clock
 
 HOUR_S = 3600.0
-
-
-def fake_clock(start: float = 0.0) -> tuple[list[float], Callable[[], float]]:
-    """A clock the test moves by hand: set ``now[0]``."""
-    now = [start]
-    return now, lambda: now[0]
-
-
-def entry(value: object = 1, *, model: str = "digits:1", endpoint: str = "digits") -> CacheEntry:
-    return CacheEntry(
-        value=value,
-        confidence=0.9,
-        model=model,
-        cost_usd=2e-6,
-        created=1_700_000_000.0,
-        endpoint=endpoint,
-    )
 
 
 def stored_size(key: bytes, cached: CacheEntry) -> int:

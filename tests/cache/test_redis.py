@@ -18,30 +18,13 @@ import redis.asyncio
 
 from frugal.cache.redis import RedisStore
 from frugal.cache.store import CacheEntry, CacheStore
-from tests.cache.conftest import RedisServer
+from tests.cache.conftest import RedisServer, fake_clock
+from tests.cache.conftest import cache_entry as entry
 
 KEY = b"digits|" + bytes(range(20))
 POLL_LIMIT_S = 1.0
 
 MakeStore = Callable[..., RedisStore]
-
-
-def fake_clock(start: float = 0.0) -> tuple[list[float], Callable[[], float]]:
-    """A clock the test moves by hand: set ``now[0]``."""
-    now = [start]
-    return now, lambda: now[0]
-
-
-def entry(value: Any = 1, *, model: str = "digits:1", endpoint: str = "digits") -> CacheEntry:
-    return CacheEntry(
-        value=value,
-        confidence=0.9,
-        model=model,
-        cost_usd=2e-6,
-        created=1_700_000_000.0,
-        endpoint=endpoint,
-        compute_s=0.004,
-    )
 
 
 @pytest.fixture
