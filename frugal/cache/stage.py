@@ -95,33 +95,39 @@ class CacheStage:
         shared = 0  # of the hits: items that joined another request's computation
         saved = 0.0
         loop = asyncio.get_running_loop()
-        for i, key in enumerate(keys):
-            if key in owned:
-                owned[key].append(i)
-                continue
-            if key in self._flights:
-                following[i] = self._flights[key]
-                continue
-            entry = await self.store.get(key)
-            if entry is not None and self._refresh_early(entry):
-                self.refreshed += 1
-                entry = None
-            if entry is None and self.semantic is not None and isinstance(items[i], str):
-                entry = await self._nearest(items[i])
-            if entry is not None:
-                outcomes[i] = _hit(entry.value, entry.confidence)
-                models[i] = entry.model
-                hits += 1
-                saved += self._mean_item_cost(entry.model)
-            elif key in self._flights:  # started while the store answered
-                following[i] = self._flights[key]
-            else:
-                owned[key] = [i]
-                self._flights[key] = loop.create_future()
-        if owned:
-            duplicates = await self._compute(items, owned, outcomes, models, compute)
-            hits += len(duplicates)
-            saved += sum(self._mean_item_cost(models[i]) for i in duplicates)
+        try:
+            for i, key in enumerate(keys):
+                if key in owned:
+                    owned[key].append(i)
+                    continue
+                if key in self._flights:
+                    following[i] = self._flights[key]
+                    continue
+                entry = await self.store.get(key)
+                if entry is not None and self._refresh_early(entry):
+                    self.refreshed += 1
+                    entry = None
+                if entry is None and self.semantic is not None and isinstance(items[i], str):
+                    entry = await self._nearest(items[i])
+                if entry is not None:
+                    outcomes[i] = _hit(entry.value, entry.confidence)
+                    models[i] = entry.model
+                    hits += 1
+                    saved += self._mean_item_cost(entry.model)
+                elif key in self._flights:  # started while the store answered
+                    following[i] = self._flights[key]
+                else:
+                    owned[key] = [i]
+                    self._flights[key] = loop.create_future()
+            if owned:
+                duplicates = await self._compute(items, owned, outcomes, models, compute)
+                hits += len(duplicates)
+                saved += sum(self._mean_item_cost(models[i]) for i in duplicates)
+        except BaseException as exc:  # never leave a registered flight unresolved: followers hang
+            error = exc if isinstance(exc, FrugalError) else ModelFailed(f"{exc!r}")
+            for key in owned:
+                self._land(key, ItemOutcome(None, error, 0.0, None), "-")
+            raise
         for i, flight in following.items():
             self.following += 1
             try:

@@ -190,3 +190,28 @@ async def test_new_model_version_never_serves_old_answers() -> None:
     assert one.outcomes[0].prediction == Prediction("1:x")
     assert two.outcomes[0].prediction == Prediction("2:x") and two.label == "miss"
     assert again.label == "hit" and seen == ["1", "2"]
+
+
+async def test_a_failure_during_lookup_leaves_no_flight_behind() -> None:
+    """If a lookup fails after an item was claimed, later requests for it still get answered."""
+    import numpy as np
+
+    from frugal.cache import SemanticIndex
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if "boom" in texts:
+            raise RuntimeError("embedder down")
+        return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+    stage = CacheStage("e", CacheConfig(), MemoryStore(), ["m:1"], mean_item_cost=lambda m: 0.0,
+                       semantic=SemanticIndex(embed, threshold=0.99))  # fmt: skip
+
+    async def compute(items: list[Any]) -> tuple[list[ItemOutcome], list[str]]:
+        outs = [ItemOutcome(Prediction(f"{x}!"), None, 0.0, None) for x in items]
+        return outs, ["m:1"] * len(items)
+
+    with pytest.raises(RuntimeError, match="embedder down"):
+        await stage.serve(["a", "boom"], "global", compute)
+    assert stage.computing == 0
+    again = await asyncio.wait_for(stage.serve(["a"], "global", compute), timeout=5)
+    assert again.outcomes[0].prediction == Prediction("a!")
