@@ -98,10 +98,6 @@ class Batcher:
         return len(self._queue)
 
     @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
     def batch_cost(self) -> tuple[float, float] | None:
         """(overhead_s, per_unit_s) fitted on recent batches of a sized model, once known."""
         return self._cost_fit.estimate() if self._sized else None
