@@ -1,7 +1,10 @@
 """The ``frugal`` command: one thin sub-command per verb.
 
 Errors are mapped to a message and an exit code in one place (``FrugalGroup.invoke``): a
-FrugalError prints ``error: ...`` (and its hint) and exits 1; never a traceback.
+FrugalError prints ``error: ...`` (and its hint) and exits 2, never a traceback. Exit 1 is kept
+for verdicts: a command that ran and found something wrong (``check`` over budget, ``audit verify``
+on a broken chain) says so and exits 1, so CI can tell "the gate said no" from "the gate is
+broken".
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import click
 from frugal.errors import FrugalError
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+EXIT_VERDICT = 1  # the command ran and its answer is "no"
+EXIT_BAD_INPUT = 2  # the input (config, file, option, server address) is wrong: same as click's usage errors
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -32,7 +37,7 @@ class FrugalGroup(click.Group):
             click.secho(f"error: {error.message}", fg="red", err=True)
             if error.hint:
                 click.echo(f"hint: {error.hint}", err=True)
-            ctx.exit(1)
+            ctx.exit(EXIT_BAD_INPUT)
 
 
 @click.group(cls=FrugalGroup, context_settings={"help_option_names": ["-h", "--help"]})

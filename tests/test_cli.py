@@ -42,24 +42,24 @@ def test_validate_ok(digits_model_file: Path, tmp_path: Path) -> None:
 
 
 def test_validate_invalid_config_names_the_field(digits_model_file: Path, tmp_path: Path) -> None:
-    """An invalid config exits 1 with `error:`, the file and the field path, and no traceback."""
+    """An invalid config exits 2 with `error:`, the file and the field path, and no traceback."""
     data = digits_config(digits_model_file, tmp_path, batching={"max_wait_ms": 0})
     path = write_config(tmp_path, data)
     result = invoke("validate", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"error: {path}: models[0].batching.max_wait_ms:" in result.output
     assert "Traceback" not in result.output
 
 
 def test_validate_missing_config(tmp_path: Path) -> None:
-    """A config file that does not exist exits 1 naming it."""
+    """A config file that does not exist exits 2 naming it."""
     result = invoke("validate", str(tmp_path / "absent.yaml"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"error: {tmp_path / 'absent.yaml'}: file not found" in result.output
 
 
 def test_validate_sha256_mismatch_names_the_file(digits_model_file: Path, tmp_path: Path) -> None:
-    """A model file whose bytes changed after its sha256 was written exits 1 naming the file."""
+    """A model file whose bytes changed after its sha256 was written exits 2 naming the file."""
     data = digits_config(digits_model_file, tmp_path)  # sha256 of the original file
     changed = tmp_path / "changed.joblib"
     shutil.copyfile(digits_model_file, changed)
@@ -68,17 +68,17 @@ def test_validate_sha256_mismatch_names_the_file(digits_model_file: Path, tmp_pa
     changed.write_bytes(bytes(raw))
     data["models"][0]["path"] = str(changed)
     result = invoke("validate", str(write_config(tmp_path, data)))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "error:" in result.output and "sha256 mismatch" in result.output
     assert str(changed) in result.output
     assert "hint:" in result.output
 
 
 def test_validate_unknown_instance_type_suggests(digits_model_file: Path, tmp_path: Path) -> None:
-    """An unknown instance type exits 1 naming instance.type, with a hint to give a price."""
+    """An unknown instance type exits 2 naming instance.type, with a hint to give a price."""
     data = digits_config(digits_model_file, tmp_path, instance={"type": "no-such-machine"})
     result = invoke("validate", str(write_config(tmp_path, data)))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "error:" in result.output
     assert "instance.type: unknown instance type 'no-such-machine'" in result.output
     assert "price_usd_per_hour" in result.output
@@ -188,10 +188,10 @@ def test_report_bad_since_is_a_usage_error(served_ledger: ServedLedger) -> None:
 
 
 def test_report_missing_ledger_hints_to_serve(tmp_path: Path) -> None:
-    """A report on a ledger that does not exist exits 1 naming it, with a hint."""
+    """A report on a ledger that does not exist exits 2 naming it, with a hint."""
     path = tmp_path / "absent.db"
     result = invoke("report", "--ledger", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"error: {path}: no ledger here yet" in result.output
     assert "hint: run `frugal serve` first" in result.output
 

@@ -59,7 +59,7 @@ def test_cache_cli_stats_and_invalidate(serve: Any, tmp_path: Path) -> None:
     cleared = runner.invoke(main, ["cache", "invalidate", "--url", server.url, "--endpoint", "e"])
     assert cleared.exit_code == 0 and "invalidated 1 entries" in cleared.output
     down = runner.invoke(main, ["cache", "stats", "--url", "http://127.0.0.1:9"])
-    assert down.exit_code == 1 and "cannot reach" in down.output
+    assert down.exit_code == 2 and "cannot reach" in down.output
 
 
 def test_sampled_lookups_are_logged(

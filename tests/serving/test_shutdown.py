@@ -168,7 +168,7 @@ def test_sha256_mismatch_refuses_to_start(tmp_path: Path, digits_model_file: Pat
         text=True,
         timeout=60,
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "sha256 mismatch" in done.stderr and str(digits_model_file) in done.stderr
     assert sha256_of(digits_model_file) in done.stderr
     assert "Traceback" not in done.stderr
