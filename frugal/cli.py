@@ -12,21 +12,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 
+from frugal.commands import audit, keys, ledger
+from frugal.commands.durations import parse_since
 from frugal.errors import FrugalError
 
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 EXIT_VERDICT = 1  # the command ran and its answer is "no"
-EXIT_BAD_INPUT = 2  # the input (config, file, option, server address) is wrong: same as click's usage errors
-UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+EXIT_BAD_INPUT = 2  # bad config, file, option or address: the code of click's usage errors
 
 
 class FrugalGroup(click.Group):
@@ -67,15 +65,35 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def serve(config: Path, host: str | None, port: int | None, workers: int, log_level: str) -> None:
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --host without an `auth` section (warns; see docs/security.md).",
+)
+@click.option("--ssl-certfile", type=click.Path(path_type=Path), help="TLS certificate (PEM).")
+@click.option("--ssl-keyfile", type=click.Path(path_type=Path), help="TLS private key (PEM).")
+def serve(
+    config: Path,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    log_level: str,
+    insecure: bool,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+) -> None:
     """Serve the models and endpoints of CONFIG (default ./frugal.yaml).
 
-    Every model file is checked against its sha256 before the port opens. SIGTERM or Ctrl-C
-    turns readiness off, answers every queued request, flushes the ledger and exits 0.
+    Every model file is checked against its sha256 before the port opens. Without an `auth`
+    section the server binds to loopback only. SIGTERM or Ctrl-C turns readiness off, answers
+    every queued request, flushes the ledger and exits 0.
     """
     from frugal.serving import serve as run
 
-    run(config, host=host, port=port, workers=workers, log_level=log_level)
+    run(
+        config, host=host, port=port, workers=workers, log_level=log_level, insecure=insecure,
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+    )  # fmt: skip
 
 
 @main.command()
@@ -189,7 +207,7 @@ def demo(n_requests: int, connections: int, workdir: Path | None) -> None:
 
 @main.group()
 def cache() -> None:
-    """Look at or clear the response caches of a running server (loopback admin routes)."""
+    """Look at or clear the response caches of a running server (admin routes)."""
 
 
 def _server_url(url: str | None, config_path: Path) -> str:
@@ -202,11 +220,14 @@ def _server_url(url: str | None, config_path: Path) -> str:
     return f"http://{host}:{server.port}"
 
 
-def _admin(method: str, url: str, path: str, body: dict[str, str] | None = None) -> Any:
+def _admin(
+    method: str, url: str, path: str, key: str | None, body: dict[str, str] | None = None
+) -> Any:
     import httpx
 
+    headers = {"authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.request(method, url + path, json=body, timeout=10)
+        response = httpx.request(method, url + path, json=body, headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         raise FrugalError(f"cannot reach {url}: {exc}", hint="is `frugal serve` running?") from None
     if response.status_code != 200:
@@ -219,6 +240,8 @@ def _admin(method: str, url: str, path: str, body: dict[str, str] | None = None)
 
 
 _URL = click.option("--url", help="Server address (default: from --config's server section).")
+_KEY = click.option("--key", envvar="FRUGAL_API_KEY",
+                    help="An admin key when the server has auth ($FRUGAL_API_KEY).")  # fmt: skip
 _CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path),
                        default="frugal.yaml", show_default=True)  # fmt: skip
 
@@ -226,12 +249,13 @@ _CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path
 @cache.command("stats")
 @_URL
 @_CONFIG
-def cache_stats(url: str | None, config_path: Path) -> None:
+@_KEY
+def cache_stats(url: str | None, config_path: Path, key: str | None) -> None:
     """Entries, bytes, evictions, hits, misses and dollars saved per cached endpoint."""
     from rich.console import Console
     from rich.table import Table
 
-    stats = _admin("GET", _server_url(url, config_path), "/admin/cache/stats")
+    stats = _admin("GET", _server_url(url, config_path), "/admin/cache/stats", key)
     table = Table(title="frugal caches")
     columns = ("endpoint", "store", "scope", "entries", "bytes", "evictions", "errors", "hits",
                "misses", "hit ratio", "$ saved")  # fmt: skip
@@ -251,14 +275,15 @@ def cache_stats(url: str | None, config_path: Path) -> None:
 @cache.command("invalidate")
 @_URL
 @_CONFIG
+@_KEY
 @click.option("--endpoint", help="Only this endpoint's cache.")
 @click.option("--model", help="Only answers computed by this model version (name:version).")
 def cache_invalidate(
-    url: str | None, config_path: Path, endpoint: str | None, model: str | None
+    url: str | None, config_path: Path, key: str | None, endpoint: str | None, model: str | None
 ) -> None:
     """Drop cached answers (all of them unless --endpoint / --model narrow it)."""
     body = {k: v for k, v in (("endpoint", endpoint), ("model", model)) if v is not None}
-    result = _admin("POST", _server_url(url, config_path), "/admin/cache/invalidate", body)
+    result = _admin("POST", _server_url(url, config_path), "/admin/cache/invalidate", key, body)
     click.echo(f"invalidated {result['invalidated']} entries")
 
 
@@ -293,21 +318,8 @@ def print_report(result: Any, by: str) -> None:
     )
 
 
-def parse_since(value: str | None) -> float | None:
-    """``30m`` / ``2h`` / ``7d`` back from now, or an ISO date/time."""
-    if value is None:
-        return None
-    match = DURATION.match(value.strip())
-    if match:
-        return time.time() - float(match.group(1)) * UNIT_S[match.group(2)]
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        raise click.BadParameter(
-            "use a duration like 30m, 2h, 7d or a date like 2026-11-01", param_hint="--since"
-        ) from None
+for group in (keys, audit, ledger):
+    main.add_command(group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -165,23 +166,69 @@ class CacheConfig(_Section):
         return self
 
 
+class CaptureConfig(_Section):
+    """Opt-in storage of request and response payloads (debugging, shadow comparison).
+
+    Payloads are never stored unless an endpoint has this section; what is stored is redacted
+    first and deleted after ``retention_days``. See docs/security.md.
+    """
+
+    enabled: bool = True
+    sample: Annotated[float, Field(gt=0, le=1)] = 1.0  # share of requests captured
+    redact_fields: list[str] = Field(default_factory=list)  # object keys, at any depth
+    redact_patterns: list[str] = Field(default_factory=list)  # regexes, in string values
+    retention_days: Annotated[float, Field(gt=0)] = 7.0
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redact_patterns[{i}] is not a regex: {exc}") from None
+        return patterns
+
+
 class EndpointConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str  # "name" (its last declared version) or "name:version"
     cache: CacheConfig | None = None  # absent: no caching
+    capture: CaptureConfig | None = None  # absent: payloads are never stored
 
 
 class LedgerConfig(_Section):
     enabled: bool = True
     path: Path = Path("frugal-ledger.db")
     flush_interval_ms: Annotated[float, Field(gt=0)] = 200.0
+    retention_days: Annotated[float, Field(gt=0)] | None = None  # absent: rows are kept
+
+
+class AuthConfig(_Section):
+    """API keys (docs/security.md). Absent: the server binds to loopback only."""
+
+    keys: Path = Path("frugal-keys.db")  # SQLite; secrets are stored only as hashes
+    reload_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0  # keys changed by the CLI
+
+
+class CorsConfig(_Section):
+    """Cross-origin browser access; absent (the default), browsers get no CORS headers."""
+
+    allow_origins: list[str] = Field(min_length=1)
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-request-id"]
+    )
+    max_age_s: Annotated[int, Field(ge=0)] = 600
 
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     max_body_bytes: Annotated[int, Field(ge=1)] = 1_048_576
+    max_header_bytes: Annotated[int, Field(ge=256)] = 16_384  # all header names and values
     max_concurrency: Annotated[int, Field(ge=1)] | None = None  # open requests, then 503
+    cors: CorsConfig | None = None
 
 
 class FrugalConfig(_Section):
@@ -189,10 +236,14 @@ class FrugalConfig(_Section):
     models: list[ModelConfig] = Field(min_length=1)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    auth: AuthConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
 
     @model_validator(mode="after")
     def _references(self) -> FrugalConfig:
+        if self.auth is not None and not self.ledger.enabled:
+            # Daily budgets are sums over the ledger, and the audit log lives in it.
+            raise _FieldError("ledger.enabled", "auth needs the ledger (budgets and audit log)")
         seen: set[str] = set()
         for i, model in enumerate(self.models):
             if model.key in seen:
@@ -286,6 +337,9 @@ def _resolve_paths(config: FrugalConfig, base_dir: Path) -> FrugalConfig:
     ledger = config.ledger
     if not ledger.path.is_absolute():
         ledger = ledger.model_copy(update={"path": base_dir / ledger.path})
+    auth = config.auth
+    if auth is not None and not auth.keys.is_absolute():
+        auth = auth.model_copy(update={"keys": base_dir / auth.keys})
     endpoints = []
     for endpoint in config.endpoints:
         cache = endpoint.cache
@@ -297,12 +351,17 @@ def _resolve_paths(config: FrugalConfig, base_dir: Path) -> FrugalConfig:
             })  # fmt: skip
             endpoint = endpoint.model_copy(update={"cache": cache})
         endpoints.append(endpoint)
-    return config.model_copy(update={"models": models, "ledger": ledger, "endpoints": endpoints})
+    return config.model_copy(
+        update={"models": models, "ledger": ledger, "auth": auth, "endpoints": endpoints}
+    )
 
 
 __all__ = [
+    "AuthConfig",
     "BatchingConfig",
     "CacheConfig",
+    "CaptureConfig",
+    "CorsConfig",
     "EarlyExpiryConfig",
     "EndpointConfig",
     "FrugalConfig",

@@ -7,7 +7,12 @@ them to exit codes in one place.
       ├─ ConfigError         (names the file and the field path)
       ├─ ArtifactError       (a model file missing, unreadable or not matching its sha256)
       ├─ InvalidInput        (names the field)
-      │    └─ PayloadTooLarge
+      │    ├─ PayloadTooLarge
+      │    └─ HeadersTooLarge
+      ├─ Unauthorized        (no key, or an unknown or revoked one)
+      ├─ Forbidden           (a valid key whose role or endpoint list does not allow this)
+      ├─ RateLimited         (the key's request rate is over its limit; says when to retry)
+      ├─ BudgetExceeded      (the key's dollars or tokens for the day are spent; names which)
       ├─ NotFound            (unknown model, version or endpoint)
       ├─ Overloaded          (queue full; says when to retry)
       ├─ DeadlineExceeded    (the request's deadline passed before it was answered)
@@ -60,6 +65,40 @@ class PayloadTooLarge(InvalidInput):
     """The request body is over ``server.max_body_bytes``."""
 
 
+class HeadersTooLarge(InvalidInput):
+    """The request's headers are over ``server.max_header_bytes``."""
+
+
+class Unauthorized(FrugalError):
+    """No API key, or one that is unknown or revoked. The message never contains the key."""
+
+
+class Forbidden(FrugalError):
+    """A valid key that may not do this: its role, or the endpoints it is limited to."""
+
+
+class RateLimited(FrugalError):
+    """The key sent more requests than its rate allows; ``retry_after_s`` is when a token frees."""
+
+    def __init__(self, message: str, *, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
+class BudgetExceeded(FrugalError):
+    """The key's daily budget is spent; ``budget`` names it (``usd_day`` or ``tokens_day``)."""
+
+    def __init__(
+        self, message: str, *, budget: str, limit: float, spent: float, resets_at: float,
+        hint: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message, hint=hint)
+        self.budget = budget
+        self.limit = limit
+        self.spent = spent
+        self.resets_at = resets_at  # unix seconds: the next UTC midnight
+
+
 class NotFound(FrugalError):
     """The request names a model, version or endpoint that is not served."""
 
@@ -82,12 +121,17 @@ class ModelFailed(FrugalError):
 
 __all__ = [
     "ArtifactError",
+    "BudgetExceeded",
     "ConfigError",
     "DeadlineExceeded",
+    "Forbidden",
     "FrugalError",
+    "HeadersTooLarge",
     "InvalidInput",
     "ModelFailed",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "RateLimited",
+    "Unauthorized",
 ]

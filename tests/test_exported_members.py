@@ -18,6 +18,8 @@ PACKAGES = [
     "frugal.errors",
     "frugal.config",
     "frugal.records",
+    "frugal.access",
+    "frugal.commands",
 ]
 
 
@@ -46,14 +48,19 @@ def test_errors_are_pinned() -> None:
     """frugal.errors exports exactly the error tree drawn in its docstring, all FrugalErrors."""
     assert frugal.errors.__all__ == [
         "ArtifactError",
+        "BudgetExceeded",
         "ConfigError",
         "DeadlineExceeded",
+        "Forbidden",
         "FrugalError",
+        "HeadersTooLarge",
         "InvalidInput",
         "ModelFailed",
         "NotFound",
         "Overloaded",
         "PayloadTooLarge",
+        "RateLimited",
+        "Unauthorized",
     ]
     for name in frugal.errors.__all__:
         error = getattr(frugal.errors, name)

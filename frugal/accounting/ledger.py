@@ -27,9 +27,16 @@ CREATE TABLE IF NOT EXISTS requests (
   model TEXT NOT NULL, version TEXT NOT NULL, items INTEGER NOT NULL, batch_size REAL NOT NULL,
   queue_ms REAL NOT NULL, compute_ms REAL NOT NULL, latency_ms REAL NOT NULL,
   cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass',
-  saved_usd REAL NOT NULL DEFAULT 0
+  saved_usd REAL NOT NULL DEFAULT 0, key_name TEXT NOT NULL DEFAULT '',
+  tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE INDEX IF NOT EXISTS requests_key ON requests (key_name, ts);
+CREATE TABLE IF NOT EXISTS payloads (
+  ts REAL NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL, key_name TEXT NOT NULL,
+  request TEXT NOT NULL, response TEXT NOT NULL, expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payloads_expires ON payloads (expires);
 CREATE TABLE IF NOT EXISTS batches (
   ts REAL NOT NULL, run_id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
   size INTEGER NOT NULL, reason TEXT NOT NULL, busy_s REAL NOT NULL, cost_usd REAL NOT NULL,
@@ -62,6 +69,21 @@ class LedgerRow:
     status: int
     cache: str = "bypass"  # hit | miss | partial | bypass
     saved_usd: float = 0.0  # what its cache hits would have cost
+    key: str = ""  # the API key's name ("" without auth); never the secret
+    tokens: int = 0  # tokens the models reported for its items
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadRow:
+    """A captured request and answer (opt-in per endpoint), already redacted."""
+
+    ts: float
+    request_id: str
+    endpoint: str
+    key: str
+    request: str  # JSON
+    response: str  # JSON
+    expires: float  # unix seconds; pruned after
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +110,8 @@ class Ledger(Protocol):
     def record(self, row: LedgerRow) -> None: ...
 
     def record_batch(self, row: BatchRow) -> None: ...
+
+    def record_payload(self, row: PayloadRow) -> None: ...
 
     async def flush(self) -> None: ...
 
@@ -128,7 +152,13 @@ class SqliteLedger:
             "requests",
             (row.ts, self.run_id, row.request_id, row.endpoint, row.model, row.version, row.items,
              row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
-             row.status, row.cache, row.saved_usd),
+             row.status, row.cache, row.saved_usd, row.key, row.tokens),
+        ))  # fmt: skip
+
+    def record_payload(self, row: PayloadRow) -> None:
+        self._queue.put((
+            "payloads",
+            (row.ts, row.request_id, row.endpoint, row.key, row.request, row.response, row.expires),
         ))  # fmt: skip
 
     def record_batch(self, row: BatchRow) -> None:
@@ -208,7 +238,7 @@ class SqliteLedger:
                 time.sleep(0.05)
 
 
-_ROWS_PER_INSERT = 500  # x 14 columns stays under SQLite's 32,766 bound parameters
+_ROWS_PER_INSERT = 500  # x 17 columns stays under SQLite's 32,766 bound parameters
 
 
 def _insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ...]]) -> None:
@@ -222,16 +252,20 @@ def _insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ..
 
 
 # Columns added after a ledger file may have been created: (table, column, declaration).
-_ADDED_COLUMNS = (("requests", "saved_usd", "REAL NOT NULL DEFAULT 0"),)
+_ADDED_COLUMNS = (
+    ("requests", "saved_usd", "REAL NOT NULL DEFAULT 0"),
+    ("requests", "key_name", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "tokens", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 def ensure_schema(db: sqlite3.Connection) -> None:
     """Create the tables, and add columns that older ledger files lack (their rows read 0)."""
-    db.executescript(SCHEMA)
-    for table, column, declaration in _ADDED_COLUMNS:
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in have:
+    have = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    for table, column, declaration in _ADDED_COLUMNS:  # before the script: it indexes them
+        if have and column not in have:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    db.executescript(SCHEMA)
     db.commit()
 
 
@@ -247,4 +281,12 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-__all__ = ["BatchRow", "Ledger", "LedgerRow", "SqliteLedger", "connect", "ensure_schema"]
+__all__ = [
+    "BatchRow",
+    "Ledger",
+    "LedgerRow",
+    "PayloadRow",
+    "SqliteLedger",
+    "connect",
+    "ensure_schema",
+]

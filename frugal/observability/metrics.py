@@ -72,6 +72,10 @@ class ServingMetrics:
             "frugal_cache_saved_usd", "What cache hits would have cost the model.", ["endpoint"],
             registry=r,
         )  # fmt: skip
+        self.refused = Counter(
+            "frugal_refused", "Requests refused at admission, before any work or cost.",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.padding = Histogram(
             "frugal_padding_waste_ratio",
             "Share of a sized batch that was padding.",
@@ -100,6 +104,10 @@ class ServingMetrics:
         latency.observe(latency_s)
         if cost_usd:
             cost.inc(cost_usd)
+
+    def observe_refusal(self, reason: str) -> None:
+        """reason: unauthorized | forbidden | rate_limited | budget | headers_too_large."""
+        self.refused.labels(reason).inc()
 
     def observe_cache(
         self, endpoint: str, scope: str, hits: int, misses: int, saved_usd: float

@@ -31,10 +31,14 @@ class ModelRef:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """One item's answer; ``confidence`` is in [0, 1] where the model can give one."""
+    """One item's answer; ``confidence`` is in [0, 1] where the model can give one.
+
+    ``tokens`` is what the item consumed where the model counts tokens (LLM upstreams, text
+    models that choose to): per-key daily token budgets sum it from the ledger."""
 
     value: Any
     confidence: float | None = None
+    tokens: int = 0
 
 
 @runtime_checkable

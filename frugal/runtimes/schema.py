@@ -100,9 +100,7 @@ class InputSchema:
         except (ValueError, TypeError):
             raise InvalidInput("ragged or malformed array", field=field) from None
         _check_kind(array, spec.datatype, field)
-        return _check_shape(
-            array.astype(NUMPY_DTYPES[spec.datatype], copy=False), spec.shape[1:], field
-        )
+        return _check_shape(cast(array, spec.datatype, field), spec.shape[1:], field)
 
     def _tensor_rows(
         self, spec: TensorSpec | None, tensor: dict[str, Any], field: str
@@ -127,7 +125,7 @@ class InputSchema:
             except (ValueError, TypeError):
                 raise InvalidInput("ragged or malformed data", field=f"{field}.data") from None
             _check_kind(array, datatype, f"{field}.data")
-            array = array.astype(NUMPY_DTYPES[datatype], copy=False)
+            array = cast(array, datatype, f"{field}.data")
         expected = int(np.prod(shape))
         if array.size != expected:
             raise InvalidInput(
@@ -142,6 +140,28 @@ class InputSchema:
         if spec is not None:
             _check_shape(array[0], spec.shape[1:], f"{field}.shape")
         return list(array)
+
+
+def cast(array: np.ndarray, datatype: str, field: str) -> np.ndarray:
+    """To the declared dtype, refusing values it cannot hold: a JSON number like 1e300 would
+    otherwise become inf in FP32 (and fail inside the model as a 500) and an integer would wrap."""
+    dtype = np.dtype(NUMPY_DTYPES[datatype])
+    if dtype.kind in "iu" and array.dtype.kind in "iu" and array.size:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise InvalidInput(f"values must be within {datatype}'s {info.min}..{info.max}",
+                               field=field)  # fmt: skip
+    if dtype.kind == "f":
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise InvalidInput(f"values must be finite {datatype} numbers", field=field)
+        with np.errstate(over="ignore"):
+            out = array.astype(dtype, copy=False)
+        if not np.isfinite(out).all():
+            limit = float(np.finfo(dtype).max)
+            raise InvalidInput(f"values must be finite {datatype} numbers (|x| <= {limit:.3g})",
+                               field=field)  # fmt: skip
+        return out
+    return array.astype(dtype, copy=False)
 
 
 def _check_kind(array: np.ndarray, datatype: str, field: str) -> None:

@@ -1,17 +1,25 @@
-"""Admin routes: changes to a running server, for operators rather than clients."""
+"""Admin routes: changes to a running server, for operators rather than clients.
+
+Admission has already checked the caller (an admin key, or a loopback client while auth is off);
+every change is written to the audit log with that caller as its actor.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from frugal.access import ROLES, KeyStore
 from frugal.errors import InvalidInput, NotFound
 from frugal.serving.engine import Engine
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+class Auditor(Protocol):
+    async def __call__(self, action: str, target: str, **detail: Any) -> None: ...
 
 
 def _json(body: Any, status: int, request_id: str) -> Response:
@@ -19,19 +27,26 @@ def _json(body: Any, status: int, request_id: str) -> Response:
                     media_type="application/json")  # fmt: skip
 
 
-async def invalidate_cache(engine: Engine, request: Request, request_id: str) -> Response:
-    """``{"endpoint"?, "model"?}``: drop those entries (both absent: all). Loopback only
-    until API keys with an admin role exist."""
-    refused = _loopback_only(request, request_id)
-    if refused is not None:
-        return refused
+async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     raw = await request.body()
     try:
         given = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
         raise InvalidInput("not valid JSON", field="body") from None
-    if not isinstance(given, dict) or set(given) - {"endpoint", "model"}:
-        raise InvalidInput("give an object with `endpoint` and/or `model`", field="body")
+    if not isinstance(given, dict):
+        raise InvalidInput("give a JSON object", field="body")
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field; allowed: {', '.join(sorted(allowed))}",
+                           field=unknown[0])  # fmt: skip
+    return given
+
+
+async def invalidate_cache(
+    engine: Engine, request: Request, request_id: str, audit: Auditor
+) -> Response:
+    """``{"endpoint"?, "model"?}``: drop those entries (both absent: all)."""
+    given = await _body(request, {"endpoint", "model"})
     endpoint, model = given.get("endpoint"), given.get("model")
     for field, value in (("endpoint", endpoint), ("model", model)):
         if value is not None and not isinstance(value, str):
@@ -42,14 +57,12 @@ async def invalidate_cache(engine: Engine, request: Request, request_id: str) ->
     for name, ep in engine.endpoints.items():
         if ep.cache is not None and endpoint in (None, name):
             count += await ep.cache.store.invalidate(model=model)
+    await audit("cache.invalidate", endpoint or "*", model=model, invalidated=count)
     return _json({"invalidated": count}, 200, request_id)
 
 
-def cache_stats(engine: Engine, request: Request, request_id: str) -> Response:
+def cache_stats(engine: Engine, request_id: str) -> Response:
     """Per cached endpoint: its store's size and churn, and hits, misses and dollars saved."""
-    refused = _loopback_only(request, request_id)
-    if refused is not None:
-        return refused
     body = {}
     for name, ep in engine.endpoints.items():
         if ep.cache is None:
@@ -71,13 +84,71 @@ def cache_stats(engine: Engine, request: Request, request_id: str) -> Response:
     return _json(body, 200, request_id)
 
 
-def _loopback_only(request: Request, request_id: str) -> Response | None:
-    client = request.client.host if request.client else ""
-    if client in LOOPBACK:
-        return None
-    body = {"error": "admin routes answer loopback clients only", "field": "client",
-            "request_id": request_id}  # fmt: skip
-    return _json(body, 403, request_id)
+async def list_keys(store: KeyStore, request_id: str) -> Response:
+    keys = await asyncio.to_thread(store.list)
+    return _json([k.public() for k in keys], 200, request_id)
 
 
-__all__ = ["cache_stats", "invalidate_cache"]
+_KEY_FIELDS = {"name", "role", "tier", "endpoints", "rps", "budget_usd_day", "tokens_day"}
+
+
+async def create_key(
+    store: KeyStore, request: Request, request_id: str, audit: Auditor
+) -> Response:
+    """The one answer that carries the secret: it is not stored and cannot be read again."""
+    given = await _body(request, _KEY_FIELDS)
+    name, role = given.get("name"), given.get("role", "user")
+    if not isinstance(name, str):
+        raise InvalidInput("a key needs a `name` (string)", field="name")
+    if role not in ROLES:
+        raise InvalidInput(f"must be one of {', '.join(ROLES)}", field="role")
+    tier = given.get("tier")
+    if tier is not None and not isinstance(tier, str):
+        raise InvalidInput("must be a string", field="tier")
+    endpoints = given.get("endpoints")
+    if endpoints is not None and not (
+        isinstance(endpoints, list) and all(isinstance(e, str) for e in endpoints)
+    ):
+        raise InvalidInput("must be a list of endpoint names", field="endpoints")
+    limits: dict[str, float | None] = {}
+    for field in ("rps", "budget_usd_day", "tokens_day"):
+        value = given.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidInput("must be a number", field=field)
+        limits[field] = value
+    tokens = limits["tokens_day"]
+    key, secret = await asyncio.to_thread(
+        lambda: store.create(
+            name, role, tier=tier, endpoints=endpoints, rps=limits["rps"],
+            budget_usd_day=limits["budget_usd_day"],
+            tokens_day=int(tokens) if tokens is not None else None,
+        )
+    )  # fmt: skip
+    await audit(
+        "key.create", key.name, role=key.role, tier=key.tier, endpoints=endpoints, rps=key.rps,
+        budget_usd_day=key.budget_usd_day, tokens_day=key.tokens_day,
+    )  # fmt: skip
+    return _json(key.public() | {"secret": secret}, 201, request_id)
+
+
+async def revoke_key(store: KeyStore, name: str, request_id: str, audit: Auditor) -> Response:
+    key = await asyncio.to_thread(store.revoke, name)
+    await audit("key.revoke", name)
+    return _json(key.public(), 200, request_id)
+
+
+async def rotate_key(store: KeyStore, name: str, request_id: str, audit: Auditor) -> Response:
+    key, secret = await asyncio.to_thread(store.rotate, name)
+    await audit("key.rotate", name)
+    return _json(key.public() | {"secret": secret}, 200, request_id)
+
+
+__all__ = [
+    "Auditor",
+    "cache_stats",
+    "create_key",
+    "invalidate_cache",
+    "list_keys",
+    "revoke_key",
+    "rotate_key",
+]

@@ -53,6 +53,14 @@ class Answer:
     def model_header(self) -> str:
         return ",".join(dict.fromkeys(self.models))
 
+    @property
+    def tokens(self) -> int:
+        return tokens_of(self.outcomes)
+
+
+def tokens_of(outcomes: Sequence[ItemOutcome]) -> int:
+    return sum(o.prediction.tokens for o in outcomes if o.prediction is not None)
+
 
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
@@ -131,6 +139,7 @@ class Engine:
         deadline: float,
         user: str | None = None,
         session: str | None = None,
+        tier: str | None = None,
     ) -> Answer:
         """Simple JSON: one item per instance, through the endpoint's cache and route."""
         ep = self.endpoints.get(endpoint)
@@ -144,12 +153,12 @@ class Engine:
         scope = ep.cache.scope_of(user, session) if ep.cache is not None else None
         if ep.cache is None or scope is None:
             routed = await ep.router.route(
-                RouteRequest(endpoint, items, deadline, user), self._call
+                RouteRequest(endpoint, items, deadline, user, tier), self._call
             )
             return self._finish(routed.outcomes, routed.models)
 
         async def compute(misses: list[Item]) -> tuple[list[ItemOutcome], list[str]]:
-            request = RouteRequest(endpoint, misses, deadline, user)
+            request = RouteRequest(endpoint, misses, deadline, user, tier)
             routed = await ep.router.route(request, self._call)
             return routed.outcomes, routed.models
 
@@ -276,8 +285,9 @@ class Engine:
         cost_usd: float = 0.0,
         cache: str = "bypass",
         saved_usd: float = 0.0,
+        key: str = "",
     ) -> None:
-        """One ledger row and the request metrics, for answered and refused requests alike."""
+        """One ledger row and the request metrics, for every request past admission."""
         now = time.monotonic()
         latency_s = now - received
         self.metrics.observe_request(endpoint, model, status, latency_s, cost_usd)
@@ -301,6 +311,8 @@ class Engine:
                 status=status,
                 cache=cache,
                 saved_usd=saved_usd,
+                key=key,
+                tokens=tokens_of(outcomes),
             )
         )
 
@@ -370,4 +382,4 @@ def read_warmup(path: Path, field: str) -> list[object]:
     return instances
 
 
-__all__ = ["Answer", "Engine", "read_warmup"]
+__all__ = ["Answer", "Engine", "read_warmup", "tokens_of"]

@@ -5,19 +5,29 @@ from __future__ import annotations
 import math
 
 from frugal.errors import (
+    BudgetExceeded,
     DeadlineExceeded,
+    Forbidden,
     FrugalError,
+    HeadersTooLarge,
     InvalidInput,
     ModelFailed,
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
 )
 
 # Most specific first: PayloadTooLarge is an InvalidInput.
 STATUS: tuple[tuple[type[FrugalError], int], ...] = (
     (PayloadTooLarge, 413),
+    (HeadersTooLarge, 431),
     (InvalidInput, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (RateLimited, 429),
+    (BudgetExceeded, 429),
     (NotFound, 404),
     (Overloaded, 503),
     (DeadlineExceeded, 504),
@@ -40,13 +50,18 @@ def error_body(error: FrugalError, request_id: str) -> dict[str, object]:
         body["field"] = field
     if error.hint:
         body["hint"] = error.hint
+    if isinstance(error, BudgetExceeded):
+        body["budget"] = {"name": error.budget, "limit": error.limit, "spent": error.spent,
+                          "resets_at": error.resets_at}  # fmt: skip
     body["request_id"] = request_id
     return body
 
 
 def error_headers(error: FrugalError) -> dict[str, str]:
-    if isinstance(error, Overloaded):
+    if isinstance(error, Overloaded | RateLimited):
         return {"retry-after": str(max(1, math.ceil(error.retry_after_s)))}
+    if isinstance(error, Unauthorized):
+        return {"www-authenticate": 'Bearer realm="frugal"'}
     return {}
 
 

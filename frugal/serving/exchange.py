@@ -19,6 +19,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 HEADERS_READ = frozenset(
     {
+        b"authorization",
         b"content-length",
         b"x-request-id",
         b"x-frugal-deadline-ms",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import types
@@ -12,11 +13,13 @@ import uvicorn
 
 from frugal.accounting import resolve_pricer
 from frugal.config import FrugalConfig, load_config
+from frugal.errors import ConfigError, InvalidInput
 from frugal.runtimes import load_model
 from frugal.serving.app import FrugalApp, build_engine
 
 CONFIG_ENV = "FRUGAL_CONFIG"
 PROCESSES_ENV = "FRUGAL_PROCESSES"
+log = logging.getLogger("frugal.serving")
 
 
 class _Server(uvicorn.Server):
@@ -58,6 +61,44 @@ def uvicorn_options(config: FrugalConfig, host: str | None, port: int | None) ->
     return options
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_exposure(config: FrugalConfig, host: str, *, insecure: bool, file: str = "") -> None:
+    """Without auth, only loopback: anyone who can reach the port could spend the money."""
+    if config.auth is not None or is_loopback(host):
+        return
+    if not insecure:
+        raise ConfigError(
+            f"refusing to serve on {host} without API keys: anyone who can reach it could "
+            "call the models and the admin routes",
+            field="auth",
+            file=file,
+            hint="add `auth: {keys: frugal-keys.db}` and create keys with `frugal keys create`, "
+            "or pass --insecure if a trusted network or proxy guards this port",
+        )
+    log.warning("serving on %s WITHOUT authentication (--insecure): any client may call "
+                "the models", host)  # fmt: skip
+
+
+def tls_options(certfile: Path | None, keyfile: Path | None) -> dict[str, Any]:
+    if certfile is None and keyfile is None:
+        return {}
+    if certfile is None or keyfile is None:
+        field = "--ssl-certfile" if certfile is None else "--ssl-keyfile"
+        raise InvalidInput("TLS needs both --ssl-certfile and --ssl-keyfile", field=field)
+    for field, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if not Path(path).is_file():
+            raise InvalidInput(f"{path}: file not found", field=field)
+    return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
+
+
 def serve(
     config_path: Path,
     *,
@@ -65,11 +106,16 @@ def serve(
     port: int | None = None,
     workers: int = 1,
     log_level: str = "info",
+    insecure: bool = False,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
 ) -> None:
     """Load and verify the models first (a bad artifact stops here, clearly), then serve."""
     config = load_config(config_path)
     options = uvicorn_options(config, host, port) | {"log_level": log_level}
+    options |= tls_options(ssl_certfile, ssl_keyfile)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    check_exposure(config, options["host"], insecure=insecure, file=str(config_path))
     if workers > 1:
         resolve_pricer(
             config.instance, file=str(config_path)
@@ -94,4 +140,12 @@ def app_from_env() -> Any:
     return FrugalApp(load_config(os.environ[CONFIG_ENV]), processes=processes).asgi
 
 
-__all__ = ["CONFIG_ENV", "app_from_env", "serve", "uvicorn_options"]
+__all__ = [
+    "CONFIG_ENV",
+    "app_from_env",
+    "check_exposure",
+    "is_loopback",
+    "serve",
+    "tls_options",
+    "uvicorn_options",
+]

@@ -101,8 +101,10 @@ async def test_flushed_rows_are_all_in_the_tables(ledger: SqliteLedger) -> None:
         200,
         "bypass",
         0.0,
+        "",
+        0,
     )
-    assert [r[-3] for r in stored] == [row.status for row in requests]
+    assert [r[-5] for r in stored] == [row.status for row in requests]
     stored_batches = query(ledger.path, "SELECT ts, run_id, size, busy_s, failed FROM batches")
     assert sorted(stored_batches) == [(b.ts, ledger.run_id, 8, 0.01, b.failed) for b in batches]
 
@@ -177,24 +179,25 @@ def test_flush_before_open_returns(tmp_path: Path) -> None:
     assert not (tmp_path / "never.db").exists()
 
 
-def test_a_ledger_from_before_saved_usd_gains_the_column(tmp_path: Path) -> None:
-    """An older ledger without `saved_usd` is migrated on open; its old rows read 0 saved."""
-    from frugal.accounting.ledger import SCHEMA
-
+def test_a_ledger_from_before_saved_usd_gains_the_columns(tmp_path: Path) -> None:
+    """An older ledger (no saved_usd, key_name, tokens) is migrated on open; old rows read 0."""
     path = tmp_path / "old.db"
-    old_schema = SCHEMA.replace(
-        "cache TEXT NOT NULL DEFAULT 'bypass',\n  saved_usd REAL NOT NULL DEFAULT 0", "cache TEXT"
-    )
-    assert "saved_usd" not in old_schema
+    old_requests = """CREATE TABLE requests (
+      ts REAL NOT NULL, run_id TEXT NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL,
+      model TEXT NOT NULL, version TEXT NOT NULL, items INTEGER NOT NULL,
+      batch_size REAL NOT NULL, queue_ms REAL NOT NULL, compute_ms REAL NOT NULL,
+      latency_ms REAL NOT NULL, cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT)"""
     with closing(sqlite3.connect(path)) as db, db:
-        db.executescript(old_schema)
+        db.execute(old_requests)
         db.execute(
             "INSERT INTO requests VALUES (1, 'run0', 'r0', 'e', 'm', '1', 1, 1, 0, 0, 0, 0, 200, "
             "'bypass')"
         )
     ledger = SqliteLedger(path)
     ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1)
-    ledger.record(replace(request_row(1), saved_usd=0.25, cache="hit"))
+    ledger.record(replace(request_row(1), saved_usd=0.25, cache="hit", key="team-a", tokens=7))
     ledger.close()
-    stored = query(path, "SELECT request_id, cache, saved_usd FROM requests ORDER BY ts")
-    assert stored == [("r0", "bypass", 0.0), ("r1", "hit", 0.25)]
+    stored = query(
+        path, "SELECT request_id, cache, saved_usd, key_name, tokens FROM requests ORDER BY ts"
+    )
+    assert stored == [("r0", "bypass", 0.0, "", 0), ("r1", "hit", 0.25, "team-a", 7)]

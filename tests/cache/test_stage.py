@@ -168,7 +168,7 @@ def test_invalidate_by_endpoint_then_miss(serve: Any, tmp_path: Path) -> None:
     unknown = httpx.post(f"{server.url}/admin/cache/invalidate", json={"endpoint": "nope"})
     assert unknown.status_code == 404
     bad = httpx.post(f"{server.url}/admin/cache/invalidate", json={"everything": True})
-    assert bad.status_code == 400 and bad.json()["field"] == "body"
+    assert bad.status_code == 400 and bad.json()["field"] == "everything"
 
 
 async def test_new_model_version_never_serves_old_answers() -> None:

@@ -1,0 +1,68 @@
+"""Deleting ledger data: by age (retention) and by key name (a person's deletion request).
+
+What goes: request rows, batch rows and finished runs older than the cutoff, and captured
+payloads older than the cutoff or past their own expiry. By key: every request row and payload
+of that key, whatever its age. The audit log is never pruned here: it is the record that
+these deletions happened (each prune appends an entry naming what it removed, never a payload).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from frugal.accounting.ledger import connect, ensure_schema
+from frugal.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    requests: int = 0
+    batches: int = 0
+    runs: int = 0
+    payloads: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.requests + self.batches + self.runs + self.payloads
+
+
+def prune(
+    path: Path,
+    *,
+    older_than_s: float | None = None,
+    key: str | None = None,
+    now: float | None = None,
+) -> Pruned:
+    """Delete what the arguments select, in one transaction; expired payloads always go."""
+    if not Path(path).exists():
+        raise ConfigError("no ledger here yet", file=str(path))
+    now = time.time() if now is None else now
+    try:
+        db = connect(Path(path))
+        ensure_schema(db)
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
+    try:
+        with db:
+            requests = batches = runs = 0
+            payloads = db.execute("DELETE FROM payloads WHERE expires < ?", (now,)).rowcount
+            if older_than_s is not None:
+                cutoff = now - older_than_s
+                requests += db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+                batches += db.execute("DELETE FROM batches WHERE ts < ?", (cutoff,)).rowcount
+                runs += db.execute(
+                    "DELETE FROM runs WHERE stopped IS NOT NULL AND stopped < ?", (cutoff,)
+                ).rowcount
+                payloads += db.execute("DELETE FROM payloads WHERE ts < ?", (cutoff,)).rowcount
+            if key is not None:
+                requests += db.execute("DELETE FROM requests WHERE key_name = ?", (key,)).rowcount
+                payloads += db.execute("DELETE FROM payloads WHERE key_name = ?", (key,)).rowcount
+    finally:
+        db.close()
+    return Pruned(requests, batches, runs, payloads)
+
+
+__all__ = ["Pruned", "prune"]
