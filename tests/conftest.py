@@ -78,10 +78,11 @@ def free_port() -> int:
 class ServerInThread:
     """The real app under uvicorn on 127.0.0.1, in a thread (as httpx's tests serve)."""
 
-    def __init__(self, config: FrugalConfig) -> None:
+    def __init__(self, config: FrugalConfig, **options: Any) -> None:
         self.app = FrugalApp(config, engine=build_engine(config))
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "ssl_certfile" in options else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         uv_config = uvicorn.Config(
             self.app.asgi,
             host="127.0.0.1",
@@ -89,6 +90,7 @@ class ServerInThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=None,
+            **options,
         )
         self.server = uvicorn.Server(uv_config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -114,12 +116,12 @@ class ServerInThread:
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    """``serve(config_mapping_or_path)`` starts a real server; all are stopped after the test."""
+    """``serve(config, **uvicorn_options)`` starts a real server; all stop after the test."""
     servers: list[ServerInThread] = []
 
-    def start(config: FrugalConfig | Path) -> ServerInThread:
+    def start(config: FrugalConfig | Path, **options: Any) -> ServerInThread:
         cfg = load_config(config) if isinstance(config, Path) else config
-        server = ServerInThread(cfg).__enter__()
+        server = ServerInThread(cfg, **options).__enter__()
         servers.append(server)
         return server
 
