@@ -88,7 +88,7 @@ def test_loopback_addresses(host: str, loopback: bool) -> None:
 def test_exposure_rules(digits_model_file: Path, tmp_path: Path) -> None:
     open_config = parse_config(digits_config(digits_model_file, tmp_path))
     check_exposure(open_config, "127.0.0.1", insecure=False)
-    with pytest.raises(ConfigError, match="refusing to serve on 0.0.0.0 without API keys") as e:
+    with pytest.raises(ConfigError, match=r"refusing to serve on 0\.0\.0\.0 without API keys") as e:
         check_exposure(open_config, "0.0.0.0", insecure=False, file="frugal.yaml")
     assert "--insecure" in (e.value.hint or "") and e.value.field == "auth"
     check_exposure(open_config, "0.0.0.0", insecure=True)  # warns, allowed
