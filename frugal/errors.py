@@ -8,12 +8,14 @@ them to exit codes in one place.
       ├─ ArtifactError       (a model file missing, unreadable or not matching its sha256)
       ├─ InvalidInput        (names the field)
       │    ├─ PayloadTooLarge
-      │    └─ HeadersTooLarge
+      │    ├─ HeadersTooLarge
+      │    └─ UnsupportedMediaType (a body that is not declared as JSON)
       ├─ Unauthorized        (no key, or an unknown or revoked one)
       ├─ Forbidden           (a valid key whose role or endpoint list does not allow this)
       ├─ RateLimited         (the key's request rate is over its limit; says when to retry)
       ├─ BudgetExceeded      (the key's dollars or tokens for the day are spent; names which)
       ├─ NotFound            (unknown model, version or endpoint)
+      ├─ Conflict            (the name is taken, e.g. by another API key)
       ├─ Overloaded          (queue full; says when to retry)
       ├─ DeadlineExceeded    (the request's deadline passed before it was answered)
       └─ ModelFailed         (the model itself raised on this item)
@@ -67,6 +69,14 @@ class PayloadTooLarge(InvalidInput):
 
 class HeadersTooLarge(InvalidInput):
     """The request's headers are over ``server.max_header_bytes``."""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The body's Content-Type is not JSON."""
+
+
+class Conflict(FrugalError):
+    """What the request would create exists already (an API key's name)."""
 
 
 class Unauthorized(FrugalError):
@@ -123,6 +133,7 @@ __all__ = [
     "ArtifactError",
     "BudgetExceeded",
     "ConfigError",
+    "Conflict",
     "DeadlineExceeded",
     "Forbidden",
     "FrugalError",
@@ -134,4 +145,5 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "Unauthorized",
+    "UnsupportedMediaType",
 ]

@@ -50,6 +50,7 @@ def test_errors_are_pinned() -> None:
         "ArtifactError",
         "BudgetExceeded",
         "ConfigError",
+        "Conflict",
         "DeadlineExceeded",
         "Forbidden",
         "FrugalError",
@@ -61,6 +62,7 @@ def test_errors_are_pinned() -> None:
         "PayloadTooLarge",
         "RateLimited",
         "Unauthorized",
+        "UnsupportedMediaType",
     ]
     for name in frugal.errors.__all__:
         error = getattr(frugal.errors, name)

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from frugal.errors import ConfigError, InvalidInput, NotFound
+from frugal.errors import ConfigError, Conflict, InvalidInput, NotFound
 
 Role = Literal["user", "viewer", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -148,9 +148,8 @@ class KeyStore:
         )  # fmt: skip
         with self._connect() as db:
             if db.execute("SELECT 1 FROM keys WHERE name = ?", (name,)).fetchone():
-                raise InvalidInput(
+                raise Conflict(
                     f"a key named {name!r} exists (revoked keys keep their name)",
-                    field="name",
                     hint="pick another name, or `frugal keys rotate` it for a new secret",
                 )
             db.execute(f"INSERT INTO keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",

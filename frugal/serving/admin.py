@@ -16,6 +16,7 @@ from starlette.responses import Response
 from frugal.access import ROLES, KeyStore
 from frugal.errors import InvalidInput, NotFound
 from frugal.serving.engine import Engine
+from frugal.serving.exchange import check_json_content_type
 
 
 class Auditor(Protocol):
@@ -29,6 +30,8 @@ def _json(body: Any, status: int, request_id: str) -> Response:
 
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     raw = await request.body()
+    if raw:
+        check_json_content_type(request.headers.get("content-type"))
     try:
         given = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:

@@ -555,7 +555,8 @@ class FrugalApp:
         body = {"error": exc.detail, "field": "path", "request_id": request_id}
         if exc.status_code == 405:
             body["field"] = "method"
-        return json_response(body, exc.status_code, {"x-request-id": request_id})
+        headers = dict(exc.headers or {}) | {"x-request-id": request_id}  # 405 carries Allow
+        return json_response(body, exc.status_code, headers)
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
         request_id = request_id_of(request)

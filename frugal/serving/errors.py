@@ -6,6 +6,7 @@ import math
 
 from frugal.errors import (
     BudgetExceeded,
+    Conflict,
     DeadlineExceeded,
     Forbidden,
     FrugalError,
@@ -17,18 +18,21 @@ from frugal.errors import (
     PayloadTooLarge,
     RateLimited,
     Unauthorized,
+    UnsupportedMediaType,
 )
 
 # Most specific first: PayloadTooLarge is an InvalidInput.
 STATUS: tuple[tuple[type[FrugalError], int], ...] = (
     (PayloadTooLarge, 413),
     (HeadersTooLarge, 431),
+    (UnsupportedMediaType, 415),
     (InvalidInput, 400),
     (Unauthorized, 401),
     (Forbidden, 403),
     (RateLimited, 429),
     (BudgetExceeded, 429),
     (NotFound, 404),
+    (Conflict, 409),
     (Overloaded, 503),
     (DeadlineExceeded, 504),
     (ModelFailed, 500),

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from frugal.errors import InvalidInput, PayloadTooLarge
+from frugal.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -21,6 +21,7 @@ HEADERS_READ = frozenset(
     {
         b"authorization",
         b"content-length",
+        b"content-type",
         b"x-request-id",
         b"x-frugal-deadline-ms",
         b"x-frugal-user",
@@ -60,6 +61,7 @@ class Exchange:
 
     async def read_json(self, limit: int) -> Any:
         """The body as JSON, refused with 413 before reading past ``limit`` bytes."""
+        check_json_content_type(self.headers.get("content-type"))
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(
@@ -85,6 +87,21 @@ class Exchange:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"not valid JSON: {exc}", field="body") from None
+
+
+def check_json_content_type(value: str | None) -> None:
+    """No Content-Type is taken as JSON; any other type than JSON (``*/json``, ``*+json``) is
+    a 415, so a form or text body is never parsed as if it were JSON by accident."""
+    if value is None:
+        return
+    media = value.partition(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json") or media.endswith("/json"):
+        return
+    raise UnsupportedMediaType(
+        f"the body must be JSON, not {media or 'an empty type'}",
+        field="content-type",
+        hint="send `Content-Type: application/json` (curl: -H 'content-type: application/json')",
+    )
 
 
 def json_reply(body: Any, status: int, headers: dict[str, str]) -> Reply:
@@ -121,6 +138,7 @@ __all__ = [
     "ClientGone",
     "Exchange",
     "Reply",
+    "check_json_content_type",
     "json_reply",
     "match_inference_route",
     "send_reply",

@@ -10,7 +10,7 @@ import pytest
 
 import frugal.access.keys as keys_module
 from frugal.access import SECRET_PREFIX, KeyRing, KeyStore, KeyWatcher, digest_of
-from frugal.errors import ConfigError, InvalidInput, NotFound
+from frugal.errors import ConfigError, Conflict, InvalidInput, NotFound
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_revoked_keys_leave_the_ring_and_keep_their_name(store: KeyStore) -> Non
     assert store.ring().authenticate(secret) is None
     assert [k.name for k in store.list(include_revoked=False)] == []
     assert store.list()[0].revoked_at is not None
-    with pytest.raises(InvalidInput, match="exists"):
+    with pytest.raises(Conflict, match="exists"):
         store.create("team-a", "user")
     with pytest.raises(InvalidInput, match="revoked"):
         store.rotate("team-a")
