@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import joblib
 import numpy as np
 import pytest
@@ -112,6 +118,49 @@ class ServerInThread:
     @property
     def engine(self) -> Any:
         return self.app.engine
+
+
+class ServerProcess:
+    """``python -m frugal serve CONFIG ARGS`` as a real process on a free port, until exit.
+
+    For what an in-process server cannot show: start-up refusals, signals, and a server whose
+    warnings are not turned into errors by pytest's filters."""
+
+    def __init__(self, config: Path, *args: str, host: str = "127.0.0.1") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = config.parent / f"serve-{self.port}.log"
+        self.command = [sys.executable, "-m", "frugal", "serve", str(config), "--host", host,
+                        "--port", str(self.port), *args]  # fmt: skip
+        self.env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                            env=self.env)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"frugal serve did not become ready:\n{self.log_text()}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @pytest.fixture

@@ -241,8 +241,7 @@ class FrugalApp:
                 "/admin/cache/invalidate", guard("admin", self.invalidate_cache), methods=["POST"]
             ),
             Route("/admin/cache/stats", guard("admin", self.cache_stats)),
-            Route("/admin/keys", guard("admin", self.list_keys)),
-            Route("/admin/keys", guard("admin", self.create_key), methods=["POST"]),
+            Route("/admin/keys", guard("admin", self.keys), methods=["GET", "POST"]),
             Route("/admin/keys/{key}/revoke", guard("admin", self.revoke_key), methods=["POST"]),
             Route("/admin/keys/{key}/rotate", guard("admin", self.rotate_key), methods=["POST"]),
         ]
@@ -319,7 +318,10 @@ class FrugalApp:
     async def cache_stats(self, request: Request, ctx: Context) -> Response:
         return admin.cache_stats(self.engine, ctx.request_id)
 
-    async def list_keys(self, request: Request, ctx: Context) -> Response:
+    async def keys(self, request: Request, ctx: Context) -> Response:
+        """One route for both methods, so a 405 on it lists both in Allow."""
+        if request.method == "POST":
+            return await self.create_key(request, ctx)
         return await admin.list_keys(self._key_store(), ctx.request_id)
 
     async def create_key(self, request: Request, ctx: Context) -> Response:

@@ -207,7 +207,7 @@ def openapi_document(config: FrugalConfig) -> Schema:
         "/admin/cache/invalidate": _post(
             "Drop cache entries of an endpoint and/or model (all when both are absent)",
             {"type": "object", "additionalProperties": False,
-             "properties": {"endpoint": {"type": "string"}, "model": {"type": "string"}}},
+             "properties": {"endpoint": _OPTIONAL_STR, "model": _OPTIONAL_STR}},
             {"type": "object", "properties": {"invalidated": {"type": "integer"}}}, "admin"),
         "/admin/cache/stats": _get("Cache size, hits and savings per endpoint",
                                    {"type": "object"}, "admin"),
@@ -223,7 +223,7 @@ def openapi_document(config: FrugalConfig) -> Schema:
         paths[path]["post"]["parameters"] = [
             {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
         ]
-    paths["/admin/keys"]["post"]["responses"]["400"] = _error("Invalid field, or name in use.")
+    paths["/admin/keys"]["post"]["responses"]["409"] = _error("A key with that name exists.")
     for endpoint in config.endpoints:
         model = config.find_model(endpoint.model)
         assert model is not None

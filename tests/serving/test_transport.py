@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import pytest
 from frugal.config import parse_config
 from frugal.errors import ConfigError
 from frugal.serving.server import check_exposure, is_loopback
-from tests.conftest import digits_config, free_port, write_config
+from tests.conftest import ServerProcess, digits_config, free_port, write_config
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -115,27 +113,9 @@ def test_serving_beyond_loopback_without_auth_refuses_to_start(
 
 def test_insecure_starts_and_warns(digits_model_file: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path, digits_config(digits_model_file, tmp_path))
-    port = free_port()
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])}
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "frugal", "serve", str(config), "--host", "0.0.0.0",
-             "--port", str(port), "--insecure"], stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    assert "WITHOUT authentication (--insecure)" in log.read_text()
+    with ServerProcess(config, "--insecure", host="0.0.0.0") as server:
+        assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+    assert "WITHOUT authentication (--insecure)" in server.log_text()
 
 
 def test_tls_needs_both_files(digits_model_file: Path, tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ def decode_infer_request(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise InvalidInput("must be a list of non-negative integers", field=f"{field}.shape")
-        if tensor["datatype"] not in DATATYPES:
+        datatype = tensor["datatype"]
+        if not isinstance(datatype, str) or datatype not in DATATYPES:  # {} is unhashable
             known = ", ".join(sorted(DATATYPES))
             raise InvalidInput(f"unknown datatype; one of {known}", field=f"{field}.datatype")
         if not isinstance(tensor["data"], list):
