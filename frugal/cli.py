@@ -306,6 +306,115 @@ def profile(
         click.echo(f"wrote {plot}")
 
 
+def _precisions(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
+    names = [v.strip().lower() for item in value for v in item.split(",") if v.strip()]
+    unknown = [n for n in names if n not in ("int8", "fp16", "bf16")]
+    if unknown:
+        raise click.BadParameter(f"{unknown[0]!r}: choose int8, fp16 or bf16")
+    return list(dict.fromkeys(names)) or ["int8"]
+
+
+@main.command()
+@click.argument("target", metavar="MODEL", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "precisions",
+    multiple=True,
+    callback=_precisions,
+    help="int8, fp16 or bf16 (TorchScript only); repeat or comma-separate. Default: int8.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["dynamic", "static"]),
+    default="dynamic",
+    show_default=True,
+    help="int8: weights only, activations per batch (dynamic); or calibrated on --data (static).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Validation items (.csv, .jsonl, .npz); labels give accuracy, else cosine/agreement.",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(0),
+    help="Exit 1 and keep nothing if a variant loses more (accuracy fraction, or 1 - cosine).",
+)
+@click.option("--out-dir", type=click.Path(path_type=Path), help="Default: beside MODEL.")
+@_DEVICE
+@click.option("--model", "model_name", help="Which model of a frugal.yaml (default: the first).")
+@click.option("--threads", type=click.IntRange(1, 256), help="Intra-op threads (bare file: 1).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(2),
+    default=32,
+    show_default=True,
+    help="The larger batch timed besides batch 1.",
+)
+@click.option("--min-repeats", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--min-seconds", type=click.FloatRange(0), default=0.3, show_default=True)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="Also write the measurements as JSON (only when every variant passes).",
+)
+@click.pass_context
+def quantize(
+    ctx: click.Context,
+    target: Path,
+    precisions: list[str],
+    method: str,
+    data: Path | None,
+    max_drop: float | None,
+    out_dir: Path | None,
+    device: str | None,
+    model_name: str | None,
+    threads: int | None,
+    batch_size: int,
+    min_repeats: int,
+    min_seconds: float,
+    report_path: Path | None,
+) -> None:
+    """Write int8/fp16/bf16 variants of an ONNX or TorchScript MODEL and measure each vs fp32.
+
+    Size, p50 and items/s at batch 1 and --batch-size, and quality on --data. With --max-drop,
+    a variant that loses more makes the command exit 1 and write nothing.
+    """
+    from frugal.optimize import resolve_target
+    from frugal.optimize.quantize import Timing, quantize_model
+    from frugal.optimize.quantize_output import print_quantize
+
+    resolved = resolve_target(target, model=model_name, threads=threads, device=device)
+    timing = Timing(batch_size=batch_size, min_repeats=min_repeats, min_seconds=min_seconds)
+    result = quantize_model(
+        resolved,
+        precisions,
+        method=method,
+        data=data,
+        max_drop=max_drop,
+        out_dir=out_dir,
+        timing=timing,
+    )
+    print_quantize(result)
+    failed = result.over_max_drop
+    if failed:
+        names = ", ".join(f"{v.name} ({v.quality.drop:.4f})" for v in failed if v.quality)
+        click.secho(f"over --max-drop {max_drop:g}: {names}; nothing written", fg="red", err=True)
+        ctx.exit(EXIT_VERDICT)
+    for variant in result.variants:
+        if variant.path is not None:
+            click.echo(f"wrote {variant.path}  sha256 {variant.sha256}")
+            if variant.options:
+                click.echo(f"  runtime options it needs: {json.dumps(variant.options)}")
+    if report_path is not None:
+        try:
+            report_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise FrugalError(f"{report_path}: cannot write the report: {exc}") from None
+        click.echo(f"wrote {report_path}")
+
+
 @main.group()
 def cache() -> None:
     """Look at or clear the response caches of a running server (loopback admin routes)."""

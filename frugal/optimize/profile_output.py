@@ -14,7 +14,10 @@ def print_profile(profile: Profile, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or captured: wide enough for the table on one line
+            console = Console(width=120)
     model, hw = profile.model, profile.hardware
     where = hw["gpu_name"] or f"{hw['cpu_model']}, {hw['cpu_cores']} core(s)"
     table = Table(

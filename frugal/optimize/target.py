@@ -37,7 +37,7 @@ MINILM_FACTORY = "frugal.runtimes.minilm:make_model"
 _MINILM_INPUTS = {"input_ids", "attention_mask"}
 _TEXT_SPEC = TensorSpec(name="text", datatype="BYTES", shape=[-1])
 # ONNX element types (as onnxruntime spells them) -> the v2 datatypes of TensorSpec.
-_ONNX_DATATYPES = {
+ONNX_DATATYPES = {
     "tensor(float)": "FP32",
     "tensor(double)": "FP64",
     "tensor(float16)": "FP16",
@@ -150,7 +150,7 @@ def input_specs(target: Target, model: Model) -> list[TensorSpec]:
         for arg in session.get_inputs():
             dims = [d if isinstance(d, int) and d > 0 else -1 for d in arg.shape]
             shape = [-1, *dims[1:]] if dims else [-1]
-            datatype = _ONNX_DATATYPES.get(arg.type, "FP32")
+            datatype = ONNX_DATATYPES.get(arg.type, "FP32")
             specs.append(TensorSpec(name=arg.name, datatype=datatype, shape=shape))  # type: ignore[arg-type]
         return specs
     estimator = getattr(model, "estimator", None)
@@ -288,6 +288,7 @@ def _device_of(config: ModelConfig) -> str:
 __all__ = [
     "CONFIG_SUFFIXES",
     "MINILM_FACTORY",
+    "ONNX_DATATYPES",
     "SUFFIX_RUNTIMES",
     "Target",
     "default_device",
