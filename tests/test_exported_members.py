@@ -20,6 +20,7 @@ PACKAGES = [
     "frugal.records",
     "frugal.access",
     "frugal.commands",
+    "frugal.optimize",
 ]
 
 
