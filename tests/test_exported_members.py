@@ -18,6 +18,7 @@ PACKAGES = [
     "frugal.errors",
     "frugal.config",
     "frugal.records",
+    "frugal.optimize",
 ]
 
 

@@ -233,7 +233,7 @@ def read_baseline(path: Path) -> Baseline:
             f"{path}: no cost baseline",
             hint=f"write one with `frugal check --baseline {path} --qps N --update` and commit it",
         )
-    hint = f"regenerate it with `frugal check --baseline {path} --update`"
+    hint = f"regenerate it with `frugal check --baseline {path} --qps N --update`"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

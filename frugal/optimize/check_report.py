@@ -16,7 +16,7 @@ from frugal.optimize.check import (
     price_config,
     read_baseline,
 )
-from frugal.optimize.plan_report import write_json
+from frugal.optimize.plan_report import plan_console, write_json
 from frugal.optimize.profiles import read_profiles
 
 
@@ -74,8 +74,15 @@ def run_check(
     from frugal.config import load_config
     from frugal.errors import InvalidInput
 
-    console = console or Console()
-    baseline = None if update and not baseline_path.exists() else read_baseline(baseline_path)
+    console = console or plan_console()
+    baseline = None
+    if not update or (qps is None and baseline_path.exists()):
+        baseline = read_baseline(baseline_path)
+    elif baseline_path.exists():
+        try:  # shown as "before"; a broken one is being replaced, so it may stay unread
+            baseline = read_baseline(baseline_path)
+        except InvalidInput:
+            baseline = None
     qps = qps if qps is not None else baseline.qps if baseline else None
     if qps is None:
         raise InvalidInput(
