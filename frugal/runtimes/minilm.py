@@ -18,6 +18,8 @@ Backends:
 - ``onnx`` (default): the model plus pooling and normalization exported once with
   ``torch.onnx.export`` to ``~/.cache/frugal/minilm-l6-v2.onnx`` (``$FRUGAL_CACHE_DIR`` overrides
   the folder) and run with ONNX Runtime. torch is imported only for that one-time export.
+  ``onnx_file`` runs another file of the same signature instead, e.g. the int8 or fp16 variant
+  that ``frugal quantize`` writes (see docs/quantize.md).
 - ``torch``: transformers ``AutoModel`` on CPU under ``torch.inference_mode``.
 
 ``threads`` is the number of cores one batch may use (intra-op threads). With ``threads=1`` the
@@ -85,9 +87,17 @@ class MiniLMEmbedder:
 
     dim = DIM
 
-    def __init__(self, max_length: int = 128, threads: int = 1, backend: str = "onnx") -> None:
+    def __init__(
+        self,
+        max_length: int = 128,
+        threads: int = 1,
+        backend: str = "onnx",
+        onnx_file: str | Path | None = None,
+    ) -> None:
         if backend not in ("onnx", "torch"):
             raise ValueError(f"backend must be 'onnx' or 'torch', not {backend!r}")
+        if onnx_file is not None and backend != "onnx":
+            raise ValueError("onnx_file is for backend 'onnx'")
         if threads < 1:
             raise ValueError("threads must be >= 1")
         if threads == 1:
@@ -99,7 +109,7 @@ class MiniLMEmbedder:
         self._tok, self._size_tok = _load_tokenizers(where, max_length)
         self._run: _Backend
         if backend == "onnx":
-            self._run = _OnnxBackend(where, threads)
+            self._run = _OnnxBackend(where, threads, onnx_file)
         else:
             self._run = _TorchBackend(where, threads)
 
@@ -123,10 +133,15 @@ class MiniLMEmbedder:
             elif not isinstance(item, str):
                 raise TypeError(f"item {i}: expected a string, got {type(item).__name__}")
             texts.append(item)
-        encs = self._tok.encode_batch(texts)
+        ids, mask = self.encode(texts)
+        return np.asarray(self._run(ids, mask), dtype=np.float32)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask), int64, padded to the longest text: the ONNX inputs."""
+        encs = self._tok.encode_batch(list(texts))
         ids = np.asarray([e.ids for e in encs], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
-        return np.asarray(self._run(ids, mask), dtype=np.float32)
+        return ids, mask
 
     def predict_batch(self, items: Sequence[str | bytes]) -> list[list[float]]:
         rows: list[list[float]] = self.embed(items).tolist()
@@ -134,10 +149,10 @@ class MiniLMEmbedder:
 
 
 class _OnnxBackend:
-    def __init__(self, where: Path, threads: int) -> None:
+    def __init__(self, where: Path, threads: int, onnx_file: str | Path | None = None) -> None:
         import onnxruntime as ort
 
-        path = onnx_path(where)
+        path = onnx_path(where) if onnx_file is None else Path(onnx_file)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -247,9 +262,16 @@ def export_onnx(where: Path, path: Path) -> None:
             os.unlink(tmp)
 
 
-def make_model(max_length: int = 128, threads: int = 1, backend: str = "onnx") -> MiniLMEmbedder:
+def make_model(
+    max_length: int = 128,
+    threads: int = 1,
+    backend: str = "onnx",
+    onnx_file: str | None = None,
+) -> MiniLMEmbedder:
     """The frugal factory: ``factory: embedder:make_model``, ``options`` as keyword arguments."""
-    return MiniLMEmbedder(max_length=max_length, threads=threads, backend=backend)
+    return MiniLMEmbedder(
+        max_length=max_length, threads=threads, backend=backend, onnx_file=onnx_file
+    )
 
 
 __all__ = [

@@ -1,0 +1,104 @@
+"""How ``frugal profile`` shows a profile: a rich table, a frugal.yaml snippet, a PNG curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from frugal.errors import FrugalError
+from frugal.optimize.profile import Profile
+
+
+def print_profile(profile: Profile, console: Any = None) -> None:
+    """The points as a table, then the knee, the SLO batch and the suggested batching."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    model, hw = profile.model, profile.hardware
+    where = hw["gpu_name"] or f"{hw['cpu_model']}, {hw['cpu_cores']} core(s)"
+    table = Table(
+        title=f"profile of {model['name']}:{model['version']} ({model.get('runtime') or '?'}) "
+        f"on {hw['device']} ({where}), {profile.threads} thread(s)"
+    )
+    columns = ["batch", "repeats", "p50 ms", "p99 ms", "items/s", "speedup", "peak RSS MB"]
+    if any(p.peak_gpu_mb is not None for p in profile.points):
+        columns.append("peak GPU MB")
+    for name in columns:
+        table.add_column(name, justify="right")
+    base = profile.points[0]
+    knee = profile.knee_batch_size
+    for p in profile.points:
+        row = [
+            f"{p.batch_size}" + (" *" if p.batch_size == knee else ""),
+            f"{p.repeats}",
+            f"{p.p50_ms:.3f}",
+            f"{p.p99_ms:.3f}",
+            f"{p.items_per_s:,.0f}",
+            f"{p.items_per_s / base.items_per_s:.2f}x",
+            f"{p.peak_rss_mb:.0f}",
+        ]
+        if len(columns) > 7:
+            row.append("-" if p.peak_gpu_mb is None else f"{p.peak_gpu_mb:.0f}")
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"speedup: items/s over batch {base.batch_size}'s. peak RSS is the process's peak so far "
+        "(it includes loading), not the batch's own."
+    )
+    console.print(f"knee (*): batch {knee}, the smallest reaching 90% of the peak items/s")
+    if profile.slo_ms is not None:
+        within = profile.max_batch_within_slo
+        if within is None:
+            console.print(f"[red]no measured batch has p99 <= {profile.slo_ms:g} ms[/red]")
+        else:
+            console.print(f"largest batch with p99 <= {profile.slo_ms:g} ms: {within}")
+    console.print("suggested for frugal.yaml (max_wait_ms applies with workers > 1):")
+    console.print(batching_yaml(profile), markup=False, highlight=False)
+
+
+def batching_yaml(profile: Profile) -> str:
+    """The suggestion as the ``batching`` lines of the model in frugal.yaml."""
+    suggested = profile.suggested
+    return (
+        f"models:\n  - name: {profile.model['name']}\n    batching: "
+        f"{{max_batch_size: {suggested['max_batch_size']}, "
+        f"max_wait_ms: {suggested['max_wait_ms']:g}}}"
+    )
+
+
+def plot_profile(profile: Profile, path: Path) -> None:
+    """items/s and p99 against batch size (log2 axis), the knee marked, as a PNG."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise FrugalError("--plot needs matplotlib", hint="pip install 'frugal[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [p.batch_size for p in profile.points]
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(sizes, [p.items_per_s for p in profile.points], "o-", color="tab:blue")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("batch size")
+    left.set_ylabel("items/s", color="tab:blue")
+    right = left.twinx()
+    right.plot(sizes, [p.p99_ms for p in profile.points], "s--", color="tab:red")
+    right.set_ylabel("p99 ms", color="tab:red")
+    knee = profile.knee_batch_size
+    left.axvline(knee, color="gray", linestyle=":", label=f"knee: batch {knee}")
+    if profile.slo_ms is not None:
+        right.axhline(profile.slo_ms, color="tab:red", linestyle=":", label="SLO")
+    left.legend(loc="upper left")
+    model = profile.model
+    left.set_title(f"{model['name']}:{model['version']} on {profile.hardware['hardware_class']}")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise FrugalError(f"{path}: cannot write the plot: {exc}") from None
+    finally:
+        plt.close(fig)
+
+
+__all__ = ["batching_yaml", "plot_profile", "print_profile"]
