@@ -28,6 +28,7 @@ class InstanceType:
     as_of: str
     memory_gib: float | None = None
     gpu: str | None = None
+    burstable: bool = False  # a CPU credit type (t3, B-series): full speed only in bursts
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ def load_catalog(paths: Sequence[Path] | None = None) -> dict[str, InstanceType]
                     as_of=str(data.get("as_of", "")),
                     memory_gib=spec.get("memory_gib"),
                     gpu=spec.get("gpu"),
+                    burstable=bool(spec.get("burstable", False)),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(

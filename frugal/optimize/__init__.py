@@ -20,7 +20,7 @@ from frugal.optimize.profile import (
     profile_model,
     suggest_batching,
 )
-from frugal.optimize.profiles import PointRecord, ProfileRecord, read_profile
+from frugal.optimize.profiles import ProfileRecord, read_profile
 from frugal.optimize.serverless import BreakEven, ServerlessProjection, break_even
 from frugal.optimize.target import (
     Target,
@@ -39,7 +39,6 @@ __all__ = [
     "Plan",
     "PlanInputs",
     "PlanRow",
-    "PointRecord",
     "Profile",
     "ProfilePoint",
     "ProfileRecord",

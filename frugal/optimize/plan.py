@@ -26,8 +26,8 @@ from frugal.accounting.catalog import InstanceType, ServerlessOffer
 from frugal.config import InstanceConfig
 from frugal.errors import InvalidInput
 from frugal.optimize.costing import Projection, project_cost
+from frugal.optimize.profile import ProfilePoint
 from frugal.optimize.profiles import (
-    PointRecord,
     ProfileRecord,
     hardware_class_of,
     profile_command,
@@ -79,7 +79,7 @@ class PlanRow:
     profile: str
     status: Status
     reason: str = ""
-    point: PointRecord | None = None  # the batch it runs at
+    point: ProfilePoint | None = None  # the batch it runs at
     latency_bound_ms: float | None = None
     projection: Projection | None = None
 
@@ -130,7 +130,7 @@ class Plan:
 
 def choose_batch(
     profile: ProfileRecord, slo_ms: float, max_wait_ms: float
-) -> tuple[PointRecord | None, float]:
+) -> tuple[ProfilePoint | None, float]:
     """The measured batch with the most items/s whose bound ``2 x p99 + max_wait`` fits the SLO
     (the smaller batch on a tie), and that bound; (None, batch-1 bound) when none fits."""
     fits = [p for p in profile.points if 2 * p.p99_ms + max_wait_ms <= slo_ms]
@@ -283,13 +283,25 @@ def make_plan(
     choice = ok[0] if ok else None
     template = next(iter(by_class.values()))
     gaps = tuple(
-        MissingProfile(cls, tuple(sorted(names)), profile_command(template, cls))
+        MissingProfile(cls, tuple(sorted(names)), profile_command(template, cls, inputs.slo_ms))
         for cls, names in sorted(missing.items())
     )
     cpu = by_class.get("cpu")
     server: list[ServerlessProjection] = []
     evens: list[BreakEven] = []
     notes = [f"one request = one item; {HEADROOM_NOTE.format(inputs.headroom)}"]
+    if choice is not None and catalog[choice.instance].burstable:
+        steady = next((r for r in ok if not catalog[r.instance].burstable), None)
+        alternative = (
+            f"; the cheapest steady type is {steady.instance} at "
+            f"${steady.projection.usd_per_month:,.2f}/month"
+            if steady is not None and steady.projection is not None
+            else ""
+        )
+        notes.append(
+            f"{choice.instance} is burstable: above its baseline CPU share it throttles or bills "
+            f"CPU credits, and the profile measured full cores{alternative}"
+        )
     if cpu is not None:
         notes.append(
             f"CPU types are priced from {cpu.file} ({cpu.cpu_model or 'unknown CPU'}, "

@@ -65,9 +65,10 @@ def project_serverless(
         "one invocation per request; cold starts, invocation overhead and free tier ignored",
     ]
     need_mb = float(offer.min_memory_mb)
-    if batch1.peak_rss_mb is not None:
-        need_mb = max(need_mb, batch1.peak_rss_mb)
-        assumptions.append(f"memory covers the profile's peak RSS ({batch1.peak_rss_mb:.0f} MB)")
+    rss_mb: float | None = batch1.peak_rss_mb  # the format allows null
+    if rss_mb is not None:
+        need_mb = max(need_mb, rss_mb)
+        assumptions.append(f"memory covers the profile's peak RSS ({rss_mb:.0f} MB)")
     else:
         assumptions.append("the profile has no peak RSS: memory is the offer's minimum")
     if offer.mb_per_vcpu is not None:

@@ -155,7 +155,7 @@ def test_bad_baseline_exits_2(project: Project, content: str, message: str) -> N
 def test_bad_profiles_exit_2(project: Project) -> None:
     """A missing --profile file, a non-profile under profiles/, or no profiles at all: exit 2."""
     result = project.check("--profile", str(project.dir / "absent.json"))
-    assert result.exit_code == 2 and "absent.json: profile not found" in result.output
+    assert result.exit_code == 2 and "absent.json: file not found" in result.output
     (project.dir / "profiles" / "digits.json").write_text('{"format": "other"}')
     result = project.check()
     assert result.exit_code == 2 and "digits.json: not a frugal profile" in result.output

@@ -205,11 +205,11 @@ def test_plan_cli_config_override(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "profile not found"),
-        ("{not json", "not JSON"),
-        ('{"format": "frugal-plan/1"}', "not a frugal profile (format is 'frugal-plan/1'"),
-        ("[1, 2]", "not a frugal profile (format is 'list'"),
-        ('{"format": "frugal-profile/1", "model": {}}', "malformed profile: missing key"),
+        (None, "file not found"),
+        ("{not json", "not a readable JSON file"),
+        ('{"format": "frugal-plan/1"}', "not a frugal profile (format 'frugal-plan/1'"),
+        ("[1, 2]", "not a frugal profile (format None"),
+        ('{"format": "frugal-profile/1", "model": {}}', "malformed profile"),
     ],
 )
 def test_plan_bad_profile_exits_2(tmp_path: Path, content: str | None, message: str) -> None:
@@ -240,3 +240,13 @@ def test_project_cost_is_the_ledger_cost_over_utilization() -> None:
     assert p.replicas == math.ceil(300 / (800 * 0.7)) == 1
     assert p.allocated_usd_per_1k == pytest.approx(1000 * 0.36 / 3600 * (8 / 400) / 2 / 8)
     assert p.usd_per_1k == pytest.approx(p.allocated_usd_per_1k / p.utilization)
+
+
+def test_burstable_choice_names_the_steady_alternative(tmp_path: Path) -> None:
+    """A burstable cheapest type is flagged, with the cheapest non-burstable one beside it."""
+    catalog = {**CATALOG, "burst": InstanceType(name="burst", provider="aws", vcpus=2, gpus=0,
+               price_usd_per_hour=0.01, source="t", as_of="t", burstable=True)}  # fmt: skip
+    plan = make_plan(records(tmp_path, CPU), catalog, INPUTS)
+    assert plan.choice is not None and plan.choice.instance == "burst"
+    (note,) = [n for n in plan.notes if "is burstable" in n]
+    assert "the cheapest steady type is small-cpu at $219.00/month" in note
