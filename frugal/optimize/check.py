@@ -104,11 +104,17 @@ def default_profile_paths(config_path: Path) -> list[Path]:
 
 
 def _profile_for(
-    model: ModelConfig, profiles: Sequence[ProfileRecord], instance: InstanceType | None
+    model: ModelConfig,
+    profiles: Sequence[ProfileRecord],
+    instance: InstanceType | None,
+    config_file: str,
 ) -> ProfileRecord:
     """The profile of this model file on the instance's hardware; stale profiles are errors."""
-    fix = f"re-run `frugal profile CONFIG --model {model.name} --out profiles/{model.name}.json`"
+    config_file = config_file or "frugal.yaml"
+    folder = Path(config_file).parent / "profiles"
     named = [p for p in profiles if p.model_name == model.name]
+    out = named[0].file if named else str(folder / f"{model.name}.json")
+    fix = f"run `frugal profile {config_file} --model {model.name} --out {out}`"
     if not named:
         raise InvalidInput(
             f"no profile of model {model.name} among {', '.join(p.file for p in profiles)}",
@@ -140,8 +146,8 @@ def _profile_for(
         raise InvalidInput(
             f"no profile of model {model.name} on {cls} hardware (instance {instance.name}); "
             f"found {', '.join(p.hardware_class for p in named)}",
-            hint=f"on such a machine: frugal profile CONFIG --model {model.name} "
-            f"--device {device} --out profiles/{model.name}-{cls.replace(':', '-')}.json",
+            hint=f"on such a machine: frugal profile {config_file} --model {model.name} "
+            f"--device {device} --out {folder}/{model.name}-{cls.replace(':', '-')}.json",
         )
     return match[0]
 
@@ -165,7 +171,7 @@ def price_config(
     for endpoint, ref in routes:
         model = config.find_model(ref)
         assert model is not None  # config validation checked every reference
-        profile = _profile_for(model, profiles, instance)
+        profile = _profile_for(model, profiles, instance, config_file)
         point = profile.point_at_most(model.batching.max_batch_size)
         p = project_cost(
             price_usd_per_hour=pricer.price_usd_per_hour,

@@ -51,7 +51,7 @@ def _cells(r: PlanRow, *, chosen: bool) -> list[str]:
         f"{r.latency_bound_ms:.3g}",
         f"{p.capacity_items_per_s:,.0f}",
         str(p.replicas),
-        f"{p.utilization:.0%}",
+        f"{p.utilization:.1%}",
         _money(p.usd_per_month),
         f"{p.usd_per_1k:.4g}",
         "[green]choice[/]" if chosen else r.status,

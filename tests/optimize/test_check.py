@@ -122,7 +122,8 @@ def test_stale_profile_exits_2(project: Project) -> None:
     result = project.check()
     assert result.exit_code == 2
     assert "error: stale profile" in result.output and "cdcdcdcdcdcd..." in result.output
-    assert "hint: re-run `frugal profile CONFIG --model digits" in result.output
+    config, out = project.dir / "frugal.yaml", project.dir / "profiles" / "digits.json"
+    assert f"hint: run `frugal profile {config} --model digits --out {out}`" in result.output
 
 
 def test_missing_baseline_exits_2_with_hint(tmp_path: Path, digits_model_file: Path) -> None:
