@@ -237,9 +237,9 @@ def read_baseline(path: Path) -> Baseline:
     if not path.exists():
         raise InvalidInput(
             f"{path}: no cost baseline",
-            hint=f"write one with `frugal check --baseline {path} --qps N --update` and commit it",
+            hint=f"run the same command with `--qps N --update` to write it, then commit {path}",
         )
-    hint = f"regenerate it with `frugal check --baseline {path} --qps N --update`"
+    hint = "run the same command with `--qps N --update` to write it anew"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

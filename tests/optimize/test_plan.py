@@ -250,3 +250,10 @@ def test_burstable_choice_names_the_steady_alternative(tmp_path: Path) -> None:
     assert plan.choice is not None and plan.choice.instance == "burst"
     (note,) = [n for n in plan.notes if "is burstable" in n]
     assert "the cheapest steady type is small-cpu at $219.00/month" in note
+
+
+def test_help_lists_plan_and_check() -> None:
+    """`frugal --help` lists both verbs, and `plan --help` states the no-guessing rule."""
+    result = invoke("--help")
+    assert "  plan " in result.output and "  check " in result.output
+    assert "Only hardware with a profile is priced" in invoke("plan", "--help").output
