@@ -173,6 +173,12 @@ def price_config(
         assert model is not None  # config validation checked every reference
         profile = _profile_for(model, profiles, instance, config_file)
         point = profile.point_at_most(model.batching.max_batch_size)
+        if point is None:
+            raise InvalidInput(
+                f"{profile.file} measured no batch size <= {model.name}'s max_batch_size "
+                f"{model.batching.max_batch_size} (smallest: {profile.smallest.batch_size})",
+                hint=f"re-profile with --batch-sizes 1,...,{model.batching.max_batch_size}",
+            )
         p = project_cost(
             price_usd_per_hour=pricer.price_usd_per_hour,
             slots=pricer.slots,

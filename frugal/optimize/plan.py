@@ -135,7 +135,7 @@ def choose_batch(
     (the smaller batch on a tie), and that bound; (None, batch-1 bound) when none fits."""
     fits = [p for p in profile.points if 2 * p.p99_ms + max_wait_ms <= slo_ms]
     if not fits:
-        return None, 2 * profile.batch1.p99_ms + max_wait_ms
+        return None, 2 * profile.smallest.p99_ms + max_wait_ms
     best = max(fits, key=lambda p: (p.items_per_s, -p.batch_size))
     return best, 2 * best.p99_ms + max_wait_ms
 
@@ -225,12 +225,12 @@ def _price_row(
         )
     point, bound = choose_batch(profile, inputs.slo_ms, inputs.max_wait_ms)
     if point is None:
-        b1 = profile.batch1
+        b1 = profile.smallest
         why = (
-            f"batch-1 p99 {b1.p99_ms:.3g} ms > SLO {inputs.slo_ms:g} ms"
+            f"batch-{b1.batch_size} p99 {b1.p99_ms:.3g} ms > SLO {inputs.slo_ms:g} ms"
             if b1.p99_ms > inputs.slo_ms
-            else f"batch-1 bound 2 x {b1.p99_ms:.3g} + {inputs.max_wait_ms:g} ms wait "
-            f"= {bound:.3g} ms > SLO {inputs.slo_ms:g} ms"
+            else f"batch-{b1.batch_size} bound 2 x {b1.p99_ms:.3g} + {inputs.max_wait_ms:g} ms "
+            f"wait = {bound:.3g} ms > SLO {inputs.slo_ms:g} ms"
         )
         return dataclasses.replace(row, status="cannot meet SLO", reason=why)
     projection = project_cost(
@@ -310,8 +310,9 @@ def make_plan(
     for offer in serverless:
         if inputs.provider not in ("all", offer.provider):
             continue
-        if cpu is None:
-            notes.append(f"{offer.provider}/{offer.name} not priced: it needs a cpu profile")
+        if cpu is None or cpu.batch1 is None:
+            need = "a cpu profile" if cpu is None else "a cpu profile with batch size 1"
+            notes.append(f"{offer.provider}/{offer.name} not priced: it needs {need}")
             continue
         projection = project_serverless(offer, cpu, qps=inputs.qps, slo_ms=inputs.slo_ms)
         server.append(projection)

@@ -37,15 +37,20 @@ class ProfileRecord:
     points: tuple[ProfilePoint, ...]  # sorted by batch size
     slo_ms: float | None = None
 
-    def point_at_most(self, batch_size: int) -> ProfilePoint:
-        """The largest measured batch <= ``batch_size`` (the smallest if none is): a batch size
-        that was not measured is priced at a measured one, never at an interpolated guess."""
+    def point_at_most(self, batch_size: int) -> ProfilePoint | None:
+        """The largest measured batch <= ``batch_size``: a batch size that was not measured is
+        priced at a smaller measured one (fewer items/s), never at an interpolated guess."""
         below = [p for p in self.points if p.batch_size <= batch_size]
-        return below[-1] if below else self.points[0]
+        return below[-1] if below else None
 
     @property
-    def batch1(self) -> ProfilePoint:
+    def smallest(self) -> ProfilePoint:
         return self.points[0]
+
+    @property
+    def batch1(self) -> ProfilePoint | None:
+        """What one request alone costs; a profile taken with --batch-sizes may lack it."""
+        return self.points[0] if self.points[0].batch_size == 1 else None
 
     def matches(self, instance: InstanceType) -> bool:
         """A ``cpu`` profile stands for CPU instances, ``gpu:T4`` for instances with T4s, etc."""

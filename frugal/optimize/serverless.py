@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from frugal.accounting.catalog import ServerlessOffer
+from frugal.errors import InvalidInput
 from frugal.optimize.costing import SECONDS_PER_MONTH, Projection
 from frugal.optimize.profiles import ProfileRecord
 
@@ -60,6 +61,11 @@ def project_serverless(
 ) -> ServerlessProjection:
     """Cost of ``qps`` requests/s as one function invocation each, from a CPU profile."""
     batch1 = profile.batch1
+    if batch1 is None:
+        raise InvalidInput(
+            f"{profile.file}: serverless is priced from batch size 1, which was not measured",
+            hint="profile with --batch-sizes starting at 1",
+        )
     assumptions = [
         f"the function's vCPU is as fast as the profiled CPU ({profile.cpu_model or 'unknown'})",
         "one invocation per request; cold starts, invocation overhead and free tier ignored",

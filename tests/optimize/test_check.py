@@ -218,3 +218,14 @@ def test_update_replaces_a_broken_baseline(project: Project) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(project.baseline.read_text())["inputs"]["qps"] == 50.0
     assert project.check().exit_code == 0
+
+
+def test_profile_without_a_small_enough_batch_exits_2(project: Project) -> None:
+    """max_batch_size 4 with a profile that starts at batch 8 is not priced at batch 8: exit 2."""
+    write(project.dir / "profiles" / "digits.json",
+          profile([point(8, 4.0, 4000.0)], sha256=project.sha256))  # fmt: skip
+    project.config["models"][0]["batching"]["max_batch_size"] = 4
+    project.write_config()
+    result = project.check()
+    assert result.exit_code == 2
+    assert "measured no batch size <= digits's max_batch_size 4 (smallest: 8)" in result.output

@@ -257,3 +257,13 @@ def test_help_lists_plan_and_check() -> None:
     result = invoke("--help")
     assert "  plan " in result.output and "  check " in result.output
     assert "Only hardware with a profile is priced" in invoke("plan", "--help").output
+
+
+def test_profile_without_batch_1_skips_serverless(tmp_path: Path) -> None:
+    """Serverless is priced from batch 1; a profile that starts at 8 leaves it unpriced."""
+    offer = ServerlessOffer(name="fn", provider="aws", price_usd_per_gb_second=1e-5,
+                            price_usd_per_million_requests=0.2, source="t", as_of="t")  # fmt: skip
+    cpu = profile([point(8, 4.0, 4000.0)])
+    plan = make_plan(records(tmp_path, cpu), CATALOG, INPUTS, serverless=[offer])
+    assert plan.serverless == () and plan.choice is not None
+    assert "aws/fn not priced: it needs a cpu profile with batch size 1" in plan.notes
