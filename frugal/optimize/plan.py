@@ -170,6 +170,7 @@ def apply_override(
             source="frugal.yaml instance:",
             as_of="",
         )
+        slots[name] = instance.slots or 1  # as the server prices it (resolve_pricer)
     if instance.slots is not None:
         slots[name] = instance.slots
     return priced, slots
