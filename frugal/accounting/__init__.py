@@ -1,6 +1,6 @@
 """Accounting: prices, the cost of each request, the ledger and reports over it."""
 
-from frugal.accounting.catalog import InstanceType, load_catalog
+from frugal.accounting.catalog import InstanceType, ServerlessOffer, load_catalog, load_serverless
 from frugal.accounting.ledger import BatchRow, Ledger, LedgerRow, SqliteLedger
 from frugal.accounting.prices import Pricer, resolve_pricer
 from frugal.accounting.report import Report, ReportRow, build_report
@@ -13,8 +13,10 @@ __all__ = [
     "Pricer",
     "Report",
     "ReportRow",
+    "ServerlessOffer",
     "SqliteLedger",
     "build_report",
     "load_catalog",
+    "load_serverless",
     "resolve_pricer",
 ]

@@ -1,9 +1,14 @@
-"""The model-level lever: profile a model, quantize it, and (later) prune and plan with it.
+"""The model-level lever: profile a model, quantize it, plan the cheapest instance for it, and
+gate its cost in CI.
 
 Nothing here imports torch or onnxruntime at import time; each verb imports what it uses.
+``plan`` and ``check`` read profile JSON, the price catalog and frugal.yaml only.
 """
 
+from frugal.optimize.check import EndpointCost, compare, parse_increase, price_config
+from frugal.optimize.costing import Projection, project_cost
 from frugal.optimize.dataset import Dataset, load_dataset, synthesize_items
+from frugal.optimize.plan import Plan, PlanInputs, PlanRow, choose_batch, make_plan
 from frugal.optimize.profile import (
     FORMAT,
     Profile,
@@ -15,6 +20,8 @@ from frugal.optimize.profile import (
     profile_model,
     suggest_batching,
 )
+from frugal.optimize.profiles import ProfileRecord, read_profile
+from frugal.optimize.serverless import BreakEven, ServerlessProjection, break_even
 from frugal.optimize.target import (
     Target,
     input_specs,
@@ -26,19 +33,35 @@ from frugal.optimize.target import (
 
 __all__ = [
     "FORMAT",
+    "BreakEven",
     "Dataset",
+    "EndpointCost",
+    "Plan",
+    "PlanInputs",
+    "PlanRow",
     "Profile",
     "ProfilePoint",
+    "ProfileRecord",
+    "Projection",
+    "ServerlessProjection",
     "Target",
+    "break_even",
+    "choose_batch",
+    "compare",
     "hardware_record",
     "input_specs",
     "knee_batch_size",
     "limit_threads",
     "load_dataset",
     "load_target",
+    "make_plan",
     "max_batch_within_slo",
     "measure_batch",
+    "parse_increase",
+    "price_config",
     "profile_model",
+    "project_cost",
+    "read_profile",
     "resolve_target",
     "sample_items",
     "suggest_batching",
