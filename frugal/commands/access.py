@@ -14,9 +14,8 @@ from typing import Any
 import click
 
 from frugal.commands.durations import parse_duration, parse_since
+from frugal.commands.exits import EXIT_VERDICT
 from frugal.errors import ConfigError
-
-EXIT_VERDICT = 1
 
 _CONFIG = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), default="frugal.yaml",
