@@ -48,6 +48,7 @@ HOSTILE: list[tuple[str, bytes, dict[str, str], int]] = [
     ("wrong shape", b'{"instances": [[1, 2, 3]]}', {}, 400),
     ("strings for numbers", b'{"instances": [["a"' + b', "b"' * 63 + b"]]}", {}, 400),
     ("instances not a list", b'{"instances": {"a": 1}}', {}, 400),
+    ("booleans for numbers", b'{"instances": [[true' + b", 0" * 63 + b"]]}", {}, 400),
 ]
 
 
