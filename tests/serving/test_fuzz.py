@@ -128,3 +128,18 @@ def run_schemathesis(url: str, secret: str, tmp_path: Path) -> subprocess.Comple
          "--request-timeout", "10"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def test_every_served_route_is_in_the_openapi_document(serve: Any, fuzzed: tuple[Any, str]) -> None:
+    """A route added without documenting it fails here (and the fuzzer would never reach it)."""
+    import re
+
+    server, _ = fuzzed
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    for route in server.app.starlette.routes:
+        pattern = re.sub(r"\{[^}]+\}", "[^/]+", route.path) + "$"
+        documented = [p for p in paths if re.match(pattern, p)]
+        assert documented, f"{route.path} is served but not in /openapi.json"
+        for method in route.methods or ():
+            if method != "HEAD":
+                assert any(method.lower() in paths[p] for p in documented), (route.path, method)
