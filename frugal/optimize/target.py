@@ -74,10 +74,19 @@ class Target:
             "name": self.config.name,
             "version": self.config.version,
             "runtime": self.config.runtime,
-            "path": str(artifact) if artifact is not None else None,
+            "path": display_path(artifact) if artifact is not None else None,
             "sha256": self.sha256,
             "size_bytes": artifact.stat().st_size if artifact and artifact.is_file() else None,
         }
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when under it, so a committed profile (and the
+    commands printed from it) reads the same on every checkout."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def default_device() -> str:
