@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from frugal.config import TensorSpec
 from frugal.errors import InvalidInput
 from frugal.optimize.pruning import (
     Sparsity,
@@ -38,7 +39,7 @@ from frugal.optimize.pruning import (
 from frugal.optimize.quality import Quality, answers, baseline_quality, compare
 from frugal.optimize.quantize import Timing, Variant, _progress, _timed
 from frugal.optimize.target import Target, limit_threads, load_target, sample_items
-from frugal.runtimes.base import Item, sha256_of
+from frugal.runtimes.base import Item, Model, sha256_of
 
 FORMAT = "frugal-prune/1"
 NO_SPEEDUP = 0.10  # an items/s gain under 10% is within this machine's noise
@@ -155,12 +156,13 @@ def prune_model(
     original = load_scripted(source)
     layers = prunable_layers(original, structured=structured)
     sizes = layer_sizes(original, layers)
+    target = _with_input_spec(target, original)
     model = load_target(target)
     items, dataset = sample_items(target, model, data)
     labels = dataset.labels if dataset is not None else None
     with _progress(progress, 1 + len(amounts)) as advance, limit_threads(target.threads):
         advance(f"measuring the original on {len(items)} items")
-        reference = answers(model, items)
+        reference = _reference(model, items, data)
         base_variant = Variant(
             name="original", path=source, sha256=target.sha256,
             size_bytes=source.stat().st_size, quality=baseline_quality(reference, labels),
@@ -239,6 +241,33 @@ class _Measure:
         )
         sparsity = weight_sparsity(written, self.layers, self.sizes)
         return Level(variant, amount, sparsity, _gzip_size(written), shrunk)
+
+
+def _with_input_spec(target: Target, module: Any) -> Target:
+    """A Sequential starting with a Linear layer takes rows of its ``in_features``: say so, so
+    ``--data`` with other columns is refused up front (exit 2) rather than failing in torch."""
+    children = list(module.children())
+    if target.config.inputs or getattr(module, "original_name", "") != "Sequential":
+        return target
+    if not children or getattr(children[0], "original_name", "") != "Linear":
+        return target
+    width = int(children[0].weight.shape[1])
+    spec = TensorSpec(name="x", datatype="FP32", shape=[-1, width])
+    return replace(target, config=target.config.model_copy(update={"inputs": [spec]}))
+
+
+def _reference(model: Model, items: list[Item], data: Path | None) -> list[Any]:
+    """The original's answers; a model that cannot run the items is a bad input, not a crash."""
+    try:
+        return answers(model, items)
+    except Exception as exc:  # torch raises RuntimeError on a shape mismatch, and more
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        raise InvalidInput(
+            f"the model fails on the {'--data' if data else 'made-up'} items: {first}",
+            hint="--data rows must be what the model's forward takes (columns = input width)"
+            if data
+            else "pass --data FILE with rows the model takes",
+        ) from None
 
 
 def _noted(level: Level, note: str) -> Level:
