@@ -1,8 +1,9 @@
 """Magnitude pruning of a TorchScript file, with ``torch.nn.utils.prune``'s own rules.
 
 A TorchScript module cannot go through ``torch.nn.utils.prune.l1_unstructured`` itself: that
-function re-registers ``weight`` as a computed attribute with a forward pre-hook, which a
-``ScriptModule`` refuses. Rebuilding the eager model is not possible in general either (the file
+function moves ``weight`` to a new ``weight_orig`` parameter plus a mask and a forward pre-hook,
+and a ``ScriptModule`` refuses it ("Can't add a new parameter after ScriptModule construction").
+Rebuilding the eager model is not possible in general either (the file
 holds code and tensors, not the Python class). So this asks the pruning methods torch's
 functions use (``L1Unstructured``, ``LnStructured(n=2, dim=0)``) for their mask via
 ``compute_mask`` and multiplies the scripted module's weight parameters by it in place: the same
