@@ -1,5 +1,5 @@
-"""``frugal profile | quantize | plan | check``: the optimization toolkit's verbs (docs/profile.md,
-docs/quantize.md, docs/plan.md, docs/cost-gate.md).
+"""``frugal profile | quantize | prune | plan | check``: the optimization toolkit's verbs
+(docs/profile.md, docs/quantize.md, docs/prune.md, docs/plan.md, docs/cost-gate.md).
 
 Thin: each verb parses its options and calls ``frugal.optimize``; heavy imports stay inside.
 """
@@ -242,6 +242,98 @@ def quantize(
         click.echo(f"wrote {report_path}")
 
 
+@click.command()
+@click.argument("target", metavar="MODEL", type=click.Path(path_type=Path))
+@click.option(
+    "--sparsity",
+    default="0.3,0.5,0.7",
+    show_default=True,
+    help="Comma list of shares of weights to zero, each strictly between 0 and 1.",
+)
+@click.option(
+    "--structured",
+    is_flag=True,
+    help="Zero whole output rows (L2 norm, ln_structured dim=0) instead of single weights.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Validation items (.csv, .jsonl, .npz); labels give accuracy, else cosine/agreement.",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(0),
+    help="Exit 1 and keep nothing if a level loses more (accuracy fraction, or 1 - cosine).",
+)
+@click.option("--out-dir", type=click.Path(path_type=Path), help="Default: beside MODEL.")
+@_DEVICE
+@click.option("--model", "model_name", help="Which model of a frugal.yaml (default: the first).")
+@click.option("--threads", type=click.IntRange(1, 256), help="Intra-op threads (bare file: 1).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(2),
+    default=32,
+    show_default=True,
+    help="The larger batch timed besides batch 1.",
+)
+@click.option("--min-repeats", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--min-seconds", type=click.FloatRange(0), default=0.3, show_default=True)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="Also write the measurements as JSON (only when every level passes).",
+)
+@click.pass_context
+def prune(
+    ctx: click.Context,
+    target: Path,
+    sparsity: str,
+    structured: bool,
+    data: Path | None,
+    max_drop: float | None,
+    out_dir: Path | None,
+    device: str | None,
+    model_name: str | None,
+    threads: int | None,
+    batch_size: int,
+    min_repeats: int,
+    min_seconds: float,
+    report_path: Path | None,
+) -> None:
+    """Write magnitude-pruned copies of a TorchScript MODEL and measure each vs the original.
+
+    Sparsity counted from the saved weights, size and gzip size, p50 and items/s, and quality
+    on --data. --structured also shrinks a plain Sequential MLP. With --max-drop, a level that
+    loses more makes the command exit 1 and write nothing.
+    """
+    from frugal.optimize import resolve_target
+    from frugal.optimize.prune import parse_sparsity, prune_model
+    from frugal.optimize.prune_output import print_prune
+    from frugal.optimize.quantize import Timing
+
+    amounts = parse_sparsity(sparsity)
+    resolved = resolve_target(target, model=model_name, threads=threads, device=device)
+    timing = Timing(batch_size=batch_size, min_repeats=min_repeats, min_seconds=min_seconds)
+    result = prune_model(resolved, amounts, structured=structured, data=data,
+                         max_drop=max_drop, out_dir=out_dir, timing=timing)  # fmt: skip
+    print_prune(result)
+    failed = result.over_max_drop
+    if failed:
+        names = ", ".join(f"{lv.name} ({lv.variant.quality.drop:.4f})" for lv in failed
+                          if lv.variant.quality)  # fmt: skip
+        click.secho(f"over --max-drop {max_drop:g}: {names}; nothing written", fg="red", err=True)
+        ctx.exit(EXIT_VERDICT)
+    for level in result.levels:
+        click.echo(f"wrote {level.variant.path}  sha256 {level.variant.sha256}")
+    if report_path is not None:
+        try:
+            report_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise FrugalError(f"{report_path}: cannot write the report: {exc}") from None
+        click.echo(f"wrote {report_path}")
+
+
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 _HEADROOM = click.FloatRange(0, 1, min_open=True)
 
@@ -369,4 +461,4 @@ def check(
         ctx.exit(EXIT_VERDICT)
 
 
-__all__ = ["check", "plan", "profile", "quantize"]
+__all__ = ["check", "plan", "profile", "prune", "quantize"]
