@@ -6,8 +6,8 @@ from frugal.runtimes.base import (
     ModelRef,
     Prediction,
     SizedModel,
-    max_probability,
     sha256_of,
+    top_two,
     verify_artifact,
 )
 from frugal.runtimes.loader import load_model
@@ -23,7 +23,7 @@ __all__ = [
     "SizedModel",
     "datatype_of",
     "load_model",
-    "max_probability",
     "sha256_of",
+    "top_two",
     "verify_artifact",
 ]

@@ -33,12 +33,15 @@ class ModelRef:
 class Prediction:
     """One item's answer; ``confidence`` is in [0, 1] where the model can give one.
 
-    ``tokens`` is what the item consumed where the model counts tokens (LLM upstreams, text
-    models that choose to): per-key daily token budgets sum it from the ledger."""
+    ``margin`` is the top probability minus the runner-up's (classifiers): it tells "torn
+    between two classes" apart from "sure of one". ``tokens`` is what the item consumed where
+    the model counts tokens (LLM upstreams, text models that choose to): per-key daily token
+    budgets sum it from the ledger."""
 
     value: Any
     confidence: float | None = None
     tokens: int = 0
+    margin: float | None = None  # top class probability minus the second: a cascade gate
 
 
 @runtime_checkable
@@ -91,10 +94,16 @@ def verify_artifact(config: ModelConfig) -> Path:
     return path
 
 
-def max_probability(probabilities: np.ndarray) -> np.ndarray:
-    """A classifier's confidence per row: its largest class probability."""
-    best: np.ndarray = np.asarray(probabilities, dtype=np.float64).max(axis=1)
-    return best
+def top_two(probabilities: Any) -> tuple[list[int], list[float], list[float]]:
+    """Per row of a 2-D probability array: the argmax, its probability, and its margin over
+    the runner-up (0 when there is one class); probabilities are clamped into [0, 1]."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, 1.0)
+    best = p.argmax(axis=1)
+    if p.shape[1] < 2:
+        top = p[:, 0]
+        return best.tolist(), top.tolist(), [0.0] * len(top)
+    two = np.partition(p, -2, axis=1)[:, -2:]
+    return best.tolist(), two[:, 1].tolist(), (two[:, 1] - two[:, 0]).tolist()
 
 
 __all__ = [
@@ -103,7 +112,7 @@ __all__ = [
     "ModelRef",
     "Prediction",
     "SizedModel",
-    "max_probability",
     "sha256_of",
+    "top_two",
     "verify_artifact",
 ]

@@ -27,7 +27,7 @@ import onnxruntime as ort
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError, InvalidInput
-from frugal.runtimes.base import Item, ModelRef, Prediction, max_probability, verify_artifact
+from frugal.runtimes.base import Item, ModelRef, Prediction, top_two, verify_artifact
 
 _OPTIONS = frozenset(
     {
@@ -89,8 +89,11 @@ class OnnxModel:
         if self._classifier is not None:
             label_name, proba_name = self._classifier
             labels = np.asarray(by_name[label_name]).tolist()
-            confidences = _max_per_row(by_name[proba_name])
-            return [Prediction(v, c) for v, c in zip(labels, confidences, strict=True)]
+            _, confidences, margins = top_two(_as_matrix(by_name[proba_name]))
+            return [
+                Prediction(v, c, margin=m)
+                for v, c, m in zip(labels, confidences, margins, strict=True)
+            ]
         if len(outputs) > 1:
             rows = [{n: _row(by_name[n], j) for n in self._outputs} for j in range(len(items))]
             return [Prediction(r) for r in rows]
@@ -196,11 +199,11 @@ def _row(output: Any, j: int) -> Any:
     return row.tolist() if isinstance(row, np.ndarray | np.generic) else row
 
 
-def _max_per_row(probabilities: Any) -> list[float]:
-    """Max class probability per row, from a 2-D tensor or ZipMap's list of {label: p}."""
+def _as_matrix(probabilities: Any) -> np.ndarray:
+    """A 2-D probability tensor, from a tensor or ZipMap's list of {label: p}."""
     if isinstance(probabilities, list):
-        return [_unit(max(row.values())) for row in probabilities]
-    return [_unit(p) for p in max_probability(probabilities).tolist()]
+        return np.array([list(row.values()) for row in probabilities], dtype=np.float64)
+    return np.asarray(probabilities)
 
 
 def _probability_max(row: np.ndarray) -> float | None:

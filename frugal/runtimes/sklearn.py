@@ -12,7 +12,7 @@ import numpy as np
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-from frugal.runtimes.base import Item, ModelRef, Prediction, verify_artifact
+from frugal.runtimes.base import Item, ModelRef, Prediction, top_two, verify_artifact
 
 
 class SklearnModel:
@@ -26,11 +26,12 @@ class SklearnModel:
     def predict_batch(self, items: Sequence[Item]) -> list[Prediction]:
         x = np.stack(items)
         if self._proba:
-            proba = self.estimator.predict_proba(x)
-            best = proba.argmax(axis=1)
+            best, confidences, margins = top_two(self.estimator.predict_proba(x))
             labels = self.estimator.classes_[best].tolist()
-            confidences = proba[np.arange(len(best)), best].tolist()
-            return [Prediction(v, c) for v, c in zip(labels, confidences, strict=True)]
+            return [
+                Prediction(v, c, margin=m)
+                for v, c, m in zip(labels, confidences, margins, strict=True)
+            ]
         return [Prediction(v) for v in np.asarray(self.estimator.predict(x)).tolist()]
 
 

@@ -35,7 +35,7 @@ from torch.export.passes import move_to_device_pass
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-from frugal.runtimes.base import Item, ModelRef, Prediction, verify_artifact
+from frugal.runtimes.base import Item, ModelRef, Prediction, top_two, verify_artifact
 
 _OPTIONS = frozenset({"device", "dtype", "threads", "output", "classifier"})
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -220,9 +220,8 @@ def _classes(scores: np.ndarray, *, softmax: bool) -> list[Prediction]:
     if softmax:
         exp = np.exp(probabilities - probabilities.max(axis=1, keepdims=True))
         probabilities = exp / exp.sum(axis=1, keepdims=True)
-    best = probabilities.argmax(axis=1)
-    confidences = np.clip(probabilities[np.arange(len(best)), best], 0.0, 1.0)
-    return [Prediction(v, c) for v, c in zip(best.tolist(), confidences.tolist(), strict=True)]
+    best, confidences, margins = top_two(probabilities)
+    return [Prediction(v, c, margin=m) for v, c, m in zip(best, confidences, margins, strict=True)]
 
 
 __all__ = ["TorchModel", "load"]
