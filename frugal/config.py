@@ -190,11 +190,99 @@ class CaptureConfig(_Section):
         return patterns
 
 
+_COMPARISON = re.compile(r"^\s*(>=|>|<=|<)\s*(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+def parse_comparison(text: str) -> tuple[str, float]:
+    """``">= 0.92"`` -> ``(">=", 0.92)``; the gates of a cascade are written this way."""
+    match = _COMPARISON.match(text)
+    if match is None:
+        raise ValueError(f'{text!r} is not a comparison like ">= 0.92"')
+    return match.group(1), float(match.group(2))
+
+
+class GateConfig(_Section):
+    """When a cascade tier's answer is kept; exactly one of the three signals.
+
+    ``confidence`` / ``margin`` compare the model's own numbers (max class probability; top
+    minus runner-up). ``scorer`` is a ``module:function(inputs, outputs) -> scores`` called on a
+    batch of items and their predictions, compared with ``threshold``.
+    """
+
+    confidence: str | None = None
+    margin: str | None = None
+    scorer: str | None = None
+    threshold: str | None = None
+
+    @model_validator(mode="after")
+    def _one_signal(self) -> GateConfig:
+        given = [n for n in ("confidence", "margin", "scorer") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `confidence`, `margin` or `scorer`")
+        if self.scorer is not None:
+            if self.threshold is None:
+                raise ValueError('a `scorer` needs a `threshold` such as ">= 0.5"')
+            if ":" not in self.scorer:
+                raise ValueError("`scorer` is `module:function`")
+        elif self.threshold is not None:
+            raise ValueError("`threshold` goes with `scorer`")
+        for name in ("confidence", "margin", "threshold"):
+            value = getattr(self, name)
+            if value is not None:
+                parse_comparison(value)
+        return self
+
+    @property
+    def signal(self) -> str:
+        return "confidence" if self.confidence else "margin" if self.margin else "scorer"
+
+    @property
+    def comparison(self) -> tuple[str, float]:
+        return parse_comparison(self.confidence or self.margin or self.threshold or "")
+
+
+class TierConfig(_Section):
+    model: str  # "name" or "name:version"
+    accept: GateConfig | None = None  # absent: the last tier, which keeps every answer
+
+
+class RouteConfig(_Section):
+    """How an endpoint picks its models (docs/routing.md)."""
+
+    cascade: list[TierConfig] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _gates(self) -> RouteConfig:
+        for i, tier in enumerate(self.cascade[:-1]):
+            if tier.accept is None:
+                raise _FieldError(f"cascade[{i}].accept",
+                                  "every tier but the last needs an `accept` gate")  # fmt: skip
+        if self.cascade[-1].accept is not None:
+            raise _FieldError(f"cascade[{len(self.cascade) - 1}].accept",
+                              "the last tier keeps every answer: remove its gate")  # fmt: skip
+        return self
+
+
 class EndpointConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    model: str  # "name" (its last declared version) or "name:version"
+    model: str | None = None  # "name" (its last declared version) or "name:version"
+    route: RouteConfig | None = None  # instead of `model`: a cascade
     cache: CacheConfig | None = None  # absent: no caching
     capture: CaptureConfig | None = None  # absent: payloads are never stored
+
+    @model_validator(mode="after")
+    def _model_or_route(self) -> EndpointConfig:
+        if (self.model is None) == (self.route is None):
+            raise ValueError("give `model` (one model) or `route` (a cascade), not both")
+        return self
+
+    @property
+    def models(self) -> list[str]:
+        """The model references this endpoint may call, cheapest (first tier) first."""
+        if self.route is not None:
+            return [tier.model for tier in self.route.cascade]
+        assert self.model is not None
+        return [self.model]
 
 
 class LedgerConfig(_Section):
@@ -254,11 +342,13 @@ class FrugalConfig(_Section):
             if endpoint.name in names:
                 raise _FieldError(f"endpoints[{i}].name", f"duplicate endpoint {endpoint.name}")
             names.add(endpoint.name)
-            if self.find_model(endpoint.model) is None:
-                raise _FieldError(
-                    f"endpoints[{i}].model",
-                    f"no model {endpoint.model!r}; declared: {', '.join(sorted(seen))}",
-                )
+            for j, ref in enumerate(endpoint.models):
+                if self.find_model(ref) is None:
+                    where = "model" if endpoint.route is None else f"route.cascade[{j}].model"
+                    raise _FieldError(
+                        f"endpoints[{i}].{where}",
+                        f"no model {ref!r}; declared: {', '.join(sorted(seen))}",
+                    )
         return self
 
     def find_model(self, ref: str) -> ModelConfig | None:
@@ -299,8 +389,10 @@ def parse_config(data: Any, *, file: str = "", base_dir: Path | None = None) -> 
     except ValidationError as exc:
         err = exc.errors()[0]
         ctx_error = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, _FieldError):
-            raise ConfigError(ctx_error.message, field=ctx_error.field, file=file) from None
+        if isinstance(ctx_error, _FieldError):  # raised by a nested section: prefix its path
+            prefix = format_loc(err["loc"])
+            field = f"{prefix}.{ctx_error.field}" if prefix else ctx_error.field
+            raise ConfigError(ctx_error.message, field=field, file=file) from None
         message = err["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(message + more, field=format_loc(err["loc"]), file=file) from None
@@ -365,12 +457,16 @@ __all__ = [
     "EarlyExpiryConfig",
     "EndpointConfig",
     "FrugalConfig",
+    "GateConfig",
     "InstanceConfig",
     "LedgerConfig",
     "ModelConfig",
+    "RouteConfig",
     "SemanticConfig",
     "ServerConfig",
     "TensorSpec",
+    "TierConfig",
     "load_config",
+    "parse_comparison",
     "parse_config",
 ]

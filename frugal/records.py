@@ -32,10 +32,12 @@ class ItemOutcome:
     error: FrugalError | None
     queue_s: float
     batch: BatchStats | None
+    earlier_cost_usd: float = 0.0  # what earlier cascade tiers spent on this item
 
     @property
     def cost_usd(self) -> float:
-        return self.batch.cost_per_item_usd if self.batch is not None else 0.0
+        own = self.batch.cost_per_item_usd if self.batch is not None else 0.0
+        return own + self.earlier_cost_usd
 
 
 __all__ = ["BatchStats", "ItemOutcome"]

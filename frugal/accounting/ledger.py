@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS requests (
   queue_ms REAL NOT NULL, compute_ms REAL NOT NULL, latency_ms REAL NOT NULL,
   cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass',
   saved_usd REAL NOT NULL DEFAULT 0, key_name TEXT NOT NULL DEFAULT '',
-  tokens INTEGER NOT NULL DEFAULT 0
+  tokens INTEGER NOT NULL DEFAULT 0, route TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE INDEX IF NOT EXISTS requests_key ON requests (key_name, ts);
@@ -71,6 +71,7 @@ class LedgerRow:
     saved_usd: float = 0.0  # what its cache hits would have cost
     key: str = ""  # the API key's name ("" without auth); never the secret
     tokens: int = 0  # tokens the models reported for its items
+    route: str = ""  # cascade tiers and items stopped at each: "small:1*7>large:1*3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,7 @@ class SqliteLedger:
             "requests",
             (row.ts, self.run_id, row.request_id, row.endpoint, row.model, row.version, row.items,
              row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
-             row.status, row.cache, row.saved_usd, row.key, row.tokens),
+             row.status, row.cache, row.saved_usd, row.key, row.tokens, row.route),
         ))  # fmt: skip
 
     def record_payload(self, row: PayloadRow) -> None:
@@ -238,7 +239,7 @@ class SqliteLedger:
                 time.sleep(0.05)
 
 
-_ROWS_PER_INSERT = 500  # x 17 columns stays under SQLite's 32,766 bound parameters
+_ROWS_PER_INSERT = 500  # x 18 columns stays under SQLite's 32,766 bound parameters
 
 
 def _insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ...]]) -> None:
@@ -256,6 +257,7 @@ _ADDED_COLUMNS = (
     ("requests", "saved_usd", "REAL NOT NULL DEFAULT 0"),
     ("requests", "key_name", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("requests", "route", "TEXT NOT NULL DEFAULT ''"),
 )
 
 

@@ -72,6 +72,10 @@ class ServingMetrics:
             "frugal_cache_saved_usd", "What cache hits would have cost the model.", ["endpoint"],
             registry=r,
         )  # fmt: skip
+        self.cascade = Counter(
+            "frugal_cascade_items", "Items a cascade tier accepted, escalated or failed on.",
+            ["endpoint", "model", "result"], registry=r,
+        )  # fmt: skip
         self.refused = Counter(
             "frugal_refused", "Requests refused at admission, before any work or cost.",
             ["reason"], registry=r,
@@ -104,6 +108,14 @@ class ServingMetrics:
         latency.observe(latency_s)
         if cost_usd:
             cost.inc(cost_usd)
+
+    def observe_tier(
+        self, endpoint: str, model: str, accepted: int, escalated: int, failed: int
+    ) -> None:
+        """A cascade tier's verdicts on one request's items: escalated / (all) is its rate."""
+        for result, count in (("accepted", accepted), ("escalated", escalated), ("failed", failed)):
+            if count:
+                self.cascade.labels(endpoint, model, result).inc(count)
 
     def observe_refusal(self, reason: str) -> None:
         """reason: unauthorized | forbidden | rate_limited | budget | headers_too_large."""

@@ -164,7 +164,14 @@ def price_config(
     """Each endpoint's projected cost (``v2:<model>:<version>`` per model if none declared)."""
     pricer = resolve_pricer(config.instance, dict(catalog), file=config_file)
     instance = catalog.get(config.instance.type) if config.instance.type else None
-    routes = [(e.name, e.model) for e in config.endpoints] or [
+    cascades = [e.name for e in config.endpoints if e.route is not None]
+    if cascades:  # its cost depends on how many items escalate: a calibration result
+        raise InvalidInput(
+            f"endpoint {cascades[0]} is a cascade, which frugal check cannot price yet",
+            field="endpoints",
+            hint="check a config whose endpoints name one model each",
+        )
+    routes = [(e.name, e.models[0]) for e in config.endpoints] or [
         (f"v2:{m.name}:{m.version}", m.key) for m in config.models
     ]
     costs: dict[str, EndpointCost] = {}

@@ -467,7 +467,9 @@ class FrugalApp:
         model = "-"
         try:
             model = engine.endpoint_model(endpoint)
-            deadline = engine.deadline_for(model, received, deadline_header(exchange.headers))
+            deadline = engine.endpoint_deadline(
+                endpoint, received, deadline_header(exchange.headers)
+            )
             body = await exchange.read_json(self.config.server.max_body_bytes)
             instances = decode_predict_request(body)
             answer = await engine.predict(
@@ -523,7 +525,7 @@ class FrugalApp:
         self.engine.record(
             label, model, request_id, received, status=200, outcomes=answer.outcomes,
             cost_usd=answer.cost_usd, cache=answer.cache, saved_usd=answer.saved_usd,
-            key=caller.name,
+            key=caller.name, route=answer.route,
         )  # fmt: skip
         self.admission.charge(caller, answer.cost_usd, answer.tokens)
         return reply

@@ -7,6 +7,7 @@ the same core would serve gRPC or an in-process caller.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -20,11 +21,11 @@ import orjson
 from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
 from frugal.cache import CacheStage, build_store
 from frugal.cache.semantic import SemanticIndex
-from frugal.config import CacheConfig, FrugalConfig, ModelConfig
+from frugal.config import CacheConfig, EndpointConfig, FrugalConfig, ModelConfig
 from frugal.errors import ConfigError, DeadlineExceeded, FrugalError, InvalidInput, NotFound
 from frugal.observability import BatcherState, CacheState, ServingMetrics
 from frugal.records import BatchStats, ItemOutcome
-from frugal.routing import Router, RouteRequest, SingleModelRouter
+from frugal.routing import CascadeRouter, Gate, Router, RouteRequest, SingleModelRouter
 from frugal.runtimes import InputSchema, Item, Model
 from frugal.serving.batcher import Batcher
 
@@ -40,6 +41,7 @@ class Answer:
     cost_usd: float
     cache: str = "bypass"  # hit | miss | partial | bypass
     saved_usd: float = 0.0  # what the cache hits would have cost
+    route: str = ""  # cascade tiers and how many items stopped at each: "small:1*7>large:1*3"
 
     @property
     def first_error(self) -> FrugalError | None:
@@ -108,10 +110,9 @@ class Engine:
             for i, e in enumerate(config.endpoints)
             if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
         }
-        for endpoint in config.endpoints:
-            target = config.find_model(endpoint.model)
-            assert target is not None  # checked by config validation
-            router = SingleModelRouter(target.key)
+        for index, endpoint in enumerate(config.endpoints):
+            router = self._router(endpoint, f"endpoints[{index}].route")
+            target = self.model_configs[router.models[0]]
             cache = None
             if endpoint.cache is not None and endpoint.cache.enabled:
                 store = build_store(
@@ -128,6 +129,21 @@ class Engine:
         metrics.watch_batchers(
             lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in self.batchers.items())
         )
+
+    def _router(self, endpoint: EndpointConfig, field: str) -> Router:
+        keys = [self._key(ref) for ref in endpoint.models]
+        if endpoint.route is None:
+            return SingleModelRouter(keys[0])
+        tiers = [
+            (key, Gate(t.accept, field=f"{field}.cascade[{i}].accept") if t.accept else None)
+            for i, (key, t) in enumerate(zip(keys, endpoint.route.cascade, strict=True))
+        ]
+        return CascadeRouter(tiers, observe=self.metrics.observe_tier)
+
+    def _key(self, ref: str) -> str:
+        found = self.config.find_model(ref)
+        assert found is not None  # checked by config validation
+        return found.key
 
     # ---- the two entry points ----------------------------------------------------------------
 
@@ -155,11 +171,15 @@ class Engine:
             routed = await ep.router.route(
                 RouteRequest(endpoint, items, deadline, user, tier), self._call
             )
-            return self._finish(routed.outcomes, routed.models)
+            answer = self._finish(routed.outcomes, routed.models)
+            return dataclasses.replace(answer, route=">".join(routed.path))
+
+        paths: list[str] = []
 
         async def compute(misses: list[Item]) -> tuple[list[ItemOutcome], list[str]]:
             request = RouteRequest(endpoint, misses, deadline, user, tier)
             routed = await ep.router.route(request, self._call)
+            paths.append(">".join(routed.path))
             return routed.outcomes, routed.models
 
         result = await ep.cache.serve(items, scope, compute)
@@ -168,7 +188,8 @@ class Engine:
             result.saved_usd,
         )  # fmt: skip
         cost = math.fsum(o.cost_usd for o in result.outcomes)
-        return Answer(result.outcomes, result.models, cost, result.label, result.saved_usd)
+        return Answer(result.outcomes, result.models, cost, result.label, result.saved_usd,
+                      ";".join(p for p in paths if p))  # fmt: skip
 
     async def warm_up(self) -> None:
         """Compute each endpoint's warm-up instances into its cache; runs before readiness."""
@@ -220,6 +241,15 @@ class Engine:
             what = f"{name} version {version}" if version else name
             raise NotFound(f"no model {what}; served: {served}")
         return found.key
+
+    def endpoint_deadline(self, endpoint: str, received: float, header_ms: float | None) -> float:
+        """A cascade gets the longest timeout of its tiers, for the whole request."""
+        self.endpoint_model(endpoint)  # NotFound for an unknown endpoint
+        models = self.endpoints[endpoint].router.models
+        timeout_ms = max(self.model_configs[m].batching.timeout_ms for m in models)
+        if header_ms is not None:
+            timeout_ms = min(timeout_ms, header_ms)
+        return received + timeout_ms / 1000
 
     def deadline_for(self, model_key: str, received: float, header_ms: float | None) -> float:
         timeout_ms = self.model_configs[model_key].batching.timeout_ms
@@ -286,6 +316,7 @@ class Engine:
         cache: str = "bypass",
         saved_usd: float = 0.0,
         key: str = "",
+        route: str = "",
     ) -> None:
         """One ledger row and the request metrics, for every request past admission."""
         now = time.monotonic()
@@ -313,6 +344,7 @@ class Engine:
                 saved_usd=saved_usd,
                 key=key,
                 tokens=tokens_of(outcomes),
+                route=route,
             )
         )
 

@@ -225,7 +225,7 @@ def openapi_document(config: FrugalConfig) -> Schema:
         ]
     paths["/admin/keys"]["post"]["responses"]["409"] = _error("A key with that name exists.")
     for endpoint in config.endpoints:
-        model = config.find_model(endpoint.model)
+        model = config.find_model(endpoint.models[0])  # a cascade's tiers share its inputs
         assert model is not None
         paths[f"/v1/endpoints/{endpoint.name}/predict"] = _predict_path(endpoint.name, model)
     latest = {m.name: m for m in config.models}
