@@ -19,7 +19,17 @@ from typing import Any
 
 import click
 
-from frugal.commands import audit, check, keys, ledger, plan, profile, prune, quantize
+from frugal.commands import (
+    audit,
+    calibrate,
+    check,
+    keys,
+    ledger,
+    plan,
+    profile,
+    prune,
+    quantize,
+)
 from frugal.commands.durations import parse_since
 from frugal.commands.exits import EXIT_BAD_INPUT
 from frugal.errors import FrugalError
@@ -316,7 +326,7 @@ def print_report(result: Any, by: str) -> None:
     )
 
 
-for command in (profile, quantize, prune, plan, check, keys, audit, ledger):
+for command in (profile, quantize, prune, plan, check, calibrate, keys, audit, ledger):
     main.add_command(command)
 
 

@@ -1,0 +1,366 @@
+"""``frugal calibrate``: the cheapest gate thresholds of a cascade that keep its accuracy.
+
+Every tier runs once on every labeled item, through frugal's runtimes, in batches of its
+``max_batch_size``; each batch's busy time is priced as the server prices it (pricer, slots),
+so an item's cost per tier is its share of its batch. The items are split (seeded, stratified)
+into a calibration part, where the thresholds are swept (see sweep.py), and a held-out part,
+where the chosen thresholds are checked on items they were not chosen on.
+
+Costs assume each tier runs full batches; in the server a later tier sees only the escalated
+items, so its batches are smaller when traffic is low.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugal.config import EndpointConfig, FrugalConfig, ModelConfig, load_config
+from frugal.errors import ConfigError, FrugalError, InvalidInput, NotFound
+from frugal.routing.gates import Gate
+from frugal.routing.sweep import Outcome, TierRun, alone, cheapest, frontier, grid, simulate
+
+FORMAT = "frugal-calibrate/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """An endpoint's cascade as calibration needs it: model configs and their gates."""
+
+    config: FrugalConfig
+    path: Path
+    endpoint: EndpointConfig
+    models: list[ModelConfig]
+    gates: list[Gate | None]  # None for the last tier
+
+
+@dataclass(slots=True)
+class Calibration:
+    """Everything ``frugal calibrate`` found; ``to_json`` is the ``--out`` file."""
+
+    cascade: Cascade
+    data: Path
+    seed: int
+    holdout_share: float
+    tiers: list[TierRun]
+    busy_s_per_item: list[float]
+    calibration_rows: np.ndarray
+    holdout_rows: np.ndarray
+    target_kind: str  # "target_accuracy" or "max_drop"
+    target_value: float
+    needed_accuracy: float
+    points: list[Outcome]
+    frontier: list[Outcome]
+    chosen: Outcome | None
+    current: dict[str, Outcome | None] = field(default_factory=dict)  # the config's thresholds
+    singles: list[dict[str, Outcome | None]] = field(default_factory=list)  # each tier alone
+    chosen_holdout: Outcome | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.chosen is not None
+
+    @property
+    def best_accuracy(self) -> float:
+        return max(p.accuracy for p in self.points)
+
+    def evaluate(self, thresholds: Sequence[float]) -> dict[str, Outcome | None]:
+        """These thresholds on the calibration and held-out parts."""
+        held = self.holdout_rows
+        return {
+            "calibration": simulate(self.tiers, thresholds, self.calibration_rows),
+            "holdout": simulate(self.tiers, thresholds, held) if held.size else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.cascade
+        return {
+            "format": FORMAT,
+            "config": str(c.path),
+            "endpoint": c.endpoint.name,
+            "data": str(self.data),
+            "items": len(self.tiers[0].correct),
+            "calibration_items": int(self.calibration_rows.size),
+            "holdout_items": int(self.holdout_rows.size),
+            "holdout_share": self.holdout_share,
+            "seed": self.seed,
+            "target": {
+                "kind": self.target_kind,
+                "value": self.target_value,
+                "accuracy_needed": self.needed_accuracy,
+            },
+            "tiers": [
+                {
+                    "model": t.model,
+                    "signal": g.signal if g else None,
+                    "op": g.op if g else None,
+                    "threshold": g.threshold if g else None,
+                    "busy_s_per_item": b,
+                    "alone": {k: _outcome(v) for k, v in single.items()},
+                }
+                for t, g, b, single in zip(
+                    self.tiers, c.gates, self.busy_s_per_item, self.singles, strict=True
+                )
+            ],
+            "current": {k: _outcome(v) for k, v in self.current.items()},
+            "passed": self.passed,
+            "best_accuracy": self.best_accuracy,
+            "chosen": None
+            if self.chosen is None
+            else {"calibration": _outcome(self.chosen), "holdout": _outcome(self.chosen_holdout)},
+            "frontier": [_outcome(p) for p in self.frontier],
+            "points": [_outcome(p) for p in self.points],
+        }
+
+
+def _outcome(o: Outcome | None) -> dict[str, Any] | None:
+    if o is None:
+        return None
+    return {
+        "thresholds": list(o.thresholds),
+        "accuracy": o.accuracy,
+        "usd_per_1k": o.usd_per_1k,
+        "escalation_rate": o.escalation_rate,
+        "answered": list(o.answered),
+    }
+
+
+def resolve_cascade(config_path: Path, endpoint: str) -> Cascade:
+    """The endpoint's tiers and gates; errors say which endpoints exist and what a cascade is."""
+    config = load_config(config_path)
+    names = [e.name for e in config.endpoints]
+    found = next((e for e in config.endpoints if e.name == endpoint), None)
+    if found is None:
+        raise NotFound(
+            f"{config_path}: no endpoint {endpoint!r}",
+            hint=f"endpoints declared: {', '.join(names) or 'none'}",
+        )
+    i = names.index(endpoint)
+    if found.route is None:
+        raise InvalidInput(
+            f"{config_path}: endpoint {endpoint!r} serves one model ({found.model}), not a cascade",
+            hint="calibrate needs `route: {cascade: [...]}` with an `accept` gate on each tier "
+            "but the last (docs/routing.md)",
+        )
+    models: list[ModelConfig] = []
+    gates: list[Gate | None] = []
+    for j, tier in enumerate(found.route.cascade):
+        model = config.find_model(tier.model)
+        assert model is not None  # load_config checked every reference
+        models.append(model)
+        where = f"endpoints[{i}].route.cascade[{j}].accept"
+        try:
+            gates.append(None if tier.accept is None else Gate(tier.accept, field=where))
+        except ConfigError as exc:
+            raise ConfigError(
+                exc.message,
+                file=str(config_path),
+                hint="the scorer's module must be importable here (check PYTHONPATH)",
+            ) from None
+    return Cascade(config, config_path, found, models, gates)
+
+
+def record_tiers(
+    cascade: Cascade, data: Path, *, progress: bool = True
+) -> tuple[list[TierRun], list[float], list[Any]]:
+    """Run every tier on every item; returns the tier runs, busy s per item, and the labels."""
+    from frugal.accounting import resolve_pricer
+    from frugal.optimize.dataset import load_dataset
+    from frugal.runtimes import load_model
+
+    pricer = resolve_pricer(cascade.config.instance, file=str(cascade.path))
+    datasets: dict[str, Any] = {}
+    runs: list[TierRun] = []
+    busy_per_item: list[float] = []
+    labels: list[Any] = []
+    with _progress(progress) as bar:
+        for model_config, gate in zip(cascade.models, cascade.gates, strict=True):
+            key = repr(model_config.inputs)
+            if key not in datasets:
+                datasets[key] = load_dataset(data, model_config.inputs, require_labels=True)
+            dataset = datasets[key]
+            labels = list(dataset.labels)
+            model = load_model(model_config)
+            task = bar.add_task(model_config.key, total=len(dataset))
+            run, busy = _run_tier(
+                model, model_config, gate, dataset.items, labels, pricer, bar, task
+            )
+            runs.append(run)
+            busy_per_item.append(busy)
+    return runs, busy_per_item, labels
+
+
+def _run_tier(
+    model: Any,
+    config: ModelConfig,
+    gate: Gate | None,
+    items: list[Any],
+    labels: list[Any],
+    pricer: Any,
+    bar: Any,
+    task: Any,
+) -> tuple[TierRun, float]:
+    n = len(items)
+    size = config.batching.max_batch_size
+    scores = np.full(n, np.nan)
+    correct = np.zeros(n, dtype=bool)
+    failed = np.zeros(n, dtype=bool)
+    cost = np.zeros(n)
+    busy_total = 0.0
+    first_error: Exception | None = None
+    _predict(model, items[:size])  # warm-up: the first call pays one-off setup costs
+    for start in range(0, n, size):
+        batch = items[start : start + size]
+        t0 = time.perf_counter()
+        predictions, errors = _predict(model, batch)
+        busy = time.perf_counter() - t0
+        busy_total += busy
+        cost[start : start + len(batch)] = pricer.item_cost_usd(busy, len(batch))
+        ok = [j for j, p in enumerate(predictions) if p is not None]
+        for j, error in enumerate(errors):
+            if error is not None:
+                failed[start + j] = True
+                first_error = first_error or error
+        for j in ok:
+            correct[start + j] = _same(predictions[j].value, labels[start + j])
+        if gate is not None and ok:
+            good = [predictions[j] for j in ok]
+            try:
+                given = gate.scores([batch[j] for j in ok], good)
+            except Exception as exc:  # a user scorer: report it, never a traceback
+                raise InvalidInput(
+                    f"scorer {gate.config.scorer} failed on model {config.key}'s answers: {exc}",
+                    hint="the scorer takes (inputs, predictions) and returns one score per item",
+                ) from exc
+            for j, s in zip(ok, given, strict=True):
+                scores[start + j] = np.nan if s is None else s
+        bar.advance(task, len(batch))
+    if failed.all():
+        raise InvalidInput(
+            f"model {config.key} failed on every item of the data: {first_error}",
+            hint="the data's columns must match the model's inputs (same features, same order)",
+        )
+    op = gate.op if gate is not None else ""
+    run = TierRun(config.key, op, scores, correct, failed, cost)
+    return run, busy_total / n
+
+
+def _predict(model: Any, batch: list[Any]) -> tuple[list[Any], list[Exception | None]]:
+    """One batch; when it raises, item by item, so only the bad items fail (as the batcher)."""
+    try:
+        return list(model.predict_batch(batch)), [None] * len(batch)
+    except FrugalError:
+        raise
+    except Exception:
+        predictions: list[Any] = []
+        errors: list[Exception | None] = []
+        for item in batch:
+            try:
+                predictions.append(model.predict_batch([item])[0])
+                errors.append(None)
+            except Exception as exc:
+                predictions.append(None)
+                errors.append(exc)
+        return predictions, errors
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Labels compare as numbers when both are numbers (3 == 3.0), else as text."""
+    if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+def split(labels: Sequence[Any], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration and held-out row indices; stratified by label when every class has 2+."""
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    if share <= 0:
+        return np.arange(n), np.arange(0)
+    keys = [str(y) for y in labels]
+    classes: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        classes.setdefault(k, []).append(i)
+    held: list[int] = []
+    if all(len(rows) >= 2 for rows in classes.values()) and len(classes) < n / 2:
+        for rows in classes.values():
+            order = rng.permutation(rows)
+            held.extend(int(i) for i in order[: max(1, round(share * len(rows)))])
+    else:
+        held = [int(i) for i in rng.permutation(n)[: max(1, round(share * n))]]
+    mask = np.zeros(n, dtype=bool)
+    mask[held] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def calibrate(
+    cascade: Cascade,
+    data: Path,
+    *,
+    target_accuracy: float | None = None,
+    max_drop: float = 0.005,
+    holdout: float = 0.5,
+    seed: int = 0,
+    progress: bool = True,
+) -> Calibration:
+    """Record every tier, split, sweep, and choose the cheapest thresholds meeting the target."""
+    tiers, busy, labels = record_tiers(cascade, data, progress=progress)
+    calib, held = split(labels, holdout, seed)
+    if calib.size == 0:
+        raise InvalidInput(f"{data}: too few items to calibrate on", hint="lower --holdout")
+    singles = [
+        {"calibration": alone(t, calib), "holdout": alone(t, held) if held.size else None}
+        for t in tiers
+    ]
+    large = singles[-1]["calibration"]
+    assert large is not None
+    if target_accuracy is not None:
+        kind, value, needed = "target_accuracy", target_accuracy, target_accuracy
+    else:
+        kind, value, needed = "max_drop", max_drop, large.accuracy - max_drop
+    points = [simulate(tiers, thresholds, calib) for thresholds in grid(tiers, calib)]
+    chosen = cheapest(points, needed)
+    result = Calibration(
+        cascade=cascade, data=data, seed=seed, holdout_share=holdout, tiers=tiers,
+        busy_s_per_item=busy, calibration_rows=calib, holdout_rows=held, target_kind=kind,
+        target_value=value, needed_accuracy=needed, points=points, frontier=frontier(points),
+        chosen=chosen, singles=singles,
+    )  # fmt: skip
+    current = [g.threshold for g in cascade.gates if g is not None]
+    result.current = result.evaluate(current)
+    if chosen is not None and held.size:
+        result.chosen_holdout = simulate(tiers, chosen.thresholds, held)
+    return result
+
+
+class _progress:  # a context manager, named like rich's Progress it wraps
+    def __init__(self, show: bool) -> None:
+        self.show = show
+
+    def __enter__(self) -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            disable=not self.show,
+        )  # fmt: skip
+        return self.bar.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+
+__all__ = [
+    "FORMAT",
+    "Calibration",
+    "Cascade",
+    "calibrate",
+    "record_tiers",
+    "resolve_cascade",
+    "split",
+]
