@@ -15,8 +15,8 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -75,7 +75,6 @@ class Stream:
     usage: Usage | None = None
     text_chars: int = 0
     attempts: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def price_usage(upstream: UpstreamConfig, usage: Usage) -> float:
@@ -178,7 +177,6 @@ class UpstreamClient:
         payload = body | {"model": self.upstream.model, "stream": True,
                           "stream_options": options | {"include_usage": True}}  # fmt: skip
         attempts = 0
-        opened: list[httpx.Response] = []
 
         async def send() -> httpx.Response:
             nonlocal attempts
@@ -188,11 +186,9 @@ class UpstreamClient:
                     "POST", self.base_url + "/chat/completions", content=orjson.dumps(payload)
                 )
                 response = await self.http.send(request, stream=True)
-                if response.status_code != 200:
+                if response.status_code != 200:  # read the error body; the stream is not used
                     await response.aread()
                     await response.aclose()
-                else:
-                    opened.append(response)
                 return response
 
         response = await self._with_retries(send)
@@ -214,13 +210,13 @@ class UpstreamClient:
         finally:
             await response.aclose()
 
-    async def _with_retries(self, send: Any) -> httpx.Response:
+    async def _with_retries(self, send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
         """Retries 429, 5xx and timeouts with backoff (or the upstream's Retry-After)."""
         retries = self.upstream.max_retries
         for attempt in range(retries + 1):
             last = attempt == retries
             try:
-                response: httpx.Response = await send()
+                response = await send()
             except httpx.TimeoutException as exc:
                 if last:
                     raise UpstreamTimeout(

@@ -234,3 +234,101 @@ def test_an_unreachable_upstream_is_a_502_naming_the_model(serve: Any, tmp_path:
     answer = chat(server)
     assert answer.status_code == 502
     assert answer.json()["error"].startswith("model gpt:1: cannot reach the upstream")
+
+
+def test_embeddings_through_the_sdk_are_priced_from_prompt_tokens(
+    serve: Any, upstream: LLMDouble, tmp_path: Path
+) -> None:
+    server = serve(parse_config(llm_config(tmp_path, [llm_model("embed", upstream.url)])))
+    raw = sdk(server).embeddings.with_raw_response.create(
+        model="embed", input=["frugal serving", "cost per request"]
+    )
+    answer = raw.parse()
+    assert [len(d.embedding) for d in answer.data] == [8, 8]
+    assert answer.data[0].embedding != answer.data[1].embedding
+    tokens = answer.usage.prompt_tokens
+    assert float(raw.headers["x-frugal-cost-usd"]) == pytest.approx(
+        expected_cost(tokens, 0), rel=1e-5
+    )
+    [row] = ledger_has(tmp_path, 1)
+    assert (row["tokens"], row["status"]) == (tokens, 200)
+    missing = httpx.post(f"{server.url}/v1/embeddings", json={"model": "embed", "input": []})
+    assert missing.status_code == 400 and missing.json()["field"] == "input"
+
+
+def test_streaming_passes_chunks_through_and_records_the_final_usage(
+    serve: Any, upstream: LLMDouble, tmp_path: Path
+) -> None:
+    """The SDK's stream iterator gets the words; frugal asked the upstream for usage."""
+    server = serve(parse_config(llm_config(tmp_path, [llm_model("gpt", upstream.url)])))
+    stream = sdk(server).chat.completions.create(
+        model="chat", stream=True, messages=[{"role": "user", "content": "one two three four"}]
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo one two three four"
+    assert upstream.calls[0]["stream_options"] == {"include_usage": True}
+    usage = next(c.usage for c in chunks if c.usage is not None)
+    [row] = ledger_has(tmp_path, 1)
+    assert row["tokens"] == usage.prompt_tokens + usage.completion_tokens
+    assert row["cost_usd"] == pytest.approx(
+        expected_cost(usage.prompt_tokens, usage.completion_tokens)
+    )
+    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    raw = httpx.post(f"{server.url}/v1/chat/completions", json=body)
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    assert raw.headers["x-frugal-model"] == "gpt:1"
+    assert ": x-frugal-cost-usd " in raw.text
+
+
+def test_a_client_leaving_mid_stream_is_still_charged_for_what_was_used(
+    serve: Any, upstream: LLMDouble, tmp_path: Path
+) -> None:
+    """No usage chunk arrives: the row estimates tokens from the text that did pass."""
+    upstream.knobs.chunk_delay_s = 0.05
+    server = serve(parse_config(llm_config(tmp_path, [llm_model("gpt", upstream.url)])))
+    words = " ".join(f"w{i}" for i in range(200))
+    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": words}]}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if "w3" in line:
+                break  # leave after a few words
+    [row] = ledger_has(tmp_path, 1)
+    assert row["status"] == 200
+    prompt = -(-len(words) // 4)
+    assert prompt < row["tokens"] < prompt + 200  # the prompt plus some of the reply
+    assert row["cost_usd"] > expected_cost(prompt, 0)
+    assert upstream.streams_finished == 0
+
+
+def test_endpoint_token_limits_reach_the_upstream(
+    serve: Any, upstream: LLMDouble, tmp_path: Path
+) -> None:
+    """max_tokens is clamped to the endpoint's, and old messages are dropped to fit."""
+    endpoint = {"name": "chat", "model": "gpt", "llm": {"max_tokens": 3, "max_prompt_tokens": 20}}
+    config = llm_config(tmp_path, [llm_model("gpt", upstream.url)], endpoints=[endpoint])
+    server = serve(parse_config(config))
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 200},
+                {"role": "user", "content": "one two three four five"}]  # fmt: skip
+    answer = sdk(server).chat.completions.create(model="chat", messages=messages, max_tokens=99)
+    assert answer.choices[0].message.content == "echo one two"  # 3 tokens
+    sent = upstream.calls[0]
+    assert sent["max_tokens"] == 3
+    assert [m["content"] for m in sent["messages"]] == ["be brief", "one two three four five"]
+
+
+def test_a_key_whose_tokens_are_spent_gets_429_and_nothing_is_recorded(
+    serve: Any, upstream: LLMDouble, tmp_path: Path
+) -> None:
+    auth = {"keys": str(tmp_path / "keys.db"), "reload_interval_s": 0.05}
+    config = llm_config(tmp_path, [llm_model("gpt", upstream.url)], auth=auth)
+    secret = KeyStore(tmp_path / "keys.db").create("small", "user", tokens_day=5)[1]
+    server = serve(parse_config(config))
+    client = sdk(server, secret)
+    client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "a b c"}])
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "d"}])
+    body = refused.value.response.json()
+    assert body["budget"]["name"] == "tokens_day" and body["budget"]["spent"] > 5
+    assert len(upstream.calls) == 1
+    assert len(ledger_has(tmp_path, 1)) == 1
