@@ -41,6 +41,17 @@ def test_validate_ok(digits_model_file: Path, tmp_path: Path) -> None:
     assert "$0.3600/h over 2 slot(s)" in result.output
 
 
+def test_validate_lists_upstream_models_without_loading_them(
+    digits_model_file: Path, tmp_path: Path
+) -> None:
+    data = digits_config(digits_model_file, tmp_path)
+    data["models"].append({"name": "gpt", "runtime": "openai", "upstream": {
+        "base_url": "https://api.example.com/v1", "model": "gpt-4o-mini"}})  # fmt: skip
+    result = invoke("validate", str(write_config(tmp_path, data)))
+    assert result.exit_code == 0, result.output
+    assert "model gpt:1 (openai upstream https://api.example.com/v1)" in result.output
+
+
 def test_validate_invalid_config_names_the_field(digits_model_file: Path, tmp_path: Path) -> None:
     """An invalid config exits 2 with `error:`, the file and the field path, and no traceback."""
     data = digits_config(digits_model_file, tmp_path, batching={"max_wait_ms": 0})

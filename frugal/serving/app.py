@@ -311,9 +311,12 @@ class FrugalApp:
         )
 
     async def list_endpoints(self, request: Request, ctx: Context) -> Response:
-        return json_response(
-            [{"name": n, "model": self.engine.endpoint_model(n)} for n in self.engine.endpoints]
-        )
+        listed = [
+            {"name": n, "model": self.engine.endpoint_model(n)} for n in self.engine.endpoints
+        ]
+        if self._llm is not None:  # LLM endpoints: their first choice of model
+            listed += [{"name": n, "model": t.models[0]} for n, t in self._llm.targets.items()]
+        return json_response(listed)
 
     async def chat_completions(self, request: Request) -> Response:
         """OpenAI-compatible chat over upstream LLMs (openai_api.py; admission runs there)."""

@@ -117,6 +117,8 @@ def test_a_model_is_callable_by_name_and_unknown_names_get_404(
     bad = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "chat", "messages": []})
     assert bad.status_code == 400 and bad.json()["field"] == "messages"
     assert bad.json()["request_id"] == bad.headers["x-request-id"]
+    listed = httpx.get(f"{server.url}/v1/endpoints").json()
+    assert listed == [{"name": "chat", "model": "gpt:1"}]
     v2 = httpx.post(f"{server.url}/v2/models/gpt/infer", json={"inputs": []})
     assert v2.status_code == 404 and "chat/completions" in v2.json()["hint"]
 
