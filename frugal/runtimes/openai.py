@@ -106,6 +106,19 @@ def backoff_s(attempt: int) -> float:
     return random.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 
 
+def check_upstream_keys(configs: list[ModelConfig]) -> None:
+    """Refuse to start when an upstream's key variable is unset: before serving, not on the
+    first request."""
+    for config in configs:
+        env = config.upstream.api_key_env if config.upstream is not None else None
+        if env is not None and not os.environ.get(env):
+            raise ConfigError(
+                f"model {config.key}: the environment variable {env} is not set",
+                field="upstream.api_key_env",
+                hint=f"export {env}=<the upstream's API key> before `frugal serve`",
+            )
+
+
 class UpstreamClient:
     """One ``runtime: openai`` model version: its connections, semaphore, retries and prices."""
 
@@ -118,14 +131,8 @@ class UpstreamClient:
         headers = {"content-type": "application/json"}
         env = self.upstream.api_key_env
         if env is not None:
-            secret = os.environ.get(env)
-            if not secret:
-                raise ConfigError(
-                    f"model {config.key}: the environment variable {env} is not set",
-                    field="upstream.api_key_env",
-                    hint=f"export {env}=<the upstream's API key> before `frugal serve`",
-                )
-            headers["authorization"] = f"Bearer {secret}"
+            check_upstream_keys([config])
+            headers["authorization"] = f"Bearer {os.environ[env]}"
         self.base_url = self.upstream.base_url.rstrip("/")
         self.http = httpx.AsyncClient(
             headers=headers,
@@ -304,6 +311,7 @@ __all__ = [
     "UpstreamClient",
     "Usage",
     "backoff_s",
+    "check_upstream_keys",
     "estimate_tokens",
     "price_usage",
     "retry_after_s",

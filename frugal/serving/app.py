@@ -40,6 +40,7 @@ from frugal.errors import (
 )
 from frugal.observability import ServingMetrics
 from frugal.runtimes import load_model
+from frugal.runtimes.openai import check_upstream_keys
 from frugal.serving import admin
 from frugal.serving.admission import Action, Admission, Caller
 from frugal.serving.codecs import (
@@ -633,6 +634,7 @@ def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
             slots=max(1, pricer.slots // processes),
             instance=pricer.instance,
         )
+    check_upstream_keys([m for m in config.models if m.runtime == "openai"])
     models = {m.key: load_model(m) for m in config.models if m.runtime != "openai"}
     ledger = None
     if config.ledger.enabled:
