@@ -121,6 +121,9 @@ def validate(config: Path, load: bool) -> None:
     cfg = load_config(config)
     pricer = resolve_pricer(cfg.instance, file=str(config))
     for model in cfg.models:
+        if model.upstream is not None:  # runtime openai: nothing to load, the key is read at start
+            click.echo(f"  model {model.key} (openai upstream {model.upstream.base_url})")
+            continue
         if load:
             load_model(model)
         click.echo(f"  model {model.key} ({model.runtime})" + (" loaded" if load else ""))

@@ -34,7 +34,7 @@ Datatype = Literal[
     "FP64",
     "BYTES",
 ]
-RuntimeName = Literal["sklearn", "onnx", "torch", "python"]
+RuntimeName = Literal["sklearn", "onnx", "torch", "python", "openai"]
 RUNTIMES_NEEDING_SHA256 = ("sklearn", "onnx", "torch")
 
 
@@ -87,6 +87,22 @@ class BatchingConfig(_Section):
     workers: Annotated[int, Field(ge=1)] = 1
 
 
+class UpstreamConfig(_Section):
+    """An OpenAI-compatible API that answers for a ``runtime: openai`` model (docs/llm.md).
+
+    The key is read from the environment variable ``api_key_env`` at start-up, never from YAML.
+    """
+
+    base_url: str = Field(pattern=r"^https?://")  # e.g. https://api.openai.com/v1
+    model: str = Field(min_length=1)  # the upstream's own model name
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    input_usd_per_1m: Annotated[float, Field(ge=0)] = 0.0  # per million prompt tokens
+    output_usd_per_1m: Annotated[float, Field(ge=0)] = 0.0  # per million completion tokens
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0  # per attempt
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2  # on 429, 5xx and timeouts
+    max_concurrency: Annotated[int, Field(ge=1)] = 64  # open upstream calls of this model
+
+
 class ModelConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     version: str = Field(default="1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -98,9 +114,21 @@ class ModelConfig(_Section):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     options: dict[str, Any] = Field(default_factory=dict)  # runtime-specific, see docs/runtimes.md
     executor: Literal["thread", "process"] = "thread"  # process: for models that hold the GIL
+    upstream: UpstreamConfig | None = None  # runtime openai: the API that answers
 
     @model_validator(mode="after")
     def _artifact(self) -> ModelConfig:
+        if self.runtime == "openai":
+            if self.upstream is None:
+                raise _FieldError("upstream", "runtime openai needs an `upstream` section "
+                                  "(base_url, model, api_key_env, prices)")  # fmt: skip
+            for name in ("path", "sha256", "factory"):
+                if getattr(self, name) is not None:
+                    raise _FieldError(name, f"runtime openai calls an upstream API: remove "
+                                      f"`{name}`")  # fmt: skip
+            return self
+        if self.upstream is not None:
+            raise _FieldError("upstream", f"`upstream` is for runtime openai, not {self.runtime}")
         if self.runtime == "python":
             if self.factory is None:
                 raise ValueError("runtime python needs `factory: module:callable`")
@@ -247,12 +275,17 @@ class TierConfig(_Section):
 
 
 class RouteConfig(_Section):
-    """How an endpoint picks its models (docs/routing.md)."""
+    """How an endpoint picks its models (docs/routing.md): a cascade or a fallback list."""
 
-    cascade: list[TierConfig] = Field(min_length=2)
+    cascade: list[TierConfig] | None = Field(default=None, min_length=2)
+    fallback: list[str] | None = Field(default=None, min_length=2)  # tried in order on error
 
     @model_validator(mode="after")
     def _gates(self) -> RouteConfig:
+        if (self.cascade is None) == (self.fallback is None):
+            raise ValueError("give exactly one of `cascade` or `fallback`")
+        if self.cascade is None:
+            return self
         for i, tier in enumerate(self.cascade[:-1]):
             if tier.accept is None:
                 raise _FieldError(f"cascade[{i}].accept",
@@ -263,12 +296,20 @@ class RouteConfig(_Section):
         return self
 
 
+class LLMBudgetConfig(_Section):
+    """Token limits an LLM endpoint applies to each request before calling upstream."""
+
+    max_tokens: Annotated[int, Field(ge=1)] | None = None  # clamps (or sets) max_tokens
+    max_prompt_tokens: Annotated[int, Field(ge=1)] | None = None  # oldest messages dropped
+
+
 class EndpointConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str | None = None  # "name" (its last declared version) or "name:version"
-    route: RouteConfig | None = None  # instead of `model`: a cascade
+    route: RouteConfig | None = None  # instead of `model`: a cascade or a fallback list
     cache: CacheConfig | None = None  # absent: no caching
     capture: CaptureConfig | None = None  # absent: payloads are never stored
+    llm: LLMBudgetConfig | None = None  # runtime openai endpoints: token limits per request
 
     @model_validator(mode="after")
     def _model_or_route(self) -> EndpointConfig:
@@ -279,8 +320,10 @@ class EndpointConfig(_Section):
     @property
     def models(self) -> list[str]:
         """The model references this endpoint may call, cheapest (first tier) first."""
-        if self.route is not None:
+        if self.route is not None and self.route.cascade is not None:
             return [tier.model for tier in self.route.cascade]
+        if self.route is not None and self.route.fallback is not None:
+            return list(self.route.fallback)
         assert self.model is not None
         return [self.model]
 
@@ -342,13 +385,16 @@ class FrugalConfig(_Section):
             if endpoint.name in names:
                 raise _FieldError(f"endpoints[{i}].name", f"duplicate endpoint {endpoint.name}")
             names.add(endpoint.name)
+            found = []
             for j, ref in enumerate(endpoint.models):
-                if self.find_model(ref) is None:
-                    where = "model" if endpoint.route is None else f"route.cascade[{j}].model"
+                target = self.find_model(ref)
+                if target is None:
                     raise _FieldError(
-                        f"endpoints[{i}].{where}",
+                        f"endpoints[{i}].{_model_field(endpoint, j)}",
                         f"no model {ref!r}; declared: {', '.join(sorted(seen))}",
                     )
+                found.append(target)
+            _check_llm_endpoint(endpoint, found, f"endpoints[{i}]")
         return self
 
     def find_model(self, ref: str) -> ModelConfig | None:
@@ -356,6 +402,36 @@ class FrugalConfig(_Section):
         name, _, version = ref.partition(":")
         found = [m for m in self.models if m.name == name and (not version or m.version == version)]
         return found[-1] if found else None
+
+
+def _model_field(endpoint: EndpointConfig, index: int) -> str:
+    route = endpoint.route
+    if route is None:
+        return "model"
+    return f"route.cascade[{index}].model" if route.cascade else f"route.fallback[{index}]"
+
+
+def _check_llm_endpoint(endpoint: EndpointConfig, models: list[ModelConfig], at: str) -> None:
+    """Upstream LLMs and local models do not mix in one endpoint; fallbacks are LLM-only."""
+    llm = [m.runtime == "openai" for m in models]
+    if any(llm) and not all(llm):
+        j = llm.index(not llm[0])
+        raise _FieldError(
+            f"{at}.{_model_field(endpoint, j)}",
+            "an endpoint's models are all runtime openai or none of them",
+        )
+    route = endpoint.route
+    if all(llm) and route is not None and route.cascade is not None:
+        raise _FieldError(f"{at}.route.cascade", "cascades of runtime openai models are not "
+                          "supported yet: use `fallback`")  # fmt: skip
+    if not all(llm) and route is not None and route.fallback is not None:
+        raise _FieldError(f"{at}.route.fallback", "`fallback` is for runtime openai models")
+    for name in ("cache", "capture"):
+        if all(llm) and getattr(endpoint, name) is not None:
+            raise _FieldError(f"{at}.{name}", f"`{name}` is not supported yet on endpoints of "
+                              "runtime openai models")  # fmt: skip
+    if not all(llm) and endpoint.llm is not None:
+        raise _FieldError(f"{at}.llm", "`llm` token limits are for runtime openai models")
 
 
 class _FieldError(ValueError):
@@ -459,6 +535,7 @@ __all__ = [
     "FrugalConfig",
     "GateConfig",
     "InstanceConfig",
+    "LLMBudgetConfig",
     "LedgerConfig",
     "ModelConfig",
     "RouteConfig",
@@ -466,6 +543,7 @@ __all__ = [
     "ServerConfig",
     "TensorSpec",
     "TierConfig",
+    "UpstreamConfig",
     "load_config",
     "parse_comparison",
     "parse_config",

@@ -18,7 +18,9 @@ them to exit codes in one place.
       ├─ Conflict            (the name is taken, e.g. by another API key)
       ├─ Overloaded          (queue full; says when to retry)
       ├─ DeadlineExceeded    (the request's deadline passed before it was answered)
-      └─ ModelFailed         (the model itself raised on this item)
+      ├─ ModelFailed         (the model itself raised on this item)
+      └─ UpstreamFailed      (an upstream LLM API failed after its retries)
+           └─ UpstreamTimeout (... by not answering within upstream.timeout_s)
 """
 
 from __future__ import annotations
@@ -129,6 +131,14 @@ class ModelFailed(FrugalError):
     """The model raised on this item (after bisection isolated it from the rest of its batch)."""
 
 
+class UpstreamFailed(FrugalError):
+    """An upstream LLM API answered with an error, or not at all, on every attempt."""
+
+
+class UpstreamTimeout(UpstreamFailed):
+    """The upstream did not answer within its ``timeout_s``, on every attempt."""
+
+
 __all__ = [
     "ArtifactError",
     "BudgetExceeded",
@@ -146,4 +156,6 @@ __all__ = [
     "RateLimited",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UpstreamFailed",
+    "UpstreamTimeout",
 ]

@@ -41,6 +41,17 @@ def test_validate_ok(digits_model_file: Path, tmp_path: Path) -> None:
     assert "$0.3600/h over 2 slot(s)" in result.output
 
 
+def test_validate_lists_upstream_models_without_loading_them(
+    digits_model_file: Path, tmp_path: Path
+) -> None:
+    data = digits_config(digits_model_file, tmp_path)
+    data["models"].append({"name": "gpt", "runtime": "openai", "upstream": {
+        "base_url": "https://api.example.com/v1", "model": "gpt-4o-mini"}})  # fmt: skip
+    result = invoke("validate", str(write_config(tmp_path, data)))
+    assert result.exit_code == 0, result.output
+    assert "model gpt:1 (openai upstream https://api.example.com/v1)" in result.output
+
+
 def test_validate_invalid_config_names_the_field(digits_model_file: Path, tmp_path: Path) -> None:
     """An invalid config exits 2 with `error:`, the file and the field path, and no traceback."""
     data = digits_config(digits_model_file, tmp_path, batching={"max_wait_ms": 0})
@@ -246,3 +257,19 @@ def test_serve_help_explains_verification_and_shutdown() -> None:
     assert result.exit_code == 0
     assert "sha256" in result.output and "SIGTERM" in result.output
     assert "--workers" in result.output and "--port" in result.output
+
+
+def test_serve_refuses_an_upstream_whose_key_variable_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 2 naming the variable before serving, not a failure on the first request."""
+    monkeypatch.delenv("FRUGAL_TEST_UNSET_KEY", raising=False)
+    data = {"instance": {"price_usd_per_hour": 0.36},
+            "models": [{"name": "gpt", "runtime": "openai", "upstream": {
+                "base_url": "https://api.example.com/v1", "model": "gpt-4o-mini",
+                "api_key_env": "FRUGAL_TEST_UNSET_KEY"}}],
+            "ledger": {"path": str(tmp_path / "ledger.db")}}  # fmt: skip
+    result = CliRunner().invoke(main, ["serve", str(write_config(tmp_path, data))])
+    assert result.exit_code == 2, result.output
+    assert "FRUGAL_TEST_UNSET_KEY is not set" in result.output
+    assert "hint: export FRUGAL_TEST_UNSET_KEY=" in result.output

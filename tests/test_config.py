@@ -184,3 +184,50 @@ def test_negative_price_is_refused(tmp_path: Path) -> None:
     """A price that is not positive is refused at instance.price_usd_per_hour."""
     path = write_config(tmp_path, config(instance={"price_usd_per_hour": -1}))
     assert_names(load_error(path), path, "instance.price_usd_per_hour")
+
+
+def openai_model(name: str = "gpt", **extra: Any) -> dict[str, Any]:
+    upstream = {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-4o-mini"}
+    return {"name": name, "runtime": "openai", "upstream": upstream, **extra}
+
+
+@pytest.mark.parametrize(
+    ("models", "endpoints", "field", "says"),
+    [
+        ([{"name": "gpt", "runtime": "openai"}], [], "models[0].upstream", "needs an `upstream`"),
+        ([openai_model(path="m.bin")], [], "models[0].path", "remove `path`"),
+        ([python_model(upstream={"base_url": "http://x", "model": "m"})], [],
+         "models[0].upstream", "is for runtime openai"),
+        ([openai_model(upstream={"base_url": "ftp://x", "model": "m"})], [],
+         "models[0].upstream.base_url", "match pattern"),
+        ([openai_model(), python_model()], [{"name": "e", "route": {"fallback": ["gpt", "a"]}}],
+         "endpoints[0].route.fallback[1]", "all runtime openai or none"),
+        ([python_model(), python_model("b")], [{"name": "e", "route": {"fallback": ["a", "b"]}}],
+         "endpoints[0].route.fallback", "for runtime openai models"),
+        ([openai_model()], [{"name": "e", "model": "gpt", "route": {
+            "fallback": ["gpt", "gpt"], "cascade": [{"model": "gpt"}, {"model": "gpt"}]}}],
+         "endpoints[0].route", "exactly one of `cascade` or `fallback`"),
+        ([python_model()], [{"name": "e", "model": "a", "llm": {"max_tokens": 5}}],
+         "endpoints[0].llm", "for runtime openai"),
+        ([openai_model()], [{"name": "e", "model": "gpt", "cache": {}}],
+         "endpoints[0].cache", "not supported yet"),
+    ],
+)  # fmt: skip
+def test_llm_upstream_config_errors_name_the_field(
+    tmp_path: Path, models: list[Any], endpoints: list[Any], field: str, says: str
+) -> None:
+    """runtime openai needs `upstream` and no artifact; fallbacks and `llm` are LLM-only."""
+    path = write_config(tmp_path, config(models=models, endpoints=endpoints))
+    error = load_error(path)
+    assert error.field == field
+    assert says in str(error)
+
+
+def test_an_llm_endpoint_with_a_fallback_and_token_limits_loads(tmp_path: Path) -> None:
+    endpoint = {"name": "chat", "route": {"fallback": ["gpt", "backup"]},
+                "llm": {"max_tokens": 64, "max_prompt_tokens": 1000}}  # fmt: skip
+    cfg = load_config(write_config(tmp_path, config(
+        models=[openai_model(), openai_model("backup")], endpoints=[endpoint])))  # fmt: skip
+    assert cfg.endpoints[0].models == ["gpt", "backup"]
+    upstream = cfg.models[0].upstream
+    assert upstream is not None and upstream.max_retries == 2 and upstream.api_key_env is None

@@ -64,6 +64,8 @@ def test_errors_are_pinned() -> None:
         "RateLimited",
         "Unauthorized",
         "UnsupportedMediaType",
+        "UpstreamFailed",
+        "UpstreamTimeout",
     ]
     for name in frugal.errors.__all__:
         error = getattr(frugal.errors, name)

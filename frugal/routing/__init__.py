@@ -1,10 +1,12 @@
-"""Routing: which model versions answer each request (one model, or a cascade of them), and
-the calibration of a cascade's gates from labeled data."""
+"""Routing: which model versions answer each request (one model, a cascade, or a fallback list),
+and the calibration of a cascade's gates from labeled data."""
 
 from frugal.routing.base import CallModel, RoutedResult, Router, RouteRequest
 from frugal.routing.calibrate import Calibration, Cascade, calibrate, resolve_cascade
 from frugal.routing.cascade import CascadeRouter
+from frugal.routing.fallback import FallbackResult, first_answer
 from frugal.routing.gates import Gate
+from frugal.routing.prompt_budget import apply_budget, count_tokens, prompt_chars
 from frugal.routing.single import SingleModelRouter
 from frugal.routing.sweep import Outcome, TierRun
 
@@ -13,6 +15,7 @@ __all__ = [
     "CallModel",
     "Cascade",
     "CascadeRouter",
+    "FallbackResult",
     "Gate",
     "Outcome",
     "RouteRequest",
@@ -20,6 +23,10 @@ __all__ = [
     "Router",
     "SingleModelRouter",
     "TierRun",
+    "apply_budget",
     "calibrate",
+    "count_tokens",
+    "first_answer",
+    "prompt_chars",
     "resolve_cascade",
 ]

@@ -13,6 +13,11 @@ _EXTRA = {"onnx": "onnx", "torch": "torch"}
 
 def load_model(config: ModelConfig) -> Model:
     """Verify and load one model version; raises ArtifactError naming the model and file."""
+    if config.runtime == "openai":
+        raise ArtifactError(
+            f"model {config.key}: runtime openai is an upstream API, not a loadable model",
+            hint="it is served by POST /v1/chat/completions and /v1/embeddings (docs/llm.md)",
+        )
     if config.executor == "process":
         from frugal.runtimes.process import ProcessModel
 

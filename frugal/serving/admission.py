@@ -158,12 +158,8 @@ class Admission:
         key = self._authenticate(authorization)
         if action not in ALLOWED[key.role]:
             raise Forbidden(f"role {key.role} may not {_VERBS[action]} (key {key.name!r})")
-        if action == "call" and key.role != "admin" and key.endpoints is not None:
-            if endpoint not in key.endpoints:
-                allowed = ", ".join(key.endpoints) or "nothing"
-                raise Forbidden(
-                    f"key {key.name!r} may not call {endpoint!r}", hint=f"it may call: {allowed}"
-                )
+        if action == "call" and endpoint is not None:
+            _check_endpoint(key, endpoint)
         if key.rps is not None:
             wait_s = self.limiter.take(key.name, key.rps)
             if wait_s > 0:
@@ -209,10 +205,28 @@ class Admission:
                 hint="the budget resets at 00:00 UTC; an admin can raise it",
             )  # fmt: skip
 
+    def check_endpoint(self, caller: Caller, endpoint: str) -> None:
+        """Forbidden unless the key may call ``endpoint``: for routes whose body names it."""
+        if caller.key is None:
+            return
+        try:
+            _check_endpoint(caller.key, endpoint)
+        except Forbidden:
+            self.metrics.observe_refusal("forbidden")
+            raise
+
     def charge(self, caller: Caller, usd: float, tokens: int) -> None:
         """Count an answered request against its key's daily budgets."""
         if self.budgets is not None and caller.key is not None and (usd or tokens):
             self.budgets.add(caller.key.name, usd, tokens)
+
+
+def _check_endpoint(key: ApiKey, endpoint: str) -> None:
+    if key.role != "admin" and key.endpoints is not None and endpoint not in key.endpoints:
+        allowed = ", ".join(key.endpoints) or "nothing"
+        raise Forbidden(
+            f"key {key.name!r} may not call {endpoint!r}", hint=f"it may call: {allowed}"
+        )
 
 
 _VERBS: dict[Action, str] = {

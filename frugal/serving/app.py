@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from starlette.applications import Starlette
@@ -40,6 +40,7 @@ from frugal.errors import (
 )
 from frugal.observability import ServingMetrics
 from frugal.runtimes import load_model
+from frugal.runtimes.openai import check_upstream_keys
 from frugal.serving import admin
 from frugal.serving.admission import Action, Admission, Caller
 from frugal.serving.codecs import (
@@ -61,6 +62,7 @@ from frugal.serving.exchange import (
     match_inference_route,
     send_reply,
 )
+from frugal.serving.openai_api import LLMRoutes, build_clients
 from frugal.serving.openapi import openapi_document
 
 log = logging.getLogger("frugal.serving")
@@ -111,6 +113,7 @@ class FrugalApp:
         self.processes = processes
         self._engine = engine
         self._admission: Admission | None = None
+        self._llm: LLMRoutes | None = None
         self._open = 0  # inference requests being answered, for server.max_concurrency
         self._background: list[asyncio.Task[None]] = []
         self.audit = AuditLog(config.ledger.path) if config.ledger.enabled else None
@@ -155,6 +158,7 @@ class FrugalApp:
                 functools.partial(build_engine, self.config, processes=self.processes)
             )
         await self._start_admission()
+        self._llm = LLMRoutes(self.config, build_clients(self.config))
         if self.audit is not None:
             await asyncio.to_thread(self._audit_model_loads)
         if self.config.ledger.enabled:
@@ -211,6 +215,8 @@ class FrugalApp:
             task.cancel()
         if self._admission is not None:
             await self._admission.stop()
+        if self._llm is not None:
+            await self._llm.aclose()
         if self._engine is None:
             return
         await self.engine.drain()
@@ -235,6 +241,8 @@ class FrugalApp:
             Route(f"{mv}/infer", self._starlette_inference, methods=["POST"]),
             Route("/v1/endpoints", guard("read", self.list_endpoints)),
             Route("/v1/endpoints/{endpoint}/predict", self._starlette_inference, methods=["POST"]),
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/metrics", guard("metrics", self.metrics)),
             Route("/openapi.json", self.openapi),
             Route(
@@ -304,8 +312,25 @@ class FrugalApp:
         )
 
     async def list_endpoints(self, request: Request, ctx: Context) -> Response:
-        return json_response(
-            [{"name": n, "model": self.engine.endpoint_model(n)} for n in self.engine.endpoints]
+        listed = [
+            {"name": n, "model": self.engine.endpoint_model(n)} for n in self.engine.endpoints
+        ]
+        if self._llm is not None:  # LLM endpoints: their first choice of model
+            listed += [{"name": n, "model": t.models[0]} for n, t in self._llm.targets.items()]
+        return json_response(listed)
+
+    async def chat_completions(self, request: Request) -> Response:
+        """OpenAI-compatible chat over upstream LLMs (openai_api.py; admission runs there)."""
+        return await self._llm_route("chat", request)
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._llm_route("embeddings", request)
+
+    async def _llm_route(self, kind: Literal["chat", "embeddings"], request: Request) -> Response:
+        if self._llm is None:
+            raise RuntimeError("the LLM routes start with the app's lifespan")
+        return await self._llm.handle(
+            kind, request, request_id_of(request), self.admission, self.engine
         )
 
     async def metrics(self, request: Request, ctx: Context) -> Response:
@@ -609,7 +634,8 @@ def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
             slots=max(1, pricer.slots // processes),
             instance=pricer.instance,
         )
-    models = {m.key: load_model(m) for m in config.models}
+    check_upstream_keys([m for m in config.models if m.runtime == "openai"])
+    models = {m.key: load_model(m) for m in config.models if m.runtime != "openai"}
     ledger = None
     if config.ledger.enabled:
         ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms)

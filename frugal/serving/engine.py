@@ -91,7 +91,10 @@ class Engine:
         self.ready = False
         # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
         self.slot_pool = ThreadPoolExecutor(pricer.slots, thread_name_prefix="frugal-slot")
-        self.model_configs: dict[str, ModelConfig] = {m.key: m for m in config.models}
+        # Upstream LLMs (runtime openai) take no batcher or slot: serving/openai_api.py has them.
+        self.model_configs: dict[str, ModelConfig] = {
+            m.key: m for m in config.models if m.runtime != "openai"
+        }
         self.schemas = {key: InputSchema(cfg.inputs) for key, cfg in self.model_configs.items()}
         self.batchers = {
             key: Batcher(
@@ -111,6 +114,8 @@ class Engine:
             if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
         }
         for index, endpoint in enumerate(config.endpoints):
+            if not all(self._key(ref) in self.model_configs for ref in endpoint.models):
+                continue  # an LLM endpoint
             router = self._router(endpoint, f"endpoints[{index}].route")
             target = self.model_configs[router.models[0]]
             cache = None
@@ -132,7 +137,7 @@ class Engine:
 
     def _router(self, endpoint: EndpointConfig, field: str) -> Router:
         keys = [self._key(ref) for ref in endpoint.models]
-        if endpoint.route is None:
+        if endpoint.route is None or endpoint.route.cascade is None:
             return SingleModelRouter(keys[0])
         tiers = [
             (key, Gate(t.accept, field=f"{field}.cascade[{i}].accept") if t.accept else None)
@@ -236,6 +241,11 @@ class Engine:
     def resolve_model(self, name: str, version: str | None = None) -> str:
         """``name`` (its last declared version) or ``name`` + ``version`` -> the served key."""
         found = self.config.find_model(f"{name}:{version}" if version else name)
+        if found is not None and found.runtime == "openai":
+            raise NotFound(
+                f"model {found.key} is an upstream LLM, not served on this route",
+                hint="call POST /v1/chat/completions or /v1/embeddings with its name",
+            )
         if found is None:
             served = ", ".join(sorted(self.model_configs))
             what = f"{name} version {version}" if version else name
@@ -317,8 +327,12 @@ class Engine:
         saved_usd: float = 0.0,
         key: str = "",
         route: str = "",
+        tokens: int | None = None,
     ) -> None:
-        """One ledger row and the request metrics, for every request past admission."""
+        """One ledger row and the request metrics, for every request past admission.
+
+        ``tokens`` overrides the count from ``outcomes`` (upstream LLM calls have no outcomes).
+        """
         now = time.monotonic()
         latency_s = now - received
         self.metrics.observe_request(endpoint, model, status, latency_s, cost_usd)
@@ -343,7 +357,7 @@ class Engine:
                 cache=cache,
                 saved_usd=saved_usd,
                 key=key,
-                tokens=tokens_of(outcomes),
+                tokens=tokens_of(outcomes) if tokens is None else tokens,
                 route=route,
             )
         )

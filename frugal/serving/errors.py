@@ -19,6 +19,8 @@ from frugal.errors import (
     RateLimited,
     Unauthorized,
     UnsupportedMediaType,
+    UpstreamFailed,
+    UpstreamTimeout,
 )
 
 # Most specific first: PayloadTooLarge is an InvalidInput.
@@ -36,6 +38,8 @@ STATUS: tuple[tuple[type[FrugalError], int], ...] = (
     (Overloaded, 503),
     (DeadlineExceeded, 504),
     (ModelFailed, 500),
+    (UpstreamTimeout, 504),
+    (UpstreamFailed, 502),
 )
 
 

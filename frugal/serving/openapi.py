@@ -189,6 +189,68 @@ SCHEMAS: dict[str, Schema] = {
 }  # fmt: skip
 
 
+_LLM_ERRORS = _SERVING_ERRORS | {
+    "404": _error("`model` names no LLM endpoint or runtime openai model."),
+    "502": _error("The upstream failed on every attempt and every fallback model."),
+    "504": _error("The upstream did not answer within upstream.timeout_s."),
+}
+
+
+def _llm_paths(config: FrugalConfig) -> dict[str, Schema]:
+    """OpenAI's request and answer shapes, loosely: the upstream checks the rest."""
+    names = [
+        e.name
+        for e in config.endpoints
+        if all((m := config.find_model(r)) and m.runtime == "openai" for r in e.models)
+    ]
+    names += [m.name for m in config.models if m.runtime == "openai"]
+    model: Schema = {"type": "string", "minLength": 1}
+    if names:
+        model = {"enum": sorted(set(names))}
+    message = {
+        "type": "object",
+        "required": ["role"],
+        "properties": {"role": {"type": "string"}, "content": {}},
+    }
+    chat = {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": model,
+            "messages": {"type": "array", "minItems": 1, "items": message},
+            "stream": {"type": "boolean"},
+            "max_tokens": {"type": "integer", "minimum": 1},
+        },
+    }
+    embed = {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": model,
+            "input": {
+                "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1}]
+            },
+        },
+    }
+    chat_ok = {
+        "description": "The upstream's chat completion (text/event-stream when "
+        "`stream` is true, ending with an SSE comment carrying the cost)",
+        "content": {JSON: {"schema": {"type": "object"}}, "text/event-stream": {}},
+    }
+    return {
+        "/v1/chat/completions": {"post": {
+            "summary": "OpenAI-compatible chat completion over upstream LLMs (docs/llm.md)",
+            "operationId": "chat_completions", "tags": ["llm"],
+            "requestBody": {"required": True, "content": {JSON: {"schema": chat}}},
+            "responses": {"200": chat_ok} | _LLM_ERRORS}},
+        "/v1/embeddings": {"post": {
+            "summary": "OpenAI-compatible embeddings over upstream LLMs (docs/llm.md)",
+            "operationId": "embeddings", "tags": ["llm"],
+            "requestBody": {"required": True, "content": {JSON: {"schema": embed}}},
+            "responses": {"200": _ok({"type": "object"})} | _LLM_ERRORS}},
+    }  # fmt: skip
+
+
 def openapi_document(config: FrugalConfig) -> Schema:
     paths: dict[str, Schema] = {
         "/v2": _get("Server metadata (v2)", {"type": "object"}, "v2"),
@@ -224,12 +286,16 @@ def openapi_document(config: FrugalConfig) -> Schema:
             {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
         ]
     paths["/admin/keys"]["post"]["responses"]["409"] = _error("A key with that name exists.")
+    paths |= _llm_paths(config)
     for endpoint in config.endpoints:
         model = config.find_model(endpoint.models[0])  # a cascade's tiers share its inputs
         assert model is not None
+        if model.runtime == "openai":
+            continue  # served by /v1/chat/completions and /v1/embeddings
         paths[f"/v1/endpoints/{endpoint.name}/predict"] = _predict_path(endpoint.name, model)
-    latest = {m.name: m for m in config.models}
-    for model in config.models:
+    served = [m for m in config.models if m.runtime != "openai"]
+    latest = {m.name: m for m in served}
+    for model in served:
         meta = _get(f"Metadata of {model.key}", _ref("ModelMetadata"), "v2")
         meta["get"]["responses"]["404"] = _error("No such model or version.")
         ready = {"get": {"summary": f"Readiness of {model.key}", "tags": ["v2"],

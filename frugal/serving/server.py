@@ -121,7 +121,8 @@ def serve(
             config.instance, file=str(config_path)
         )  # fail fast on a bad instance or artifact, before forking
         for model in config.models:
-            load_model(model)
+            if model.runtime != "openai":  # upstream LLMs have no artifact to load
+                load_model(model)
         os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
         os.environ[PROCESSES_ENV] = str(workers)
         os.environ["FRUGAL_LOG_LEVEL"] = log_level

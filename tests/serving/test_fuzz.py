@@ -111,7 +111,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
         done = run_schemathesis(server.url, secret, tmp_path)
     summary = done.stdout[-6000:]
     assert done.returncode == 0, summary + server.log_text()[-3000:]
-    assert "Tested: 16" in summary
+    assert "Tested: 18" in summary  # 16 + /v1/chat/completions and /v1/embeddings (no upstream)
     assert "Traceback" not in server.log_text()
 
 

@@ -1,0 +1,231 @@
+"""OpenAI-compatible routes, ``POST /v1/chat/completions`` and ``/v1/embeddings``, over upstreams.
+
+The request's ``model`` names a frugal endpoint whose models are ``runtime: openai`` (with its
+fallback list and token limits) or such a model directly, so the OpenAI SDK works unchanged with
+``base_url=http://host/v1`` and a frugal key. Each answer is priced from the upstream's ``usage``
+and written to the ledger with its tokens, like any other request (docs/llm.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from frugal.config import FrugalConfig, LLMBudgetConfig
+from frugal.errors import FrugalError, InvalidInput, NotFound
+from frugal.routing import apply_budget, first_answer, prompt_chars
+from frugal.runtimes.openai import Completion, Stream, UpstreamClient, Usage, estimate_tokens
+from frugal.serving.admission import Admission, Caller
+from frugal.serving.engine import Engine
+from frugal.serving.errors import error_body, error_headers, status_of
+from frugal.serving.exchange import ClientGone, Exchange
+
+log = logging.getLogger("frugal.llm")
+Kind = Literal["chat", "embeddings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a request's ``model`` resolves to: the models to try in order, and token limits."""
+
+    label: str  # the ledger's endpoint column
+    models: tuple[str, ...]  # name:version keys, first choice first
+    budget: LLMBudgetConfig | None = None
+
+
+def build_clients(
+    config: FrugalConfig, transport: httpx.AsyncBaseTransport | None = None
+) -> dict[str, UpstreamClient]:
+    """One client (connection pool, semaphore) per ``runtime: openai`` model version."""
+    return {
+        m.key: UpstreamClient(m, transport=transport)
+        for m in config.models
+        if m.runtime == "openai"
+    }
+
+
+class LLMRoutes:
+    """The two routes' handlers; the app gives them admission and the engine (for the ledger)."""
+
+    def __init__(self, config: FrugalConfig, clients: dict[str, UpstreamClient]) -> None:
+        self.config = config
+        self.clients = clients
+        self.targets: dict[str, Target] = {}
+        for endpoint in config.endpoints:
+            keys = [config.find_model(ref) for ref in endpoint.models]
+            if all(m is not None and m.key in clients for m in keys):
+                models = tuple(m.key for m in keys if m is not None)
+                self.targets[endpoint.name] = Target(endpoint.name, models, endpoint.llm)
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+    def resolve(self, name: str) -> Target:
+        """An LLM endpoint by name, else a ``runtime: openai`` model (``name`` or ``name:v``)."""
+        target = self.targets.get(name)
+        if target is not None:
+            return target
+        model = self.config.find_model(name)
+        if model is not None and model.key in self.clients:
+            return Target(f"llm:{model.key}", (model.key,))
+        served = sorted(self.targets) + sorted(self.clients)
+        raise NotFound(
+            f"no LLM endpoint or model {name!r}; served: {', '.join(served) or 'none'}",
+            hint="`model` names an endpoint of runtime openai models, or such a model",
+        )
+
+    async def handle(
+        self, kind: Kind, request: Request, request_id: str, admission: Admission, engine: Engine
+    ) -> Response:
+        received = time.monotonic()
+        client = request.client.host if request.client else None
+        try:  # before the body is read: a refused request costs nothing and is not recorded
+            caller = admission.admit(request.headers.get("authorization"), "call", client=client)
+            exchange = Exchange(dict(request.headers.items()), request.receive)
+            body = await exchange.read_json(self.config.server.max_body_bytes)
+            name = _model_name(body)
+            admission.check_endpoint(caller, name)
+        except ClientGone:
+            return Response(status_code=499)
+        except FrugalError as error:
+            return _error_response(error, request_id, "-", 0.0)
+        call = _Call(self, kind, request_id, received, caller, admission, engine)
+        try:
+            target = self.resolve(name)
+            call.label, call.model = target.label, target.models[0]
+            if kind == "embeddings":
+                _check_embeddings(body)
+                return await call.json(target, body, UpstreamClient.embeddings)
+            payload = _check_chat(body)
+            if target.budget is not None:
+                payload = apply_budget(payload, target.budget)
+            if payload.get("stream") is True:
+                return await call.stream(target, payload)
+            return await call.json(target, payload, UpstreamClient.chat)
+        except FrugalError as error:
+            return call.refuse(error)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request past admission: every way out writes its ledger row exactly once."""
+
+    routes: LLMRoutes
+    kind: Kind
+    request_id: str
+    received: float
+    caller: Caller
+    admission: Admission
+    engine: Engine
+    label: str = "-"
+    model: str = "-"
+
+    async def json(
+        self,
+        target: Target,
+        payload: dict[str, Any],
+        method: Callable[[UpstreamClient, dict[str, Any]], Awaitable[Completion]],
+    ) -> Response:
+        clients = self.routes.clients
+        result = await first_answer(target.models, lambda m: method(clients[m], payload))
+        self.model = result.model
+        completion = result.value
+        self.record(200, completion.usage, completion.cost_usd, result.route)
+        headers = _cost_headers(self.request_id, result.model, completion.cost_usd)
+        return Response(orjson.dumps(completion.body), 200, headers, "application/json")
+
+    async def stream(self, target: Target, payload: dict[str, Any]) -> Response:
+        clients = self.routes.clients
+        result = await first_answer(target.models, lambda m: clients[m].stream_chat(payload))
+        self.model = result.model
+        chars = prompt_chars(payload)
+        relay = self._relay(result.value, clients[result.model], chars, result.route)
+        headers = {"x-request-id": self.request_id, "x-frugal-model": result.model,
+                   "cache-control": "no-cache"}  # fmt: skip
+        return StreamingResponse(relay, 200, headers, media_type="text/event-stream")
+
+    async def _relay(
+        self, stream: Stream, client: UpstreamClient, chars: int, route: str
+    ) -> AsyncIterator[bytes]:
+        """Chunks as they arrive; the cost is recorded when the stream ends, however it ends."""
+        status = 200
+        try:
+            async for chunk in stream.chunks:
+                yield chunk
+        except FrugalError as error:  # the upstream broke mid-stream: headers are already sent
+            status = status_of(error)
+            log.warning("request %s: %s", self.request_id, error.message)
+        finally:
+            usage = stream.usage or Usage(
+                estimate_tokens(chars), estimate_tokens(stream.text_chars), exact=False
+            )
+            cost = client.price(usage)
+            self.record(status, usage, cost, route)
+            await stream.chunks.aclose()  # type: ignore[attr-defined]
+        yield f": x-frugal-cost-usd {cost:.6e}\n\n".encode()  # an SSE comment: clients skip it
+
+    def record(self, status: int, usage: Usage, cost_usd: float, route: str = "") -> None:
+        self.engine.record(
+            self.label, self.model, self.request_id, self.received, status=status,
+            cost_usd=cost_usd, key=self.caller.name, route=route, tokens=usage.total,
+        )  # fmt: skip
+        self.admission.charge(self.caller, cost_usd, usage.total)
+
+    def refuse(self, error: FrugalError) -> Response:
+        status = status_of(error)
+        self.engine.record(self.label, self.model, self.request_id, self.received,
+                           status=status, key=self.caller.name)  # fmt: skip
+        if status >= 500:
+            log.warning("request %s: %s", self.request_id, error.message)
+        return _error_response(error, self.request_id, self.model, 0.0)
+
+
+def _model_name(body: Any) -> str:
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("must name an LLM endpoint or model", field="model")
+    return name
+
+
+def _check_chat(body: dict[str, Any]) -> dict[str, Any]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInput("must be a non-empty list of messages", field="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidInput("each message is an object with a `role`", field=f"messages[{i}]")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidInput("must be true or false", field="stream")
+    return body
+
+
+def _check_embeddings(body: dict[str, Any]) -> None:
+    given = body.get("input")
+    if not (isinstance(given, str) and given) and not (isinstance(given, list) and given):
+        raise InvalidInput("must be a string or a non-empty list", field="input")
+
+
+def _cost_headers(request_id: str, model: str, cost_usd: float) -> dict[str, str]:
+    return {"x-request-id": request_id, "x-frugal-model": model,
+            "x-frugal-cost-usd": f"{cost_usd:.6e}"}  # fmt: skip
+
+
+def _error_response(error: FrugalError, request_id: str, model: str, cost: float) -> Response:
+    headers = _cost_headers(request_id, model, cost) | error_headers(error)
+    return Response(orjson.dumps(error_body(error, request_id)), status_of(error), headers,
+                    "application/json")  # fmt: skip
+
+
+__all__ = ["LLMRoutes", "Target", "build_clients"]
