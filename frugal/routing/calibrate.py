@@ -141,7 +141,7 @@ def resolve_cascade(config_path: Path, endpoint: str) -> Cascade:
             hint=f"endpoints declared: {', '.join(names) or 'none'}",
         )
     i = names.index(endpoint)
-    if found.route is None:
+    if found.route is None or found.route.cascade is None:
         raise InvalidInput(
             f"{config_path}: endpoint {endpoint!r} serves one model ({found.model}), not a cascade",
             hint="calibrate needs `route: {cascade: [...]}` with an `accept` gate on each tier "

@@ -108,7 +108,7 @@ def gate_snippet(result: Calibration) -> str:
     lines = ["route:", "  cascade:"]
     thresholds = iter(result.chosen.thresholds)
     route = result.cascade.endpoint.route
-    assert route is not None
+    assert route is not None and route.cascade is not None
     for gate, tier in zip(result.cascade.gates, route.cascade, strict=True):
         if gate is None:
             lines.append(f"    - {{model: {tier.model}}}")
