@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -133,6 +134,32 @@ def profile(
         click.echo(f"wrote {plot}")
 
 
+_VALIDATION_DATA = click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Validation items (.csv, .jsonl, .npz); labels give accuracy, else cosine/agreement.",
+)
+
+
+def _variant_measuring(command: Any) -> Any:
+    """The options quantize and prune share: where variants go, and how they are timed."""
+    options = [
+        click.option("--out-dir", type=click.Path(path_type=Path), help="Default: beside MODEL."),
+        _DEVICE,
+        click.option("--model", "model_name",
+                     help="Which model of a frugal.yaml (default: the first)."),
+        click.option("--threads", type=click.IntRange(1, 256),
+                     help="Intra-op threads (bare file: 1)."),
+        click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True,
+                     help="The larger batch timed besides batch 1."),
+        click.option("--min-repeats", type=click.IntRange(1), default=20, show_default=True),
+        click.option("--min-seconds", type=click.FloatRange(0), default=0.3, show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):  # decorators apply bottom-up; keep --help's order
+        command = option(command)
+    return command
+
+
 def _precisions(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
     names = [v.strip().lower() for item in value for v in item.split(",") if v.strip()]
     unknown = [n for n in names if n not in ("int8", "fp16", "bf16")]
@@ -157,29 +184,13 @@ def _precisions(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
     show_default=True,
     help="int8: weights only, activations per batch (dynamic); or calibrated on --data (static).",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Validation items (.csv, .jsonl, .npz); labels give accuracy, else cosine/agreement.",
-)
+@_VALIDATION_DATA
 @click.option(
     "--max-drop",
     type=click.FloatRange(0),
     help="Exit 1 and keep nothing if a variant loses more (accuracy fraction, or 1 - cosine).",
 )
-@click.option("--out-dir", type=click.Path(path_type=Path), help="Default: beside MODEL.")
-@_DEVICE
-@click.option("--model", "model_name", help="Which model of a frugal.yaml (default: the first).")
-@click.option("--threads", type=click.IntRange(1, 256), help="Intra-op threads (bare file: 1).")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(2),
-    default=32,
-    show_default=True,
-    help="The larger batch timed besides batch 1.",
-)
-@click.option("--min-repeats", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--min-seconds", type=click.FloatRange(0), default=0.3, show_default=True)
+@_variant_measuring
 @click.option(
     "--report",
     "report_path",
@@ -255,29 +266,13 @@ def quantize(
     is_flag=True,
     help="Zero whole output rows (L2 norm, ln_structured dim=0) instead of single weights.",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Validation items (.csv, .jsonl, .npz); labels give accuracy, else cosine/agreement.",
-)
+@_VALIDATION_DATA
 @click.option(
     "--max-drop",
     type=click.FloatRange(0),
     help="Exit 1 and keep nothing if a level loses more (accuracy fraction, or 1 - cosine).",
 )
-@click.option("--out-dir", type=click.Path(path_type=Path), help="Default: beside MODEL.")
-@_DEVICE
-@click.option("--model", "model_name", help="Which model of a frugal.yaml (default: the first).")
-@click.option("--threads", type=click.IntRange(1, 256), help="Intra-op threads (bare file: 1).")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(2),
-    default=32,
-    show_default=True,
-    help="The larger batch timed besides batch 1.",
-)
-@click.option("--min-repeats", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--min-seconds", type=click.FloatRange(0), default=0.3, show_default=True)
+@_variant_measuring
 @click.option(
     "--report",
     "report_path",
