@@ -206,7 +206,7 @@ def openai_model(name: str = "gpt", **extra: Any) -> dict[str, Any]:
          "endpoints[0].route.fallback", "for runtime openai models"),
         ([openai_model()], [{"name": "e", "model": "gpt", "route": {
             "fallback": ["gpt", "gpt"], "cascade": [{"model": "gpt"}, {"model": "gpt"}]}}],
-         "endpoints[0].route", "exactly one of `cascade` or `fallback`"),
+         "endpoints[0].route", "exactly one of `model`, `cascade`, `fallback` or `split`"),
         ([python_model()], [{"name": "e", "model": "a", "llm": {"max_tokens": 5}}],
          "endpoints[0].llm", "for runtime openai"),
         ([openai_model()], [{"name": "e", "model": "gpt", "cache": {}}],

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS requests (
   queue_ms REAL NOT NULL, compute_ms REAL NOT NULL, latency_ms REAL NOT NULL,
   cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass',
   saved_usd REAL NOT NULL DEFAULT 0, key_name TEXT NOT NULL DEFAULT '',
-  tokens INTEGER NOT NULL DEFAULT 0, route TEXT NOT NULL DEFAULT ''
+  tokens INTEGER NOT NULL DEFAULT 0, route TEXT NOT NULL DEFAULT '',
+  degraded INTEGER NOT NULL DEFAULT 0, shadow INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE INDEX IF NOT EXISTS requests_key ON requests (key_name, ts);
@@ -72,6 +73,8 @@ class LedgerRow:
     key: str = ""  # the API key's name ("" without auth); never the secret
     tokens: int = 0  # tokens the models reported for its items
     route: str = ""  # cascade tiers and items stopped at each: "small:1*7>large:1*3"
+    degraded: bool = False  # a selection rule served a cheaper answer (load, deadline)
+    shadow: bool = False  # shadow spend: a copy's cost, never an answer anyone got
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,8 @@ class SqliteLedger:
             "requests",
             (row.ts, self.run_id, row.request_id, row.endpoint, row.model, row.version, row.items,
              row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
-             row.status, row.cache, row.saved_usd, row.key, row.tokens, row.route),
+             row.status, row.cache, row.saved_usd, row.key, row.tokens, row.route,
+             int(row.degraded), int(row.shadow)),
         ))  # fmt: skip
 
     def record_payload(self, row: PayloadRow) -> None:
@@ -258,6 +262,8 @@ _ADDED_COLUMNS = (
     ("requests", "key_name", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("requests", "route", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "degraded", "INTEGER NOT NULL DEFAULT 0"),
+    ("requests", "shadow", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 

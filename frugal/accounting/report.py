@@ -35,6 +35,8 @@ class ReportRow:
     utilization: float
     cache_hit_ratio: float = 0.0  # requests answered with no model call of their own / requests
     saved_usd: float = 0.0  # what the cache hits would have cost
+    degraded: int = 0  # requests a selection rule answered more cheaply (load, deadline)
+    shadow_usd: float = 0.0  # shadow copies' cost, included in cost_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +74,10 @@ def build_report(
 
 def _build(db: sqlite3.Connection, since: float, until: float, by: GroupBy) -> Report:
     column = {"endpoint": "endpoint", "model": "model", "version": "model || ':' || version"}[by]
+    # Shadow copies group apart ("digits (shadow)"): spend that answered no one.
     rows = db.execute(
-        f"SELECT {column}, latency_ms, status, items, batch_size, cost_usd, cache, saved_usd "
-        "FROM requests "
+        f"SELECT CASE WHEN shadow THEN {column} || ' (shadow)' ELSE {column} END, latency_ms, "
+        "status, items, batch_size, cost_usd, cache, saved_usd, degraded, shadow FROM requests "
         "WHERE ts >= ? AND ts <= ? ORDER BY 1",
         (since, until),
     ).fetchall()
@@ -131,13 +134,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-_Values = tuple[float, int, int, float, float, str, float]
+_Values = tuple[float, int, int, float, float, str, float, int, int]
 
 
 def _row(key: str, values: list[_Values], billed: float) -> ReportRow:
+    """A group's row; in the total, shadow copies add their cost but count as no request."""
+    everything = values
+    if key == "total":
+        values = [v for v in values if not v[8]]
+    cost = float(sum(v[4] for v in everything))
+    shadow_usd = float(sum(v[4] for v in everything if v[8]))
     latency = np.array([v[0] for v in values], dtype=np.float64)
     items = sum(v[2] for v in values)
-    cost = float(sum(v[4] for v in values))
     batched = [v for v in values if v[3] > 0]  # cache hits ran in no batch
     batched_items = sum(v[2] for v in batched)
     batch_weighted = sum(v[3] * v[2] for v in batched)
@@ -156,6 +164,8 @@ def _row(key: str, values: list[_Values], billed: float) -> ReportRow:
             sum(1 for v in values if v[5] in ("hit", "shared")) / len(values) if values else 0.0
         ),
         saved_usd=float(sum(v[6] for v in values)),
+        degraded=sum(1 for v in values if v[7]),
+        shadow_usd=shadow_usd,
     )
 
 

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from frugal.observability.route_metrics import LATENCY_BUCKETS, RouteMetrics
 from frugal.records import BatchStats
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -80,6 +80,7 @@ class ServingMetrics:
             "frugal_refused", "Requests refused at admission, before any work or cost.",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.routes = RouteMetrics(r)
         self.padding = Histogram(
             "frugal_padding_waste_ratio",
             "Share of a sized batch that was padding.",

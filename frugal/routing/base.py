@@ -28,6 +28,7 @@ class RoutedResult:
     outcomes: list[ItemOutcome]
     models: list[str]  # name:version per item
     path: list[str] = field(default_factory=list)  # e.g. cascade tiers tried, for the ledger
+    degraded: bool = False  # a rule gave a cheaper answer than the route would have
 
 
 class CallModel(Protocol):

@@ -87,6 +87,22 @@ def cache_stats(engine: Engine, request_id: str) -> Response:
     return _json(body, 200, request_id)
 
 
+def route_state(engine: Engine, endpoint: str, request_id: str) -> Response:
+    return _json(engine.routes.state(endpoint), 200, request_id)
+
+
+async def change_route(
+    engine: Engine, endpoint: str, request: Request, request_id: str, actor: str
+) -> Response:
+    """``{"weights": {version: w}}``, ``{"promote": version}`` or ``{"rollback": true}``.
+
+    RouteControl audits the change itself: automatic rollbacks take the same path.
+    """
+    engine.routes.state(endpoint)  # NotFound before the body is read
+    given = await _body(request, {"weights", "promote", "rollback"})
+    return _json(await engine.routes.change(endpoint, given, actor), 200, request_id)
+
+
 async def list_keys(store: KeyStore, request_id: str) -> Response:
     keys = await asyncio.to_thread(store.list)
     return _json([k.public() for k in keys], 200, request_id)
@@ -149,9 +165,11 @@ async def rotate_key(store: KeyStore, name: str, request_id: str, audit: Auditor
 __all__ = [
     "Auditor",
     "cache_stats",
+    "change_route",
     "create_key",
     "invalidate_cache",
     "list_keys",
     "revoke_key",
     "rotate_key",
+    "route_state",
 ]

@@ -163,6 +163,9 @@ class FrugalApp:
             await asyncio.to_thread(self._audit_model_loads)
         if self.config.ledger.enabled:
             self._background.append(asyncio.create_task(self._retention_loop()))
+        if self.engine.routes.splits:  # weights changed at run time, by any worker
+            await self.engine.routes.load()
+            self._background.append(asyncio.create_task(self.engine.routes.watch()))
         await self.engine.warm_up()
         self.engine.ready = True
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
@@ -252,6 +255,11 @@ class FrugalApp:
             Route("/admin/keys", guard("admin", self.keys), methods=["GET", "POST"]),
             Route("/admin/keys/{key}/revoke", guard("admin", self.revoke_key), methods=["POST"]),
             Route("/admin/keys/{key}/rotate", guard("admin", self.rotate_key), methods=["POST"]),
+            Route(
+                "/admin/endpoints/{endpoint}/route",
+                guard("admin", self.endpoint_route),
+                methods=["GET", "POST"],
+            ),
         ]
 
     def _guarded(
@@ -366,6 +374,14 @@ class FrugalApp:
                                        ctx.request_id, self._auditor(ctx))  # fmt: skip
         await self.admission.reload()
         return reply
+
+    async def endpoint_route(self, request: Request, ctx: Context) -> Response:
+        """A split's weights; POST sets weights, promotes or rolls back (audited)."""
+        endpoint = request.path_params["endpoint"]
+        if request.method == "POST":
+            actor = ctx.caller.name or "loopback"
+            return await admin.change_route(self.engine, endpoint, request, ctx.request_id, actor)
+        return admin.route_state(self.engine, endpoint, ctx.request_id)
 
     def _key_store(self) -> KeyStore:
         store = self.admission.store
@@ -497,10 +513,13 @@ class FrugalApp:
             )
             body = await exchange.read_json(self.config.server.max_body_bytes)
             instances = decode_predict_request(body)
+            # A key's tier is the caller's; the header counts only without auth (no elevation).
+            tier = caller.tier if caller.key is not None else exchange.headers.get("x-frugal-tier")
             answer = await engine.predict(
                 endpoint, instances, deadline=deadline,
                 user=caller.user_scope(exchange.headers.get("x-frugal-user")),
-                session=exchange.headers.get("x-frugal-session"), tier=caller.tier,
+                session=exchange.headers.get("x-frugal-session"), tier=tier,
+                request_id=request_id,
             )  # fmt: skip
             error = answer.first_error
             if error is not None and answer.all_failed:
@@ -550,7 +569,7 @@ class FrugalApp:
         self.engine.record(
             label, model, request_id, received, status=200, outcomes=answer.outcomes,
             cost_usd=answer.cost_usd, cache=answer.cache, saved_usd=answer.saved_usd,
-            key=caller.name, route=answer.route,
+            key=caller.name, route=answer.route, degraded=answer.degraded,
         )  # fmt: skip
         self.admission.charge(caller, answer.cost_usd, answer.tokens)
         return reply

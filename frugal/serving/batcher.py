@@ -128,6 +128,13 @@ class Batcher:
         self._dispatch()
         return Submission([p.future for p in pendings], timer)
 
+    @property
+    def estimated_wait_s(self) -> float:
+        """Seconds the queued items take at the recent drain rate (0 before any batch ran)."""
+        if self._drain_rate <= 0:
+            return 0.0
+        return len(self._queue) / self._drain_rate
+
     def retry_after_s(self) -> float:
         """Seconds until the queue has drained, from the recent drain rate (at least 1)."""
         if self._drain_rate <= 0:

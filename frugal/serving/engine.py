@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +22,31 @@ import orjson
 from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
 from frugal.cache import CacheStage, build_store
 from frugal.cache.semantic import SemanticIndex
-from frugal.config import CacheConfig, EndpointConfig, FrugalConfig, ModelConfig
+from frugal.config import (
+    CacheConfig,
+    EndpointConfig,
+    FrugalConfig,
+    ModelConfig,
+    ShadowConfig,
+    TierConfig,
+)
 from frugal.errors import ConfigError, DeadlineExceeded, FrugalError, InvalidInput, NotFound
 from frugal.observability import BatcherState, CacheState, ServingMetrics
 from frugal.records import BatchStats, ItemOutcome
-from frugal.routing import CascadeRouter, Gate, Router, RouteRequest, SingleModelRouter
+from frugal.routing import (
+    CascadeRouter,
+    Gate,
+    RoutedResult,
+    Router,
+    RouteRequest,
+    SingleModelRouter,
+)
+from frugal.routing.rules import Load, Rule, RuleRouter
+from frugal.routing.shadow import compare
 from frugal.runtimes import InputSchema, Item, Model
 from frugal.serving.batcher import Batcher
+from frugal.serving.errors import status_of
+from frugal.serving.route_control import RouteControl
 
 log = logging.getLogger("frugal.engine")
 
@@ -42,6 +61,7 @@ class Answer:
     cache: str = "bypass"  # hit | miss | partial | bypass
     saved_usd: float = 0.0  # what the cache hits would have cost
     route: str = ""  # cascade tiers and how many items stopped at each: "small:1*7>large:1*3"
+    degraded: bool = False  # a selection rule gave a cheaper answer (load, deadline)
 
     @property
     def first_error(self) -> FrugalError | None:
@@ -70,6 +90,8 @@ class _Endpoint:
     router: Router
     schema: InputSchema
     cache: CacheStage | None = None
+    shadow: ShadowConfig | None = None
+    shadow_model: str = ""  # name:version
 
 
 class Engine:
@@ -108,6 +130,9 @@ class Engine:
         }
         self.endpoints: dict[str, _Endpoint] = {}
         self._mean_item_cost: dict[str, float] = {}
+        self.routes = RouteControl(metrics, config.ledger.path if config.ledger.enabled else None)
+        self._shadows: set[asyncio.Task[None]] = set()
+        self._shadow_rng = random.Random()
         self.warmup = {
             e.name: read_warmup(e.cache.warmup, f"endpoints[{i}].cache.warmup")
             for i, e in enumerate(config.endpoints)
@@ -127,23 +152,56 @@ class Engine:
                     endpoint.name, endpoint.cache, store, router.models,
                     mean_item_cost=self.mean_item_cost, semantic=semantic_index(endpoint.cache),
                 )  # fmt: skip
+            shadow = endpoint.route.shadow if endpoint.route is not None else None
             self.endpoints[endpoint.name] = _Endpoint(
-                endpoint.name, router, self.schemas[target.key], cache
-            )
+                endpoint.name, router, self.schemas[target.key], cache, shadow,
+                self._key(shadow.model) if shadow is not None else "",
+            )  # fmt: skip
         metrics.watch_caches(self._cache_states)
         metrics.watch_batchers(
             lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in self.batchers.items())
         )
 
     def _router(self, endpoint: EndpointConfig, field: str) -> Router:
+        """The base route (one model, a cascade or a split), behind the rules if any."""
         keys = [self._key(ref) for ref in endpoint.models]
-        if endpoint.route is None or endpoint.route.cascade is None:
+        route = endpoint.route
+        if route is None:
             return SingleModelRouter(keys[0])
-        tiers = [
-            (key, Gate(t.accept, field=f"{field}.cascade[{i}].accept") if t.accept else None)
-            for i, (key, t) in enumerate(zip(keys, endpoint.route.cascade, strict=True))
+        base: Router
+        if route.cascade is not None:
+            base = self._cascade(route.cascade, keys, f"{field}.cascade")
+        elif route.split is not None:
+            base = self.routes.add_split(endpoint.name, route, keys)
+        else:
+            base = SingleModelRouter(keys[0])
+        if not route.rules:
+            return base
+        rules = []
+        for i, rule in enumerate(route.rules):
+            picked: Router
+            if rule.model is not None:
+                picked = SingleModelRouter(self._key(rule.model))
+            else:
+                assert route.cascade is not None and rule.start is not None  # config checked
+                start = [t.model for t in route.cascade].index(rule.start)
+                picked = self._cascade(route.cascade[start:], keys[start:], f"{field}.cascade")
+            load_of = self._key(rule.when.load_of) if rule.when.load_of else keys[-1]
+            rules.append(Rule.build(rule, i, picked, load_of))
+        return RuleRouter(rules, base, load=self._load, observe=self.metrics.routes.observe_rule)
+
+    def _cascade(self, tiers: Sequence[TierConfig], keys: Sequence[str], field: str) -> Router:
+        if len(tiers) == 1:  # a rule that starts a cascade at its last tier
+            return SingleModelRouter(keys[0])
+        gates = [
+            (key, Gate(t.accept, field=f"{field}[{i}].accept") if t.accept else None)
+            for i, (key, t) in enumerate(zip(keys, tiers, strict=True))
         ]
-        return CascadeRouter(tiers, observe=self.metrics.observe_tier)
+        return CascadeRouter(gates, observe=self.metrics.observe_tier)
+
+    def _load(self, model: str) -> Load:
+        batcher = self.batchers[model]
+        return Load(batcher.queue_depth, batcher.estimated_wait_s)
 
     def _key(self, ref: str) -> str:
         found = self.config.find_model(ref)
@@ -161,6 +219,7 @@ class Engine:
         user: str | None = None,
         session: str | None = None,
         tier: str | None = None,
+        request_id: str = "",
     ) -> Answer:
         """Simple JSON: one item per instance, through the endpoint's cache and route."""
         ep = self.endpoints.get(endpoint)
@@ -171,20 +230,32 @@ class Engine:
         items = [
             ep.schema.item_from_instance(x, f"instances[{i}]") for i, x in enumerate(instances)
         ]
+        answer = await self._answer(ep, items, deadline, user, session, tier)
+        if ep.shadow is not None and self._shadow_rng.random() < ep.shadow.sample:
+            self._spawn_shadow(ep, items, answer, request_id)
+        return answer
+
+    async def _answer(
+        self, ep: _Endpoint, items: list[Item], deadline: float, user: str | None,
+        session: str | None, tier: str | None,
+    ) -> Answer:  # fmt: skip
+        endpoint = ep.name
         scope = ep.cache.scope_of(user, session) if ep.cache is not None else None
         if ep.cache is None or scope is None:
             routed = await ep.router.route(
                 RouteRequest(endpoint, items, deadline, user, tier), self._call
             )
             answer = self._finish(routed.outcomes, routed.models)
-            return dataclasses.replace(answer, route=">".join(routed.path))
+            return dataclasses.replace(
+                answer, route=">".join(routed.path), degraded=routed.degraded
+            )
 
-        paths: list[str] = []
+        results: list[RoutedResult] = []
 
         async def compute(misses: list[Item]) -> tuple[list[ItemOutcome], list[str]]:
             request = RouteRequest(endpoint, misses, deadline, user, tier)
             routed = await ep.router.route(request, self._call)
-            paths.append(">".join(routed.path))
+            results.append(routed)
             return routed.outcomes, routed.models
 
         result = await ep.cache.serve(items, scope, compute)
@@ -193,8 +264,48 @@ class Engine:
             result.saved_usd,
         )  # fmt: skip
         cost = math.fsum(o.cost_usd for o in result.outcomes)
+        route = ";".join(p for r in results if (p := ">".join(r.path)))
         return Answer(result.outcomes, result.models, cost, result.label, result.saved_usd,
-                      ";".join(p for p in paths if p))  # fmt: skip
+                      route, any(r.degraded for r in results))  # fmt: skip
+
+    # ---- shadow traffic: after the answer, never in its way ----------------------------------
+
+    def _spawn_shadow(
+        self, ep: _Endpoint, items: list[Item], answer: Answer, request_id: str
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._shadow(ep, items, answer, request_id))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(
+        self, ep: _Endpoint, items: list[Item], answer: Answer, request_id: str
+    ) -> None:
+        """The shadow's copy: compared, counted, priced as shadow spend, then discarded.
+
+        Its ledger row has no key: the operator chose to shadow, the caller's budget does not pay.
+        """
+        assert ep.shadow is not None
+        model = ep.shadow_model
+        received = time.monotonic()
+        deadline = self.deadline_for(model, received, None)
+        try:
+            outcomes = await self._call(model, items, deadline)
+        except FrugalError as error:  # its queue is full, or draining: the copy is dropped
+            outcomes = [ItemOutcome(None, error, 0.0, None) for _ in items]
+        except Exception:
+            log.exception("shadow %s on %s failed unexpectedly", model, ep.name)
+            return
+        latency_s = time.monotonic() - received
+        result = compare(answer.outcomes, outcomes, ep.shadow.tolerance)
+        cost = math.fsum(o.cost_usd for o in outcomes)
+        self.metrics.routes.observe_shadow(
+            ep.name, model, agreed=result.agreed, disagreed=result.disagreed,
+            failed=result.failed, latency_s=latency_s, cost_usd=cost,
+        )  # fmt: skip
+        failed = next((o.error for o in outcomes if o.error is not None), None)
+        status = 200 if failed is None else status_of(failed)
+        self.record(ep.name, model, request_id, received, status=status, outcomes=outcomes,
+                    cost_usd=cost, shadow=True)  # fmt: skip
 
     async def warm_up(self) -> None:
         """Compute each endpoint's warm-up instances into its cache; runs before readiness."""
@@ -277,7 +388,10 @@ class Engine:
     async def drain(self) -> None:
         """Stop readiness, answer every queued item, flush the ledger: nothing accepted is lost."""
         self.ready = False
+        if self._shadows:  # copies already queued finish and are recorded; they have deadlines
+            await asyncio.gather(*self._shadows, return_exceptions=True)
         await asyncio.gather(*(b.drain() for b in self.batchers.values()))
+        await self.routes.close()
         if self.ledger is not None:
             await self.ledger.flush()
         self.slot_pool.shutdown(wait=True)
@@ -328,14 +442,19 @@ class Engine:
         key: str = "",
         route: str = "",
         tokens: int | None = None,
+        degraded: bool = False,
+        shadow: bool = False,
     ) -> None:
         """One ledger row and the request metrics, for every request past admission.
+
+        A ``shadow`` row is shadow spend: in the ledger, not in the request metrics.
 
         ``tokens`` overrides the count from ``outcomes`` (upstream LLM calls have no outcomes).
         """
         now = time.monotonic()
         latency_s = now - received
-        self.metrics.observe_request(endpoint, model, status, latency_s, cost_usd)
+        if not shadow:
+            self.metrics.observe_request(endpoint, model, status, latency_s, cost_usd)
         if self.ledger is None:
             return
         batches = [o.batch for o in outcomes if o.batch is not None]
@@ -359,6 +478,8 @@ class Engine:
                 key=key,
                 tokens=tokens_of(outcomes) if tokens is None else tokens,
                 route=route,
+                degraded=degraded,
+                shadow=shadow,
             )
         )
 

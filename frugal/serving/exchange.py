@@ -25,6 +25,7 @@ HEADERS_READ = frozenset(
         b"x-request-id",
         b"x-frugal-deadline-ms",
         b"x-frugal-user",
+        b"x-frugal-tier",
         b"x-frugal-session",
     }
 )

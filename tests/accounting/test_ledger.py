@@ -104,8 +104,10 @@ async def test_flushed_rows_are_all_in_the_tables(ledger: SqliteLedger) -> None:
         "",
         0,
         "",
+        0,
+        0,
     )
-    assert [r[-6] for r in stored] == [row.status for row in requests]
+    assert [r[12] for r in stored] == [row.status for row in requests]
     stored_batches = query(ledger.path, "SELECT ts, run_id, size, busy_s, failed FROM batches")
     assert sorted(stored_batches) == [(b.ts, ledger.run_id, 8, 0.01, b.failed) for b in batches]
 
