@@ -108,6 +108,7 @@ def test_an_easy_prompt_stops_at_the_cheap_tier_and_a_hard_one_escalates(
 def test_logprobs_the_client_asked_for_are_kept(
     serve: Any, tmp_path: Path, doubles: tuple[LLMDouble, LLMDouble]
 ) -> None:
+    """A client that asked for logprobs gets the tier's, one per token."""
     server = start(serve, tmp_path, doubles)
     answer = ask(sdk(server), EASY, logprobs=True).parse()
     logprobs = answer.choices[0].logprobs
@@ -121,6 +122,7 @@ def test_an_upstream_without_logprobs_escalates_with_one_warning(
     doubles: tuple[LLMDouble, LLMDouble],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """No logprobs is no score: every request escalates, and the model is named once in the log."""
     cheap, big = doubles
     cheap.knobs.no_logprobs = True
     server = start(serve, tmp_path, doubles)
@@ -148,6 +150,7 @@ def score_short_answers(
 def test_a_scorer_gate_sees_the_request_and_the_completion(
     serve: Any, tmp_path: Path, doubles: tuple[LLMDouble, LLMDouble]
 ) -> None:
+    """The scorer gets the payload and the completion body; its score decides the tier."""
     _, big = doubles
     scorer = "tests.serving.test_llm_cascade:score_short_answers"
     server = start(serve, tmp_path, doubles, accept={"scorer": scorer, "threshold": ">= 0.5"})
@@ -217,6 +220,7 @@ def test_streaming_an_accepted_answer_replays_it_as_chunks(
 def test_streaming_an_escalated_request_streams_the_last_tier_and_charges_both(
     serve: Any, tmp_path: Path, doubles: tuple[LLMDouble, LLMDouble]
 ) -> None:
+    """The last tier streams; the row written at its end adds the first tier's cost."""
     cheap, big = doubles
     server = start(serve, tmp_path, doubles)
     chunks = list(sdk(server).chat.completions.create(
@@ -239,6 +243,7 @@ def test_streaming_an_escalated_request_streams_the_last_tier_and_charges_both(
 def test_embeddings_on_a_cascade_endpoint_are_refused(
     serve: Any, tmp_path: Path, doubles: tuple[LLMDouble, LLMDouble]
 ) -> None:
+    """A cascade answers chat only: 400 on `model`, its models still callable by name."""
     cheap, big = doubles
     server = start(serve, tmp_path, doubles)
     refused = httpx.post(f"{server.url}/v1/embeddings", json={"model": "chat", "input": "x"})
@@ -288,6 +293,7 @@ def local_models() -> list[dict[str, Any]]:
 def test_gate_signals_that_do_not_fit_the_tier_are_config_errors(
     models: list[dict[str, Any]], tiers: list[str], field: str, says: str
 ) -> None:
+    """confidence/margin are local signals, mean_logprob an LLM one; each error names the gate."""
     gate = {"confidence": ">= 0.9", "margin": "> 0.1", "mean_logprob": ">= -0.4"}
     name = field.rpartition(".")[2]
     accept = {name: gate[name]} if name in gate else {"mean_logprob": "high"}
@@ -300,6 +306,7 @@ def test_gate_signals_that_do_not_fit_the_tier_are_config_errors(
 
 
 def test_an_llm_cascade_with_an_unimportable_scorer_stops_the_start(tmp_path: Path) -> None:
+    """A scorer that cannot be imported is a ConfigError before serving, naming the gate."""
     from frugal.serving import build_engine
 
     accept = {"scorer": "no_such_mod:score", "threshold": ">= 0.5"}
@@ -310,6 +317,7 @@ def test_an_llm_cascade_with_an_unimportable_scorer_stops_the_start(tmp_path: Pa
 
 
 def test_calibrate_refuses_an_llm_cascade_with_a_hint(tmp_path: Path) -> None:
+    """calibrate replays local models: an LLM cascade is refused with a pointer to the docs."""
     path = write_config(tmp_path, llm_config(tmp_path, llm_models(),
                                              endpoints=[cascade_endpoint()]))  # fmt: skip
     with pytest.raises(InvalidInput, match="cascade of upstream LLMs") as info:
