@@ -229,24 +229,34 @@ def parse_comparison(text: str) -> tuple[str, float]:
     return match.group(1), float(match.group(2))
 
 
-class GateConfig(_Section):
-    """When a cascade tier's answer is kept; exactly one of the three signals.
+GATE_SIGNALS = ("confidence", "margin", "mean_logprob", "scorer")
+LOCAL_GATE_SIGNALS = ("confidence", "margin", "scorer")  # local-model tiers
+LLM_GATE_SIGNALS = ("mean_logprob", "scorer")  # runtime openai tiers
 
-    ``confidence`` / ``margin`` compare the model's own numbers (max class probability; top
-    minus runner-up). ``scorer`` is a ``module:function(inputs, outputs) -> scores`` called on a
-    batch of items and their predictions, compared with ``threshold``.
+
+class GateConfig(_Section):
+    """When a cascade tier's answer is kept; exactly one signal.
+
+    ``confidence`` / ``margin`` compare a local model's own numbers (max class probability; top
+    minus runner-up). ``mean_logprob`` compares the mean token logprob of an upstream LLM's
+    answer (runtime openai tiers). ``scorer`` is a ``module:function(inputs, outputs) -> scores``
+    called on a batch of items and their predictions (for LLM tiers: request payloads and
+    completion bodies), compared with ``threshold``.
     """
 
     confidence: str | None = None
     margin: str | None = None
+    mean_logprob: str | None = None
     scorer: str | None = None
     threshold: str | None = None
 
     @model_validator(mode="after")
     def _one_signal(self) -> GateConfig:
-        given = [n for n in ("confidence", "margin", "scorer") if getattr(self, n) is not None]
+        given = [n for n in GATE_SIGNALS if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of `confidence`, `margin` or `scorer`")
+            raise ValueError(
+                "give exactly one of `confidence`, `margin`, `mean_logprob` or `scorer`"
+            )
         if self.scorer is not None:
             if self.threshold is None:
                 raise ValueError('a `scorer` needs a `threshold` such as ">= 0.5"')
@@ -254,7 +264,7 @@ class GateConfig(_Section):
                 raise ValueError("`scorer` is `module:function`")
         elif self.threshold is not None:
             raise ValueError("`threshold` goes with `scorer`")
-        for name in ("confidence", "margin", "threshold"):
+        for name in ("confidence", "margin", "mean_logprob", "threshold"):
             value = getattr(self, name)
             if value is not None:
                 parse_comparison(value)
@@ -262,11 +272,12 @@ class GateConfig(_Section):
 
     @property
     def signal(self) -> str:
-        return "confidence" if self.confidence else "margin" if self.margin else "scorer"
+        return next(n for n in GATE_SIGNALS if getattr(self, n) is not None)
 
     @property
     def comparison(self) -> tuple[str, float]:
-        return parse_comparison(self.confidence or self.margin or self.threshold or "")
+        text = self.threshold if self.scorer is not None else getattr(self, self.signal)
+        return parse_comparison(text or "")
 
 
 class TierConfig(_Section):
@@ -549,11 +560,13 @@ def _check_llm_endpoint(
             f"{at}.{field}", "an endpoint's models are all runtime openai or none of them"
         )
     route = endpoint.route
+    if route is not None and route.cascade is not None:
+        _check_gates(route.cascade, llm=all(llm), at=f"{at}.route.cascade")
     if all(llm) and route is not None:
-        for name in ("cascade", "split", "shadow"):
+        for name in ("split", "shadow"):
             if getattr(route, name):
                 raise _FieldError(f"{at}.route.{name}", f"`{name}` over runtime openai models is "
-                                  "not supported yet: use `fallback`")  # fmt: skip
+                                  "not supported yet")  # fmt: skip
         if route.rules:
             raise _FieldError(f"{at}.route.rules", "`rules` over runtime openai models are not "
                               "supported yet")  # fmt: skip
@@ -565,6 +578,19 @@ def _check_llm_endpoint(
                               "runtime openai models")  # fmt: skip
     if not all(llm) and endpoint.llm is not None:
         raise _FieldError(f"{at}.llm", "`llm` token limits are for runtime openai models")
+
+
+def _check_gates(tiers: list[TierConfig], *, llm: bool, at: str) -> None:
+    """An LLM answer has no class probabilities; a local model has no token logprobs."""
+    allowed = LLM_GATE_SIGNALS if llm else LOCAL_GATE_SIGNALS
+    kind = "runtime openai" if llm else "local-model"
+    for i, tier in enumerate(tiers):
+        if tier.accept is not None and tier.accept.signal not in allowed:
+            raise _FieldError(
+                f"{at}[{i}].accept.{tier.accept.signal}",
+                f"`{tier.accept.signal}` is not a gate of {kind} tiers: use "
+                + " or ".join(f"`{n}`" for n in allowed),
+            )
 
 
 class _FieldError(ValueError):

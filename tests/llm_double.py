@@ -2,7 +2,9 @@
 
 The one stand-in DEVELOPERS.md allows (a paid external API). Answers are deterministic (the
 reply echoes the last user message) and carry ``usage``; knobs make it fail (500 N times, 429
-with Retry-After, sleep past a timeout) and stream SSE with a final usage chunk.
+with Retry-After, sleep past a timeout) and stream SSE with a final usage chunk. Asked for
+``logprobs: true`` it returns one per word: HARD_LOGPROB when the last message contains "hard"
+(an answer the model is unsure of), else EASY_LOGPROB; ``no_logprobs`` ignores the request.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from starlette.routing import Route
 
 from tests.conftest import free_port
 
+EASY_LOGPROB = -0.05
+HARD_LOGPROB = -2.0
+
 
 @dataclass
 class Knobs:
@@ -34,6 +39,7 @@ class Knobs:
     sleep_s: float = 0.0  # every call waits this long before answering
     chunk_delay_s: float = 0.0  # streaming: the wait between chunks
     require_key: str | None = None  # answer 401 unless Authorization is Bearer this
+    no_logprobs: bool = False  # an upstream that never returns logprobs, even when asked
 
 
 @dataclass
@@ -93,20 +99,27 @@ class LLMDouble:
             return refusal
         words = reply_words(body)
         usage = usage_of(body, words)
+        logprobs = None
+        if body.get("logprobs") is True and not self.knobs.no_logprobs:
+            logprobs = logprobs_of(body, words)
         if body.get("stream"):
             include = (body.get("stream_options") or {}).get("include_usage", False)
-            return StreamingResponse(self._stream(body, words, usage if include else None),
-                                     media_type="text/event-stream")  # fmt: skip
+            events = self._stream(body, words, usage if include else None, logprobs)
+            return StreamingResponse(events, media_type="text/event-stream")
         return _json({
             "id": "chatcmpl-double", "object": "chat.completion", "created": 0,
             "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
                          "message": {"role": "assistant", "content": " ".join(words)}}],
             "usage": usage,
         })  # fmt: skip
 
     async def _stream(
-        self, body: dict[str, Any], words: list[str], usage: dict[str, int] | None
+        self,
+        body: dict[str, Any],
+        words: list[str],
+        usage: dict[str, int] | None,
+        logprobs: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
         base = {"id": "chatcmpl-double", "object": "chat.completion.chunk", "created": 0,
                 "model": body["model"]}  # fmt: skip
@@ -114,8 +127,10 @@ class LLMDouble:
             if self.knobs.chunk_delay_s:
                 await asyncio.sleep(self.knobs.chunk_delay_s)
             delta = {"content": word if i == 0 else f" {word}"}
-            yield _event(base | {"choices": [{"index": 0, "delta": delta,
-                                              "finish_reason": None}]})  # fmt: skip
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+            if logprobs is not None:
+                choice["logprobs"] = {"content": [logprobs["content"][i]]}
+            yield _event(base | {"choices": [choice]})
         yield _event(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if usage is not None:
             yield _event(base | {"choices": [], "usage": usage})
@@ -140,6 +155,15 @@ def reply_words(body: dict[str, Any]) -> list[str]:
     words = ["echo", *str(last).split()]
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     return words[:limit] if isinstance(limit, int) else words
+
+
+def logprobs_of(body: dict[str, Any], words: list[str]) -> dict[str, Any]:
+    """One token per word; every logprob is HARD_LOGPROB if the last message says "hard"."""
+    last = str(body["messages"][-1].get("content") or "")
+    logprob = HARD_LOGPROB if "hard" in last.lower() else EASY_LOGPROB
+    tokens = [word if i == 0 else f" {word}" for i, word in enumerate(words)]
+    return {"content": [{"token": t, "logprob": logprob, "bytes": list(t.encode()),
+                         "top_logprobs": []} for t in tokens]}  # fmt: skip
 
 
 def usage_of(body: dict[str, Any], words: list[str]) -> dict[str, int]:

@@ -152,6 +152,13 @@ def resolve_cascade(config_path: Path, endpoint: str) -> Cascade:
     for j, tier in enumerate(found.route.cascade):
         model = config.find_model(tier.model)
         assert model is not None  # load_config checked every reference
+        if model.runtime == "openai":
+            raise InvalidInput(
+                f"{config_path}: endpoint {endpoint!r} is a cascade of upstream LLMs; calibrate "
+                "replays local models on labeled data",
+                hint="choose an LLM cascade's gate thresholds from its ledger and answers "
+                "(docs/llm.md#cascades)",
+            )
         models.append(model)
         where = f"endpoints[{i}].route.cascade[{j}].accept"
         try:

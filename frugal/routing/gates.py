@@ -1,9 +1,10 @@
 """A cascade tier's acceptance gate: keep this tier's answer, or send the item on.
 
-Three signals (``GateConfig``): the model's own confidence (max class probability), its margin
+Signals (``GateConfig``): the model's own confidence (max class probability), its margin
 (top minus runner-up), or a user scorer ``module:function(inputs, outputs) -> scores`` called on
 the tier's whole batch of items at once. An item without the signal (a model that gives no
-confidence, a scorer returning None) is not accepted: it goes to the next tier.
+confidence, a scorer returning None) is not accepted: it goes to the next tier. LLM tiers
+(routing/llm_cascade.py) compute their own ``mean_logprob`` and judge it with ``passes``.
 """
 
 from __future__ import annotations
@@ -41,20 +42,29 @@ class Gate:
     ) -> list[float | None]:
         """The signal per item; calibration sweeps thresholds over exactly these numbers."""
         if self._scorer is not None:
-            given = list(self._scorer(items, predictions))
-            if len(given) != len(items):
-                got, want = len(given), len(items)
-                raise ValueError(f"scorer {self.config.scorer} gave {got} scores for {want} items")
-            return [_number(s) for s in given]
+            return self.call_scorer(items, predictions)
         if self.signal == "margin":
             return [_number(p.margin) for p in predictions]
         return [_number(p.confidence) for p in predictions]
 
+    def call_scorer(self, inputs: Sequence[Any], outputs: Sequence[Any]) -> list[float | None]:
+        """The user scorer on one batch: local items and predictions, or (LLM tiers) request
+        payloads and completion bodies. One score per input, or ValueError."""
+        if self._scorer is None:
+            raise ValueError(f"this gate compares `{self.signal}`, it has no scorer")
+        given = list(self._scorer(inputs, outputs))
+        if len(given) != len(inputs):
+            got, want = len(given), len(inputs)
+            raise ValueError(f"scorer {self.config.scorer} gave {got} scores for {want} items")
+        return [_number(s) for s in given]
+
     def accepts(self, items: Sequence[Item], predictions: Sequence[Prediction]) -> list[bool]:
-        return [
-            s is not None and self._compare(s, self.threshold)
-            for s in self.scores(items, predictions)
-        ]
+        return [self.passes(s) for s in self.scores(items, predictions)]
+
+    def passes(self, score: float | None) -> bool:
+        """One score against the threshold; no score (None, NaN) is never accepted."""
+        number = _number(score)
+        return number is not None and self._compare(number, self.threshold)
 
     def with_threshold(self, threshold: float) -> Gate:
         """The same gate at another threshold (for calibration sweeps)."""

@@ -39,6 +39,7 @@ from frugal.errors import (
     Overloaded,
 )
 from frugal.observability import ServingMetrics
+from frugal.routing import build_llm_cascades
 from frugal.runtimes import load_model
 from frugal.runtimes.openai import check_upstream_keys
 from frugal.serving import admin
@@ -654,6 +655,7 @@ def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
             instance=pricer.instance,
         )
     check_upstream_keys([m for m in config.models if m.runtime == "openai"])
+    build_llm_cascades(config)  # an unimportable scorer of an LLM cascade stops the start here
     models = {m.key: load_model(m) for m in config.models if m.runtime != "openai"}
     ledger = None
     if config.ledger.enabled:

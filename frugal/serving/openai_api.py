@@ -3,7 +3,8 @@
 The request's ``model`` names a frugal endpoint whose models are ``runtime: openai`` (with its
 fallback list and token limits) or such a model directly, so the OpenAI SDK works unchanged with
 ``base_url=http://host/v1`` and a frugal key. Each answer is priced from the upstream's ``usage``
-and written to the ledger with its tokens, like any other request (docs/llm.md).
+and written to the ledger with its tokens, like any other request (docs/llm.md). An endpoint with
+a ``cascade`` tries its tiers through routing/llm_cascade.py and pays for each tier it called.
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ from starlette.responses import Response, StreamingResponse
 
 from frugal.config import FrugalConfig, LLMBudgetConfig
 from frugal.errors import FrugalError, InvalidInput, NotFound
-from frugal.routing import apply_budget, first_answer, prompt_chars
+from frugal.routing import (
+    CascadeSpend,
+    LLMCascade,
+    apply_budget,
+    build_llm_cascades,
+    first_answer,
+    prompt_chars,
+)
 from frugal.runtimes.openai import Completion, Stream, UpstreamClient, Usage, estimate_tokens
 from frugal.serving.admission import Admission, Caller
 from frugal.serving.engine import Engine
 from frugal.serving.errors import error_body, error_headers, status_of
 from frugal.serving.exchange import ClientGone, Exchange
+from frugal.serving.openai_sse import completion_events
 
 log = logging.getLogger("frugal.llm")
 Kind = Literal["chat", "embeddings"]
@@ -39,6 +48,7 @@ class Target:
     label: str  # the ledger's endpoint column
     models: tuple[str, ...]  # name:version keys, first choice first
     budget: LLMBudgetConfig | None = None
+    cascade: LLMCascade | None = None  # tiers with gates, instead of a fallback list
 
 
 def build_clients(
@@ -59,11 +69,14 @@ class LLMRoutes:
         self.config = config
         self.clients = clients
         self.targets: dict[str, Target] = {}
+        cascades = build_llm_cascades(config)
         for endpoint in config.endpoints:
             keys = [config.find_model(ref) for ref in endpoint.models]
             if all(m is not None and m.key in clients for m in keys):
                 models = tuple(m.key for m in keys if m is not None)
-                self.targets[endpoint.name] = Target(endpoint.name, models, endpoint.llm)
+                self.targets[endpoint.name] = Target(
+                    endpoint.name, models, endpoint.llm, cascades.get(endpoint.name)
+                )
 
     async def aclose(self) -> None:
         for client in self.clients.values():
@@ -104,10 +117,19 @@ class LLMRoutes:
             call.label, call.model = target.label, target.models[0]
             if kind == "embeddings":
                 _check_embeddings(body)
+                if target.cascade is not None:
+                    raise InvalidInput(
+                        f"endpoint {name!r} is a cascade, which answers chat completions only",
+                        field="model",
+                        hint="call /v1/embeddings with one of its models: "
+                        + ", ".join(target.models),
+                    )
                 return await call.json(target, body, UpstreamClient.embeddings)
             payload = _check_chat(body)
             if target.budget is not None:
                 payload = apply_budget(payload, target.budget)
+            if target.cascade is not None:
+                return await call.cascade(target.cascade, payload)
             if payload.get("stream") is True:
                 return await call.stream(target, payload)
             return await call.json(target, payload, UpstreamClient.chat)
@@ -149,14 +171,58 @@ class _Call:
         self.model = result.model
         chars = prompt_chars(payload)
         relay = self._relay(result.value, clients[result.model], chars, result.route)
-        headers = {"x-request-id": self.request_id, "x-frugal-model": result.model,
-                   "cache-control": "no-cache"}  # fmt: skip
-        return StreamingResponse(relay, 200, headers, media_type="text/event-stream")
+        return StreamingResponse(relay, 200, self._stream_headers(), media_type="text/event-stream")
+
+    async def cascade(self, cascade: LLMCascade, payload: dict[str, Any]) -> Response:
+        """Tiers in order; a streamed request gets a kept answer replayed as SSE chunks, or the
+        last tier's stream. Whatever happens, the row has every tier's cost and the route."""
+        clients = self.routes.clients
+        observe = self.engine.metrics.observe_tier
+        streamed = payload.get("stream") is True
+        plain = {k: v for k, v in payload.items() if k not in ("stream", "stream_options")}
+        spend = CascadeSpend()
+        self.model = cascade.models[-1]
+        try:
+            answer = await cascade.answer(plain, lambda m, body: clients[m].chat(body), spend,
+                                          observe=observe, leave_last=streamed)  # fmt: skip
+        except FrugalError as error:
+            return self.refuse(error, spend)
+        self.model = answer.model
+        if answer.completion is not None:
+            self.record(200, spend.usage, spend.cost_usd, spend.route)
+            if not streamed:
+                headers = _cost_headers(self.request_id, answer.model, spend.cost_usd)
+                return Response(orjson.dumps(answer.completion.body), 200, headers,
+                                "application/json")  # fmt: skip
+            events = _replay(answer.completion.body, spend.cost_usd)
+            headers = self._stream_headers() | {"x-frugal-cost-usd": f"{spend.cost_usd:.6e}"}
+            return StreamingResponse(events, 200, headers, media_type="text/event-stream")
+        client = clients[answer.model]
+        try:
+            stream = await client.stream_chat(payload)
+        except FrugalError as error:
+            cascade.settle(spend, answer.model, answered=True, failed=True, observe=observe)
+            return self.refuse(error, spend)
+        cascade.settle(spend, answer.model, answered=True, failed=False, observe=observe)
+        relay = self._relay(stream, client, prompt_chars(payload), spend.route, spend)
+        return StreamingResponse(relay, 200, self._stream_headers(), media_type="text/event-stream")
+
+    def _stream_headers(self) -> dict[str, str]:
+        return {"x-request-id": self.request_id, "x-frugal-model": self.model,
+                "cache-control": "no-cache"}  # fmt: skip
 
     async def _relay(
-        self, stream: Stream, client: UpstreamClient, chars: int, route: str
+        self,
+        stream: Stream,
+        client: UpstreamClient,
+        chars: int,
+        route: str,
+        earlier: CascadeSpend | None = None,
     ) -> AsyncIterator[bytes]:
-        """Chunks as they arrive; the cost is recorded when the stream ends, however it ends."""
+        """Chunks as they arrive; the cost is recorded when the stream ends, however it ends.
+
+        ``earlier``: what a cascade's tiers before this stream cost; the row adds it.
+        """
         status = 200
         try:
             async for chunk in stream.chunks:
@@ -169,6 +235,9 @@ class _Call:
                 estimate_tokens(chars), estimate_tokens(stream.text_chars), exact=False
             )
             cost = client.price(usage)
+            if earlier is not None:
+                earlier.add(usage, cost)
+                usage, cost = earlier.usage, earlier.cost_usd
             self.record(status, usage, cost, route)
             await stream.chunks.aclose()  # type: ignore[attr-defined]
         yield f": x-frugal-cost-usd {cost:.6e}\n\n".encode()  # an SSE comment: clients skip it
@@ -180,13 +249,25 @@ class _Call:
         )  # fmt: skip
         self.admission.charge(self.caller, cost_usd, usage.total)
 
-    def refuse(self, error: FrugalError) -> Response:
+    def refuse(self, error: FrugalError, spent: CascadeSpend | None = None) -> Response:
+        """The error's row; ``spent``: what a cascade's tiers cost before it (still charged)."""
         status = status_of(error)
-        self.engine.record(self.label, self.model, self.request_id, self.received,
-                           status=status, key=self.caller.name)  # fmt: skip
+        cost = 0.0
+        if spent is not None and spent.path:
+            cost = spent.cost_usd
+            self.record(status, spent.usage, cost, spent.route)
+        else:
+            self.engine.record(self.label, self.model, self.request_id, self.received,
+                               status=status, key=self.caller.name)  # fmt: skip
         if status >= 500:
             log.warning("request %s: %s", self.request_id, error.message)
-        return _error_response(error, self.request_id, self.model, 0.0)
+        return _error_response(error, self.request_id, self.model, cost)
+
+
+async def _replay(body: dict[str, Any], cost_usd: float) -> AsyncIterator[bytes]:
+    for event in completion_events(body):
+        yield event
+    yield f": x-frugal-cost-usd {cost_usd:.6e}\n\n".encode()
 
 
 def _model_name(body: Any) -> str:
