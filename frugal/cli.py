@@ -29,7 +29,9 @@ from frugal.commands import (
     profile,
     prune,
     quantize,
+    route,
 )
+from frugal.commands.admin_client import CONFIG, KEY, URL, call_admin, server_url
 from frugal.commands.durations import parse_since
 from frugal.commands.exits import EXIT_BAD_INPUT
 from frugal.errors import FrugalError
@@ -221,52 +223,16 @@ def cache() -> None:
     """Look at or clear the response caches of a running server (admin routes)."""
 
 
-def _server_url(url: str | None, config_path: Path) -> str:
-    if url:
-        return url.rstrip("/")
-    from frugal.config import load_config
-
-    server = load_config(config_path).server
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
-    return f"http://{host}:{server.port}"
-
-
-def _admin(
-    method: str, url: str, path: str, key: str | None, body: dict[str, str] | None = None
-) -> Any:
-    import httpx
-
-    headers = {"authorization": f"Bearer {key}"} if key else {}
-    try:
-        response = httpx.request(method, url + path, json=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        raise FrugalError(f"cannot reach {url}: {exc}", hint="is `frugal serve` running?") from None
-    if response.status_code != 200:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        raise FrugalError(f"{url}{path} answered {response.status_code}: {message}")
-    return response.json()
-
-
-_URL = click.option("--url", help="Server address (default: from --config's server section).")
-_KEY = click.option("--key", envvar="FRUGAL_API_KEY",
-                    help="An admin key when the server has auth ($FRUGAL_API_KEY).")  # fmt: skip
-_CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path),
-                       default="frugal.yaml", show_default=True)  # fmt: skip
-
-
 @cache.command("stats")
-@_URL
-@_CONFIG
-@_KEY
+@URL
+@CONFIG
+@KEY
 def cache_stats(url: str | None, config_path: Path, key: str | None) -> None:
     """Entries, bytes, evictions, hits, misses and dollars saved per cached endpoint."""
     from rich.console import Console
     from rich.table import Table
 
-    stats = _admin("GET", _server_url(url, config_path), "/admin/cache/stats", key)
+    stats = call_admin("GET", server_url(url, config_path), "/admin/cache/stats", key)
     table = Table(title="frugal caches")
     columns = ("endpoint", "store", "scope", "entries", "bytes", "evictions", "errors", "hits",
                "misses", "hit ratio", "$ saved")  # fmt: skip
@@ -284,9 +250,9 @@ def cache_stats(url: str | None, config_path: Path, key: str | None) -> None:
 
 
 @cache.command("invalidate")
-@_URL
-@_CONFIG
-@_KEY
+@URL
+@CONFIG
+@KEY
 @click.option("--endpoint", help="Only this endpoint's cache.")
 @click.option("--model", help="Only answers computed by this model version (name:version).")
 def cache_invalidate(
@@ -294,7 +260,7 @@ def cache_invalidate(
 ) -> None:
     """Drop cached answers (all of them unless --endpoint / --model narrow it)."""
     body = {k: v for k, v in (("endpoint", endpoint), ("model", model)) if v is not None}
-    result = _admin("POST", _server_url(url, config_path), "/admin/cache/invalidate", key, body)
+    result = call_admin("POST", server_url(url, config_path), "/admin/cache/invalidate", key, body)
     click.echo(f"invalidated {result['invalidated']} entries")
 
 
@@ -327,9 +293,16 @@ def print_report(result: Any, by: str) -> None:
         f"billed ${result.billed_usd:.4g} = allocated ${result.allocated_usd:.4g} "
         f"+ idle ${result.idle_usd:.4g} (busy slot time priced: ${result.busy_usd:.4g})"
     )
+    total = result.total
+    if total.shadow_usd:
+        console.print(f"shadow copies cost ${total.shadow_usd:.4g} of the allocated dollars "
+                      "(rows marked (shadow); they answered no one)")  # fmt: skip
+    if total.degraded:
+        share = 100 * total.degraded / total.requests
+        console.print(f"{total.degraded:,} requests ({share:.1f}%) were degraded by a route rule")
 
 
-for command in (profile, quantize, prune, plan, check, calibrate, keys, audit, ledger):
+for command in (profile, quantize, prune, plan, check, calibrate, route, keys, audit, ledger):
     main.add_command(command)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -193,3 +196,35 @@ def test_shadow_over_http_leaves_answers_alone_and_reports_its_cost_apart(
     metrics = httpx.get(f"{server.url}/metrics").text
     assert (f'frugal_shadow_items_total{{endpoint="digits",model="clf:2",result="agreed"}} '
             f"{float(agreed)}") in metrics  # fmt: skip
+
+
+def test_the_route_cli_shows_sets_promotes_and_rolls_back(
+    serve: Any, versions: dict[str, Path], tmp_path: Path
+) -> None:
+    data = split_config(versions, tmp_path)
+    del data["auth"]
+    server = serve(parse_config(data))
+
+    def frugal(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "frugal", "route", *args, "--url", server.url],
+            capture_output=True, text=True, timeout=60,
+            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2]), "COLUMNS": "120"},
+        )  # fmt: skip
+
+    shown = frugal("show", "digits")
+    assert shown.returncode == 0, shown.stderr
+    assert "clf:1 (baseline)" in shown.stdout and "90.0%" in shown.stdout
+    changed = frugal("set", "digits", "clf:1=60", "clf:2=40")
+    assert changed.returncode == 0 and "60" in changed.stdout
+    assert server.engine.routes.splits["digits"].router.weights == {"clf:1": 60.0, "clf:2": 40.0}
+    assert frugal("promote", "digits", "clf:2").returncode == 0
+    assert server.engine.routes.splits["digits"].router.weights == {"clf:1": 0.0, "clf:2": 100.0}
+    assert frugal("rollback", "digits").returncode == 0
+    assert server.engine.routes.splits["digits"].router.weights == {"clf:1": 90.0, "clf:2": 0.0}
+
+    bad = frugal("set", "digits", "clf:1")
+    assert bad.returncode == 2 and "is not VERSION=WEIGHT" in bad.stderr
+    unknown = frugal("promote", "digits", "clf:7")
+    assert unknown.returncode == 2 and "answered 400" in unknown.stderr
+    assert "Traceback" not in bad.stderr + unknown.stderr
