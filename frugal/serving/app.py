@@ -524,7 +524,10 @@ class FrugalApp:
             )  # fmt: skip
             error = answer.first_error
             if error is not None and answer.all_failed:
-                return self._refuse(endpoint, model, request_id, received, error, caller, answer)
+                failed_by = answer.model_header or model  # a split: the version that failed
+                return self._refuse(
+                    endpoint, failed_by, request_id, received, error, caller, answer
+                )
             out = encode_predict_response(answer.outcomes)
             reply = self._answer(endpoint, request_id, received, answer, out, caller)
             capture = self.captures.get(endpoint)

@@ -228,3 +228,24 @@ def test_the_route_cli_shows_sets_promotes_and_rolls_back(
     unknown = frugal("promote", "digits", "clf:7")
     assert unknown.returncode == 2 and "answered 400" in unknown.stderr
     assert "Traceback" not in bad.stderr + unknown.stderr
+
+
+def test_a_failing_version_is_named_in_its_errors_and_ledger_rows(
+    serve: Any, versions: dict[str, Path], tmp_path: Path, digits: Any
+) -> None:
+    data = split_config(versions, tmp_path)
+    del data["auth"]
+    data["models"][1] = {"name": "clf", "version": "2", "runtime": "python",
+                         "factory": "tests.routing.test_split:make_failing",
+                         "inputs": DIGITS_INPUTS}  # fmt: skip
+    data["endpoints"][0]["route"]["split"][1]["weight"] = 50
+    server = serve(parse_config(data))
+    body = {"instances": [digits[0][1300].tolist()]}
+    answers = [httpx.post(f"{server.url}/v1/endpoints/digits/predict", json=body)
+               for _ in range(40)]  # fmt: skip
+    by_status = {(a.status_code, a.headers["x-frugal-model"]) for a in answers}
+    assert by_status == {(200, "clf:1"), (500, "clf:2")}
+    time.sleep(0.1)
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        rows = set(db.execute("SELECT status, model || ':' || version FROM requests").fetchall())
+    assert rows == {(200, "clf:1"), (500, "clf:2")}
