@@ -1,5 +1,6 @@
-"""Routing: which model versions answer each request (one model, a cascade, or a fallback list;
-cascades of upstream LLMs too), and the calibration of a cascade's gates from labeled data."""
+"""Routing: which model versions answer each request (one model, a cascade, a fallback list, a
+split of versions; cascades of upstream LLMs too), the selection rules in front of them, shadow
+comparison and canary rollback, and the calibration of a cascade's gates from labeled data."""
 
 from frugal.routing.base import CallModel, RoutedResult, Router, RouteRequest
 from frugal.routing.calibrate import Calibration, Cascade, calibrate, resolve_cascade
@@ -15,12 +16,17 @@ from frugal.routing.llm_cascade import (
     mean_logprob,
 )
 from frugal.routing.prompt_budget import apply_budget, count_tokens, prompt_chars
+from frugal.routing.rollback import CanaryWatch
+from frugal.routing.rules import Load, Rule, RuleRouter
+from frugal.routing.shadow import agree, compare
 from frugal.routing.single import SingleModelRouter
+from frugal.routing.split import SplitRouter
 from frugal.routing.sweep import Outcome, TierRun
 
 __all__ = [
     "Calibration",
     "CallModel",
+    "CanaryWatch",
     "Cascade",
     "CascadeAnswer",
     "CascadeRouter",
@@ -29,15 +35,21 @@ __all__ = [
     "Gate",
     "LLMCascade",
     "LLMTier",
+    "Load",
     "Outcome",
     "RouteRequest",
     "RoutedResult",
     "Router",
+    "Rule",
+    "RuleRouter",
     "SingleModelRouter",
+    "SplitRouter",
     "TierRun",
+    "agree",
     "apply_budget",
     "build_llm_cascades",
     "calibrate",
+    "compare",
     "count_tokens",
     "first_answer",
     "mean_logprob",
