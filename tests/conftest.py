@@ -45,6 +45,18 @@ def digits_model_file(tmp_path_factory: pytest.TempPathFactory, digits: Any) -> 
     return path
 
 
+@pytest.fixture(scope="session")
+def digit_versions(tmp_path_factory: pytest.TempPathFactory, digits: Any) -> dict[str, Path]:
+    """Two versions of one classifier for splits and shadows: "1" is weak (300 rows, strongly
+    regularized), "2" strong (1200 rows); they disagree on some items."""
+    x, y = digits
+    folder = tmp_path_factory.mktemp("versions")
+    paths = {"1": folder / "v1.joblib", "2": folder / "v2.joblib"}
+    joblib.dump(LogisticRegression(C=0.01, max_iter=3000).fit(x[:300], y[:300]), paths["1"])
+    joblib.dump(LogisticRegression(max_iter=3000).fit(x[:1200], y[:1200]), paths["2"])
+    return paths
+
+
 def digits_config(model_file: Path, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     """A frugal.yaml mapping serving the digits model as endpoint ``digits``."""
     batching = {"max_batch_size": 32, "max_wait_ms": 2, "max_queue": 1024, "timeout_ms": 5000}

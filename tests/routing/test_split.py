@@ -17,7 +17,6 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from frugal.access import AuditLog
 from frugal.config import parse_config
@@ -29,20 +28,13 @@ from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
 BATCHING = {"max_batch_size": 64, "max_wait_ms": 1, "max_queue": 20000, "timeout_ms": 30000}
 
 
-@pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory, digits: Any) -> dict[str, Path]:
-    """Two versions of one classifier: v1 on 300 rows, v2 on 1200 (they disagree sometimes)."""
-    x, y = digits
-    folder = tmp_path_factory.mktemp("versions")
-    paths = {"1": folder / "v1.joblib", "2": folder / "v2.joblib"}
-    joblib.dump(LogisticRegression(C=0.01, max_iter=3000).fit(x[:300], y[:300]), paths["1"])
-    joblib.dump(LogisticRegression(max_iter=3000).fit(x[:1200], y[:1200]), paths["2"])
-    return paths
-
-
 def sklearn_model(version: str, path: Path, name: str = "clf") -> dict[str, Any]:
     return {"name": name, "version": version, "runtime": "sklearn", "path": str(path),
             "sha256": sha256_of(path), "inputs": DIGITS_INPUTS, "batching": BATCHING}  # fmt: skip
+
+
+def both(versions: dict[str, Path]) -> list[dict[str, Any]]:
+    return [sklearn_model("1", versions["1"]), sklearn_model("2", versions["2"])]
 
 
 def python_model(version: str, factory: str, name: str = "clf") -> dict[str, Any]:
@@ -105,12 +97,11 @@ async def send(
 
 
 async def test_weighted_split_over_10k_requests(
-    versions: dict[str, Path], tmp_path: Path, digits: Any
+    digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
     """95/5: the canary's share is within 5 standard deviations of 5% (binomial)."""
     route = {"split": [{"model": "clf:1", "weight": 95}, {"model": "clf:2", "weight": 5}]}
-    data = config(tmp_path, [sklearn_model("1", versions["1"]), sklearn_model("2", versions["2"])],
-                  route)  # fmt: skip
+    data = config(tmp_path, both(digit_versions), route)
     data["ledger"]["enabled"] = False
     engine = build_engine(parse_config(data))
     rows = [r.tolist() for r in digits[0][1300:1400]]
@@ -128,12 +119,11 @@ async def test_weighted_split_over_10k_requests(
 
 
 async def test_sticky_users_never_flip_and_raising_a_canary_only_moves_users_to_it(
-    versions: dict[str, Path], tmp_path: Path, digits: Any
+    digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
     route = {"split": [{"model": "clf:1", "weight": 80}, {"model": "clf:2", "weight": 20}],
              "sticky": True}  # fmt: skip
-    data = config(tmp_path, [sklearn_model("1", versions["1"]), sklearn_model("2", versions["2"])],
-                  route)  # fmt: skip
+    data = config(tmp_path, both(digit_versions), route)
     engine = build_engine(parse_config(data))
     rows = [r.tolist() for r in digits[0][1300:1400]]
     users = [f"user-{i}" for i in range(500)]
@@ -157,10 +147,10 @@ async def test_sticky_users_never_flip_and_raising_a_canary_only_moves_users_to_
 
 
 async def test_shadow_never_changes_the_answer_and_is_priced_apart(
-    versions: dict[str, Path], tmp_path: Path, digits: Any
+    digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
     """A shadow that always says 7: answers are v1's; agreement counts the 7s; rows say shadow."""
-    models = [sklearn_model("1", versions["1"]), python_model("9", "make_seven")]
+    models = [sklearn_model("1", digit_versions["1"]), python_model("9", "make_seven")]
     route = {"model": "clf:1", "shadow": {"model": "clf:9"}}
     engine = build_engine(parse_config(config(tmp_path, models, route)))
     x, _ = digits
@@ -169,7 +159,7 @@ async def test_shadow_never_changes_the_answer_and_is_priced_apart(
         answers = await send(engine, rows, len(rows))
     finally:
         await engine.drain()  # waits for the shadow copies, then flushes the ledger
-    expected = joblib.load(versions["1"]).predict(np.array(rows)).tolist()
+    expected = joblib.load(digit_versions["1"]).predict(np.array(rows)).tolist()
     assert [a.outcomes[0].prediction.value for a in answers] == expected
     assert {a.models[0] for a in answers} == {"clf:1"}
     sevens = expected.count(7)
@@ -193,9 +183,9 @@ async def test_shadow_never_changes_the_answer_and_is_priced_apart(
 
 
 async def test_a_failing_shadow_fails_no_request(
-    versions: dict[str, Path], tmp_path: Path, digits: Any
+    digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
-    models = [sklearn_model("1", versions["1"]), python_model("9", "make_failing")]
+    models = [sklearn_model("1", digit_versions["1"]), python_model("9", "make_failing")]
     route = {"model": "clf:1", "shadow": {"model": "clf:9"}}
     engine = build_engine(parse_config(config(tmp_path, models, route)))
     rows = [r.tolist() for r in digits[0][1300:1340]]
@@ -217,12 +207,12 @@ async def test_a_failing_shadow_fails_no_request(
     ],
 )
 async def test_a_bad_canary_is_rolled_back_with_an_audited_event(
-    versions: dict[str, Path], tmp_path: Path, digits: Any, factory: str,
+    digit_versions: dict[str, Path], tmp_path: Path, digits: Any, factory: str,
     rollback: dict[str, Any], reason: str,
 ) -> None:  # fmt: skip
     route = {"split": [{"model": "clf:1", "weight": 70}, {"model": "clf:2", "weight": 30}],
              "rollback": {"window_s": 60, "min_requests": 20, **rollback}}  # fmt: skip
-    models = [sklearn_model("1", versions["1"]), python_model("2", factory)]
+    models = [sklearn_model("1", digit_versions["1"]), python_model("2", factory)]
     engine = build_engine(parse_config(config(tmp_path, models, route)))
     rows = [r.tolist() for r in digits[0][1300:1400]]
     try:
@@ -248,12 +238,11 @@ async def test_a_bad_canary_is_rolled_back_with_an_audited_event(
 
 
 async def test_no_rollback_while_the_canary_is_as_good(
-    versions: dict[str, Path], tmp_path: Path, digits: Any
+    digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
     route = {"split": [{"model": "clf:1", "weight": 50}, {"model": "clf:2", "weight": 50}],
              "rollback": {"min_requests": 20, "error_rate_margin": 0.0}}  # fmt: skip
-    data = config(tmp_path, [sklearn_model("1", versions["1"]), sklearn_model("2", versions["2"])],
-                  route)  # fmt: skip
+    data = config(tmp_path, both(digit_versions), route)
     engine = build_engine(parse_config(data))
     try:
         await send(engine, [r.tolist() for r in digits[0][1300:1400]], 300, concurrency=4)
@@ -263,11 +252,10 @@ async def test_no_rollback_while_the_canary_is_as_good(
 
 
 async def test_stored_weights_reach_other_workers_and_survive_a_restart_until_the_config_changes(
-    versions: dict[str, Path], tmp_path: Path
+    digit_versions: dict[str, Path], tmp_path: Path
 ) -> None:
     route = {"split": [{"model": "clf:1", "weight": 90}, {"model": "clf:2", "weight": 10}]}
-    data = config(tmp_path, [sklearn_model("1", versions["1"]), sklearn_model("2", versions["2"])],
-                  route)  # fmt: skip
+    data = config(tmp_path, both(digit_versions), route)
     one, two = build_engine(parse_config(data)), build_engine(parse_config(data))
     try:
         await two.routes.load()

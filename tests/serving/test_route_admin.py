@@ -13,23 +13,12 @@ from typing import Any
 import httpx
 import joblib
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from frugal.access import AuditLog, KeyStore
 from frugal.accounting import build_report
 from frugal.config import parse_config
 from frugal.runtimes import sha256_of
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
-
-
-@pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory, digits: Any) -> dict[str, Path]:
-    x, y = digits
-    folder = tmp_path_factory.mktemp("admin-route")
-    paths = {"1": folder / "v1.joblib", "2": folder / "v2.joblib"}
-    joblib.dump(LogisticRegression(C=0.01, max_iter=3000).fit(x[:300], y[:300]), paths["1"])
-    joblib.dump(LogisticRegression(max_iter=3000).fit(x[:1200], y[:1200]), paths["2"])
-    return paths
 
 
 def split_config(versions: dict[str, Path], tmp_path: Path, **route: Any) -> dict[str, Any]:
@@ -63,12 +52,12 @@ def split_config(versions: dict[str, Path], tmp_path: Path, **route: Any) -> dic
 
 
 def test_weights_promote_and_rollback_are_applied_and_audited(
-    serve: Any, versions: dict[str, Path], tmp_path: Path, digits: Any
+    serve: Any, digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
     store = KeyStore(tmp_path / "keys.db")
     admin = {"authorization": f"Bearer {store.create('ops-alice', 'admin')[1]}"}
     user = {"authorization": f"Bearer {store.create('app', 'user')[1]}"}
-    server = serve(parse_config(split_config(versions, tmp_path, sticky=True)))
+    server = serve(parse_config(split_config(digit_versions, tmp_path, sticky=True)))
     route = f"{server.url}/admin/endpoints/digits/route"
     predict = f"{server.url}/v1/endpoints/digits/predict"
     body = {"instances": [digits[0][1300].tolist()]}
@@ -133,10 +122,10 @@ def test_weights_promote_and_rollback_are_applied_and_audited(
     ],
 )
 def test_bad_route_changes_name_the_field_and_change_nothing(
-    serve: Any, versions: dict[str, Path], tmp_path: Path, body: dict[str, Any], status: int,
+    serve: Any, digit_versions: dict[str, Path], tmp_path: Path, body: dict[str, Any], status: int,
     field: str,
 ) -> None:  # fmt: skip
-    data = split_config(versions, tmp_path)
+    data = split_config(digit_versions, tmp_path)
     del data["auth"]  # loopback admin
     server = serve(parse_config(data))
     route = f"{server.url}/admin/endpoints/digits/route"
@@ -147,9 +136,9 @@ def test_bad_route_changes_name_the_field_and_change_nothing(
 
 
 def test_route_admin_on_an_endpoint_without_a_split_is_a_404(
-    serve: Any, versions: dict[str, Path], tmp_path: Path
+    serve: Any, digit_versions: dict[str, Path], tmp_path: Path
 ) -> None:
-    data = split_config(versions, tmp_path)
+    data = split_config(digit_versions, tmp_path)
     del data["auth"]
     server = serve(parse_config(data))
     for endpoint in ("plain", "nope"):
@@ -159,9 +148,9 @@ def test_route_admin_on_an_endpoint_without_a_split_is_a_404(
 
 
 def test_shadow_over_http_leaves_answers_alone_and_reports_its_cost_apart(
-    serve: Any, versions: dict[str, Path], tmp_path: Path, digits: Any
+    serve: Any, digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
-    data = split_config(versions, tmp_path)
+    data = split_config(digit_versions, tmp_path)
     del data["auth"]
     data["endpoints"] = [{"name": "digits", "route": {"model": "clf:1",
                                                       "shadow": {"model": "clf:2"}}}]  # fmt: skip
@@ -171,7 +160,7 @@ def test_shadow_over_http_leaves_answers_alone_and_reports_its_cost_apart(
         httpx.post(f"{server.url}/v1/endpoints/digits/predict", json={"instances": [r.tolist()]})
         for r in rows
     ]
-    v1 = joblib.load(versions["1"])
+    v1 = joblib.load(digit_versions["1"])
     assert [a.json()["predictions"][0] for a in answers] == v1.predict(rows).tolist()
     assert {a.headers["x-frugal-model"] for a in answers} == {"clf:1"}
     deadline = time.monotonic() + 10
@@ -191,7 +180,7 @@ def test_shadow_over_http_leaves_answers_alone_and_reports_its_cost_apart(
     assert report.total.cost_usd == pytest.approx(
         by_key["digits"].cost_usd + by_key["digits (shadow)"].cost_usd
     )
-    v2 = joblib.load(versions["2"])
+    v2 = joblib.load(digit_versions["2"])
     agreed = int((v1.predict(rows) == v2.predict(rows)).sum())
     metrics = httpx.get(f"{server.url}/metrics").text
     assert (f'frugal_shadow_items_total{{endpoint="digits",model="clf:2",result="agreed"}} '
@@ -199,9 +188,9 @@ def test_shadow_over_http_leaves_answers_alone_and_reports_its_cost_apart(
 
 
 def test_the_route_cli_shows_sets_promotes_and_rolls_back(
-    serve: Any, versions: dict[str, Path], tmp_path: Path
+    serve: Any, digit_versions: dict[str, Path], tmp_path: Path
 ) -> None:
-    data = split_config(versions, tmp_path)
+    data = split_config(digit_versions, tmp_path)
     del data["auth"]
     server = serve(parse_config(data))
 
@@ -231,9 +220,9 @@ def test_the_route_cli_shows_sets_promotes_and_rolls_back(
 
 
 def test_a_failing_version_is_named_in_its_errors_and_ledger_rows(
-    serve: Any, versions: dict[str, Path], tmp_path: Path, digits: Any
+    serve: Any, digit_versions: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
-    data = split_config(versions, tmp_path)
+    data = split_config(digit_versions, tmp_path)
     del data["auth"]
     data["models"][1] = {"name": "clf", "version": "2", "runtime": "python",
                          "factory": "tests.routing.test_split:make_failing",
