@@ -251,6 +251,31 @@ def _llm_paths(config: FrugalConfig) -> dict[str, Schema]:
     }  # fmt: skip
 
 
+def _route_admin(config: FrugalConfig) -> Schema:
+    """A split's weights (docs/rollouts.md): read, or change with exactly one action."""
+    weights = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
+    change = {
+        "type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+        "properties": {"weights": weights, "promote": {"type": "string"},
+                       "rollback": {"const": True}},
+    }  # fmt: skip
+    state = {"type": "object", "properties": {
+        "endpoint": {"type": "string"}, "weights": weights, "configured": weights,
+        "baseline": {"type": "string"}, "sticky": {"type": "boolean"}}}  # fmt: skip
+    changed = {"type": "object", "properties": {
+        "endpoint": {"type": "string"}, "before": weights, "after": weights}}  # fmt: skip
+    operations = _get("A split's current and configured weights", state, "admin") | _post(
+        "Set weights, promote a version or roll back (audited)", change, changed, "admin"
+    )
+    operations["get"]["responses"]["404"] = _error("No such endpoint, or it has no split.")
+    splits = [e.name for e in config.endpoints if e.route is not None and e.route.split]
+    name: Schema = {"enum": splits} if splits else {"type": "string"}
+    parameter = {"name": "endpoint", "in": "path", "required": True, "schema": name}
+    for operation in operations.values():
+        operation["parameters"] = [parameter]
+    return operations
+
+
 def openapi_document(config: FrugalConfig) -> Schema:
     paths: dict[str, Schema] = {
         "/v2": _get("Server metadata (v2)", {"type": "object"}, "v2"),
@@ -281,6 +306,7 @@ def openapi_document(config: FrugalConfig) -> Schema:
         "/admin/keys/{key}/rotate": _post("New secret for a key; the old one stops working",
                                           None, _ref("Key"), "admin"),
     }  # fmt: skip
+    paths["/admin/endpoints/{endpoint}/route"] = _route_admin(config)
     for path in ("/admin/keys/{key}/revoke", "/admin/keys/{key}/rotate"):
         paths[path]["post"]["parameters"] = [
             {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -27,6 +27,9 @@ ROW = [0.0] * 64
 def fuzzed(serve: Any, digits_model_file: Path, tmp_path: Path) -> tuple[Any, str]:
     data = digits_config(digits_model_file, tmp_path)
     data["endpoints"][0]["cache"] = {"ttl_s": 60}
+    data["models"].append(data["models"][0] | {"version": "2"})  # a split for the route admin
+    data["endpoints"].append({"name": "split", "route": {"split": [
+        {"model": "digits:1", "weight": 90}, {"model": "digits:2", "weight": 10}]}})  # fmt: skip
     data["auth"] = {"keys": str(tmp_path / "keys.db")}
     _, secret = KeyStore(tmp_path / "keys.db").create("fuzzer", "admin")
     return serve(parse_config(data)), secret
@@ -105,13 +108,18 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     into errors in this process; a served model does not)."""
     data = digits_config(digits_model_file, tmp_path)
     data["endpoints"][0]["cache"] = {"ttl_s": 60}
+    data["models"].append(data["models"][0] | {"version": "2"})  # a split for the route admin
+    data["endpoints"].append({"name": "split", "route": {"split": [
+        {"model": "digits:1", "weight": 90}, {"model": "digits:2", "weight": 10}]}})  # fmt: skip
     data["auth"] = {"keys": str(tmp_path / "keys.db")}
     _, secret = KeyStore(tmp_path / "keys.db").create("fuzzer", "admin")
     with ServerProcess(write_config(tmp_path, data)) as server:
         done = run_schemathesis(server.url, secret, tmp_path)
     summary = done.stdout[-6000:]
     assert done.returncode == 0, summary + server.log_text()[-3000:]
-    assert "Tested: 18" in summary  # 16 + /v1/chat/completions and /v1/embeddings (no upstream)
+    # 16 + chat and embeddings (no upstream) + version 2's metadata, ready and infer routes, the
+    # split's predict, and GET/POST of its route admin
+    assert "Tested: 24" in summary, summary
     assert "Traceback" not in server.log_text()
 
 
