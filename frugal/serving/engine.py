@@ -24,28 +24,24 @@ from frugal.cache import CacheStage, build_store
 from frugal.cache.semantic import SemanticIndex
 from frugal.config import (
     CacheConfig,
-    EndpointConfig,
     FrugalConfig,
     ModelConfig,
     ShadowConfig,
-    TierConfig,
 )
 from frugal.errors import ConfigError, DeadlineExceeded, FrugalError, InvalidInput, NotFound
 from frugal.observability import BatcherState, CacheState, ServingMetrics
 from frugal.records import BatchStats, ItemOutcome
 from frugal.routing import (
-    CascadeRouter,
-    Gate,
     RoutedResult,
     Router,
     RouteRequest,
-    SingleModelRouter,
 )
-from frugal.routing.rules import Load, Rule, RuleRouter
+from frugal.routing.rules import Load
 from frugal.routing.shadow import compare
 from frugal.runtimes import InputSchema, Item, Model
 from frugal.serving.batcher import Batcher
 from frugal.serving.errors import status_of
+from frugal.serving.route_builder import RouterBuilder
 from frugal.serving.route_control import RouteControl
 
 log = logging.getLogger("frugal.engine")
@@ -138,10 +134,11 @@ class Engine:
             for i, e in enumerate(config.endpoints)
             if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
         }
+        builder = RouterBuilder(config, metrics, self.routes, self._load)
         for index, endpoint in enumerate(config.endpoints):
             if not all(self._key(ref) in self.model_configs for ref in endpoint.models):
                 continue  # an LLM endpoint
-            router = self._router(endpoint, f"endpoints[{index}].route")
+            router = builder.build(endpoint, f"endpoints[{index}].route")
             target = self.model_configs[router.models[0]]
             cache = None
             if endpoint.cache is not None and endpoint.cache.enabled:
@@ -161,43 +158,6 @@ class Engine:
         metrics.watch_batchers(
             lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in self.batchers.items())
         )
-
-    def _router(self, endpoint: EndpointConfig, field: str) -> Router:
-        """The base route (one model, a cascade or a split), behind the rules if any."""
-        keys = [self._key(ref) for ref in endpoint.models]
-        route = endpoint.route
-        if route is None:
-            return SingleModelRouter(keys[0])
-        base: Router
-        if route.cascade is not None:
-            base = self._cascade(route.cascade, keys, f"{field}.cascade")
-        elif route.split is not None:
-            base = self.routes.add_split(endpoint.name, route, keys)
-        else:
-            base = SingleModelRouter(keys[0])
-        if not route.rules:
-            return base
-        rules = []
-        for i, rule in enumerate(route.rules):
-            picked: Router
-            if rule.model is not None:
-                picked = SingleModelRouter(self._key(rule.model))
-            else:
-                assert route.cascade is not None and rule.start is not None  # config checked
-                start = [t.model for t in route.cascade].index(rule.start)
-                picked = self._cascade(route.cascade[start:], keys[start:], f"{field}.cascade")
-            load_of = self._key(rule.when.load_of) if rule.when.load_of else keys[-1]
-            rules.append(Rule.build(rule, i, picked, load_of))
-        return RuleRouter(rules, base, load=self._load, observe=self.metrics.routes.observe_rule)
-
-    def _cascade(self, tiers: Sequence[TierConfig], keys: Sequence[str], field: str) -> Router:
-        if len(tiers) == 1:  # a rule that starts a cascade at its last tier
-            return SingleModelRouter(keys[0])
-        gates = [
-            (key, Gate(t.accept, field=f"{field}[{i}].accept") if t.accept else None)
-            for i, (key, t) in enumerate(zip(keys, tiers, strict=True))
-        ]
-        return CascadeRouter(gates, observe=self.metrics.observe_tier)
 
     def _load(self, model: str) -> Load:
         batcher = self.batchers[model]
