@@ -2,6 +2,7 @@
 and the calibration of a cascade's gates from labeled data."""
 
 from frugal.routing.base import CallModel, RoutedResult, Router, RouteRequest
+from frugal.routing.batch_costs import BatchProfile
 from frugal.routing.calibrate import Calibration, Cascade, calibrate, resolve_cascade
 from frugal.routing.cascade import CascadeRouter
 from frugal.routing.fallback import FallbackResult, first_answer
@@ -11,6 +12,7 @@ from frugal.routing.single import SingleModelRouter
 from frugal.routing.sweep import Outcome, TierRun
 
 __all__ = [
+    "BatchProfile",
     "Calibration",
     "CallModel",
     "Cascade",

@@ -59,6 +59,8 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
         f"swept {len(result.points)} threshold combination(s); target: {target}; "
         "$ per 1k items from the measured busy time of each tier"
     )
+    if result.arrival_batch is not None:
+        _print_batch_pricing(result, console)
     if result.chosen is None:
         console.print(
             f"[red]no thresholds meet the target: the best accuracy reachable is "
@@ -86,6 +88,26 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
                 f"against large-only (over --max-drop {result.target_value:g}): thresholds "
                 "chosen on few items are optimistic; calibrate on more data or ask for less drop"
             )
+
+
+def _print_batch_pricing(result: Calibration, console: Any) -> None:
+    """Which batch each tier was priced at, and what a small batch costs against a full one."""
+    parts = []
+    for tier, profile in zip(result.tiers, result.profiles, strict=True):
+        if profile is not None:
+            small, full = profile.busy_per_item(1), profile.busy_per_item(profile.sizes[-1])
+            parts.append(f"{tier.model} {1e6 * small:.0f} µs at 1, {1e6 * full:.0f} µs at "
+                         f"{profile.sizes[-1]}")  # fmt: skip
+    console.print(f"busy time per item, profiled: {'; '.join(parts)}")
+    line = f"priced at the batch each tier sees when the first tier's hold {result.arrival_batch}"
+    line += " items"
+    if result.chosen is not None:
+        sizes = ", ".join(
+            f"{t.model} {b:.3g}"
+            for t, b in zip(result.tiers, result.chosen.batch_sizes, strict=True)
+        )
+        line += f"; chosen thresholds: {sizes}"
+    console.print(line)
 
 
 def _cells(o: Outcome | None) -> list[str]:
