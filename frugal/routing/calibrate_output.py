@@ -95,9 +95,11 @@ def _print_batch_pricing(result: Calibration, console: Any) -> None:
     parts = []
     for tier, profile in zip(result.tiers, result.profiles, strict=True):
         if profile is not None:
-            small, full = profile.busy_per_item(1), profile.busy_per_item(profile.sizes[-1])
-            parts.append(f"{tier.model} {1e6 * small:.0f} µs at 1, {1e6 * full:.0f} µs at "
-                         f"{profile.sizes[-1]}")  # fmt: skip
+            largest = profile.sizes[-1]
+            text = f"{tier.model} {1e6 * profile.busy_per_item(1):.0f} µs at 1"
+            if largest > 1:
+                text += f", {1e6 * profile.busy_per_item(largest):.0f} µs at {largest}"
+            parts.append(text)
     console.print(f"busy time per item, profiled: {'; '.join(parts)}")
     line = f"priced at the batch each tier sees when the first tier's hold {result.arrival_batch}"
     line += " items"
