@@ -13,6 +13,7 @@ moves smoothly with the share (a rounded size makes a slightly higher share look
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ class BatchProfile:
 
     model: str
     sizes: tuple[int, ...]  # ascending, starting at 1
-    busy_s: tuple[float, ...]  # the median busy seconds of one batch of each size
+    busy_s: tuple[float, ...]  # median busy seconds of one batch of each size, non-decreasing
 
     def busy_at(self, size: float) -> float:
         return float(np.interp(size, self.sizes, self.busy_s))
@@ -81,6 +82,9 @@ def profile_batches(
             if round_:  # round 0 warms up: a size's first call may pay one-off allocations
                 timings[i].append(time.perf_counter() - t0)
     busy = [statistics.median(t) for t in timings]
+    # A bigger batch never takes less time; on a noisy machine a median can say otherwise, and
+    # then escalating more items would look cheaper. Keep the running maximum.
+    busy = list(itertools.accumulate(busy, max))
     return BatchProfile(model, tuple(sizes), tuple(busy))
 
 

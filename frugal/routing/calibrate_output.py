@@ -70,8 +70,11 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
     large = result.singles[-1]["calibration"]
     assert large is not None
     saving = 1 - result.chosen.usd_per_1k / large.usd_per_1k if large.usd_per_1k else 0.0
+    than = (
+        f"{100 * saving:.0f}% cheaper than" if saving >= 0 else f"{-100 * saving:.0f}% dearer than"
+    )
     console.print(
-        f"[green]chosen: {_thresholds(result.chosen)}: {100 * saving:.0f}% cheaper than "
+        f"[green]chosen: {_thresholds(result.chosen)}: {than} "
         f"large-only, {100 * result.chosen.escalation_rate:.1f}% of items escalated"
     )
     if saving <= 0:

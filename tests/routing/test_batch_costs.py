@@ -45,6 +45,7 @@ def test_nearest_neighbours_cost_more_per_item_in_small_batches(digits: Path) ->
     profile = profile_batches("knn", model.predict_proba, list(x), 64)
     assert profile.sizes[0] == 1 and profile.sizes[-1] == 64
     assert profile.busy_per_item(1) > 2 * profile.busy_per_item(64)
+    assert list(profile.busy_s) == sorted(profile.busy_s)  # a bigger batch never takes less
 
 
 def test_later_tier_is_priced_at_the_escalated_share_of_the_arrival_batch(digits: Path) -> None:
