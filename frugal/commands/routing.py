@@ -48,6 +48,13 @@ from frugal.errors import FrugalError, InvalidInput
     show_default=True,
     help="Share of the items held out to check the chosen thresholds (0: none).",
 )
+@click.option(
+    "--arrival-batch",
+    type=click.IntRange(1),
+    help="Price each tier at the batch it will see when the first tier's batches hold N items "
+    "(`frugal report`'s mean batch): tier k at N x the share of items reaching it, from its busy "
+    "time profiled per batch size. Default: every tier at full batches.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write every number as JSON here.")
 @click.pass_context
@@ -61,6 +68,7 @@ def calibrate(
     write: bool,
     plot: Path | None,
     holdout: float,
+    arrival_batch: int | None,
     seed: int,
     out: Path | None,
 ) -> None:
@@ -83,7 +91,7 @@ def calibrate(
         raise InvalidInput(f"{data}: file not found", hint="--data names a labeled data file")
     cascade = resolve_cascade(config, endpoint)
     result = run(cascade, data, target_accuracy=target_accuracy, max_drop=max_drop,
-                 holdout=holdout, seed=seed)  # fmt: skip
+                 holdout=holdout, seed=seed, arrival_batch=arrival_batch)  # fmt: skip
     print_calibration(result)
     plot = plot or config.parent / f"calibration-{endpoint}.png"
     plot_calibration(result, plot)

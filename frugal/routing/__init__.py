@@ -3,6 +3,7 @@ split of versions; cascades of upstream LLMs too), the selection rules in front 
 comparison and canary rollback, and the calibration of a cascade's gates from labeled data."""
 
 from frugal.routing.base import CallModel, RoutedResult, Router, RouteRequest
+from frugal.routing.batch_costs import BatchProfile
 from frugal.routing.calibrate import Calibration, Cascade, calibrate, resolve_cascade
 from frugal.routing.cascade import CascadeRouter
 from frugal.routing.fallback import FallbackResult, first_answer
@@ -24,6 +25,7 @@ from frugal.routing.split import SplitRouter
 from frugal.routing.sweep import Outcome, TierRun
 
 __all__ = [
+    "BatchProfile",
     "Calibration",
     "CallModel",
     "CanaryWatch",

@@ -6,15 +6,18 @@ so an item's cost per tier is its share of its batch. The items are split (seede
 into a calibration part, where the thresholds are swept (see sweep.py), and a held-out part,
 where the chosen thresholds are checked on items they were not chosen on.
 
-Costs assume each tier runs full batches; in the server a later tier sees only the escalated
-items, so its batches are smaller when traffic is low.
+By default costs assume each tier runs full batches; in the server a later tier sees only the
+escalated items, so its batches are smaller. ``arrival_batch`` (``--arrival-batch N``) prices
+each tier at the batch it will see instead, from a profile of its busy time per batch size
+(batch_costs.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from frugal.config import EndpointConfig, FrugalConfig, ModelConfig, load_config
 from frugal.errors import ConfigError, FrugalError, InvalidInput, NotFound
+from frugal.routing.batch_costs import BatchProfile, batch_usd, profile_batches
 from frugal.routing.gates import Gate
 from frugal.routing.sweep import Outcome, TierRun, alone, cheapest, frontier, grid, simulate
 
@@ -57,6 +61,8 @@ class Calibration:
     points: list[Outcome]
     frontier: list[Outcome]
     chosen: Outcome | None
+    arrival_batch: int | None = None  # None: every tier priced at full batches
+    profiles: list[BatchProfile | None] = field(default_factory=list)  # with arrival_batch
     current: dict[str, Outcome | None] = field(default_factory=dict)  # the config's thresholds
     singles: list[dict[str, Outcome | None]] = field(default_factory=list)  # each tier alone
     chosen_holdout: Outcome | None = None
@@ -73,8 +79,12 @@ class Calibration:
         """These thresholds on the calibration and held-out parts."""
         held = self.holdout_rows
         return {
-            "calibration": simulate(self.tiers, thresholds, self.calibration_rows),
-            "holdout": simulate(self.tiers, thresholds, held) if held.size else None,
+            "calibration": simulate(
+                self.tiers, thresholds, self.calibration_rows, self.arrival_batch
+            ),
+            "holdout": simulate(self.tiers, thresholds, held, self.arrival_batch)
+            if held.size
+            else None,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +99,7 @@ class Calibration:
             "holdout_items": int(self.holdout_rows.size),
             "holdout_share": self.holdout_share,
             "seed": self.seed,
+            "arrival_batch": self.arrival_batch,
             "target": {
                 "kind": self.target_kind,
                 "value": self.target_value,
@@ -101,10 +112,16 @@ class Calibration:
                     "op": g.op if g else None,
                     "threshold": g.threshold if g else None,
                     "busy_s_per_item": b,
+                    "batch_profile": None if profile is None else profile.to_json(),
                     "alone": {k: _outcome(v) for k, v in single.items()},
                 }
-                for t, g, b, single in zip(
-                    self.tiers, c.gates, self.busy_s_per_item, self.singles, strict=True
+                for t, g, b, single, profile in zip(
+                    self.tiers,
+                    c.gates,
+                    self.busy_s_per_item,
+                    self.singles,
+                    self.profiles or [None] * len(self.tiers),
+                    strict=True,
                 )
             ],
             "current": {k: _outcome(v) for k, v in self.current.items()},
@@ -127,6 +144,7 @@ def _outcome(o: Outcome | None) -> dict[str, Any] | None:
         "usd_per_1k": o.usd_per_1k,
         "escalation_rate": o.escalation_rate,
         "answered": list(o.answered),
+        "batch_sizes": list(o.batch_sizes) or None,
     }
 
 
@@ -173,9 +191,11 @@ def resolve_cascade(config_path: Path, endpoint: str) -> Cascade:
 
 
 def record_tiers(
-    cascade: Cascade, data: Path, *, progress: bool = True
-) -> tuple[list[TierRun], list[float], list[Any]]:
-    """Run every tier on every item; returns the tier runs, busy s per item, and the labels."""
+    cascade: Cascade, data: Path, *, progress: bool = True, arrival_batch: int | None = None
+) -> tuple[list[TierRun], list[float], list[Any], list[BatchProfile | None]]:
+    """Run every tier on every item; returns the tier runs, busy s per item, the labels, and
+    (with ``arrival_batch``) each tier's busy time profiled at batch sizes up to the one it
+    can see, min(arrival_batch, max_batch_size)."""
     from frugal.accounting import resolve_pricer
     from frugal.optimize.dataset import load_dataset
     from frugal.runtimes import load_model
@@ -185,6 +205,7 @@ def record_tiers(
     runs: list[TierRun] = []
     busy_per_item: list[float] = []
     labels: list[Any] = []
+    profiles: list[BatchProfile | None] = []
     with _progress(progress) as bar:
         for model_config, gate in zip(cascade.models, cascade.gates, strict=True):
             key = repr(model_config.inputs)
@@ -197,9 +218,16 @@ def record_tiers(
             run, busy = _run_tier(
                 model, model_config, gate, dataset.items, labels, pricer, bar, task
             )
+            profile = None
+            if arrival_batch is not None:
+                largest = min(arrival_batch, model_config.batching.max_batch_size)
+                profile = profile_batches(model_config.key, partial(_predict, model),
+                                          dataset.items, largest)  # fmt: skip
+                run = replace(run, batch_usd=batch_usd(profile, pricer))
             runs.append(run)
             busy_per_item.append(busy)
-    return runs, busy_per_item, labels
+            profiles.append(profile)
+    return runs, busy_per_item, labels, profiles
 
 
 def _run_tier(
@@ -314,14 +342,20 @@ def calibrate(
     holdout: float = 0.5,
     seed: int = 0,
     progress: bool = True,
+    arrival_batch: int | None = None,
 ) -> Calibration:
-    """Record every tier, split, sweep, and choose the cheapest thresholds meeting the target."""
-    tiers, busy, labels = record_tiers(cascade, data, progress=progress)
+    """Record every tier, split, sweep, and choose the cheapest thresholds meeting the target.
+
+    ``arrival_batch``: price each tier at the batch it will see when the first tier's batches
+    hold this many items (see batch_costs.py); None prices every tier at full batches.
+    """
+    n = arrival_batch
+    tiers, busy, labels, profiles = record_tiers(cascade, data, progress=progress, arrival_batch=n)
     calib, held = split(labels, holdout, seed)
     if calib.size == 0:
         raise InvalidInput(f"{data}: too few items to calibrate on", hint="lower --holdout")
     singles = [
-        {"calibration": alone(t, calib), "holdout": alone(t, held) if held.size else None}
+        {"calibration": alone(t, calib, n), "holdout": alone(t, held, n) if held.size else None}
         for t in tiers
     ]
     large = singles[-1]["calibration"]
@@ -330,18 +364,18 @@ def calibrate(
         kind, value, needed = "target_accuracy", target_accuracy, target_accuracy
     else:
         kind, value, needed = "max_drop", max_drop, large.accuracy - max_drop
-    points = [simulate(tiers, thresholds, calib) for thresholds in grid(tiers, calib)]
+    points = [simulate(tiers, thresholds, calib, n) for thresholds in grid(tiers, calib)]
     chosen = cheapest(points, needed)
     result = Calibration(
         cascade=cascade, data=data, seed=seed, holdout_share=holdout, tiers=tiers,
         busy_s_per_item=busy, calibration_rows=calib, holdout_rows=held, target_kind=kind,
         target_value=value, needed_accuracy=needed, points=points, frontier=frontier(points),
-        chosen=chosen, singles=singles,
+        chosen=chosen, singles=singles, arrival_batch=n, profiles=profiles,
     )  # fmt: skip
     current = [g.threshold for g in cascade.gates if g is not None]
     result.current = result.evaluate(current)
     if chosen is not None and held.size:
-        result.chosen_holdout = simulate(tiers, chosen.thresholds, held)
+        result.chosen_holdout = simulate(tiers, chosen.thresholds, held, n)
     return result
 
 

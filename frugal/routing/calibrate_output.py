@@ -59,6 +59,8 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
         f"swept {len(result.points)} threshold combination(s); target: {target}; "
         "$ per 1k items from the measured busy time of each tier"
     )
+    if result.arrival_batch is not None:
+        _print_batch_pricing(result, console)
     if result.chosen is None:
         console.print(
             f"[red]no thresholds meet the target: the best accuracy reachable is "
@@ -68,8 +70,11 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
     large = result.singles[-1]["calibration"]
     assert large is not None
     saving = 1 - result.chosen.usd_per_1k / large.usd_per_1k if large.usd_per_1k else 0.0
+    than = (
+        f"{100 * saving:.0f}% cheaper than" if saving >= 0 else f"{-100 * saving:.0f}% dearer than"
+    )
     console.print(
-        f"[green]chosen: {_thresholds(result.chosen)}: {100 * saving:.0f}% cheaper than "
+        f"[green]chosen: {_thresholds(result.chosen)}: {than} "
         f"large-only, {100 * result.chosen.escalation_rate:.1f}% of items escalated"
     )
     if saving <= 0:
@@ -86,6 +91,28 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
                 f"against large-only (over --max-drop {result.target_value:g}): thresholds "
                 "chosen on few items are optimistic; calibrate on more data or ask for less drop"
             )
+
+
+def _print_batch_pricing(result: Calibration, console: Any) -> None:
+    """Which batch each tier was priced at, and what a small batch costs against a full one."""
+    parts = []
+    for tier, profile in zip(result.tiers, result.profiles, strict=True):
+        if profile is not None:
+            largest = profile.sizes[-1]
+            text = f"{tier.model} {1e6 * profile.busy_per_item(1):.0f} µs at 1"
+            if largest > 1:
+                text += f", {1e6 * profile.busy_per_item(largest):.0f} µs at {largest}"
+            parts.append(text)
+    console.print(f"busy time per item, profiled: {'; '.join(parts)}")
+    line = f"priced at the batch each tier sees when the first tier's hold {result.arrival_batch}"
+    line += " items"
+    if result.chosen is not None:
+        sizes = ", ".join(
+            f"{t.model} {b:.3g}"
+            for t, b in zip(result.tiers, result.chosen.batch_sizes, strict=True)
+        )
+        line += f"; chosen thresholds: {sizes}"
+    console.print(line)
 
 
 def _cells(o: Outcome | None) -> list[str]:

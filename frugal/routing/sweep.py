@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from frugal.routing.batch_costs import tier_batch_size
 from frugal.routing.gates import OPERATORS
 
 EXACT_CUTS = 1000  # a 2-tier sweep tries every cut up to this many, else quantile cuts
@@ -36,6 +37,9 @@ class TierRun:
     correct: np.ndarray  # bool per item
     failed: np.ndarray  # bool per item: the model raised on it
     cost_usd: np.ndarray  # float per item: this tier's share of the batch it ran in
+    # (batch sizes, $ of one batch at each), profiled for --arrival-batch, which prices the
+    # tier at the batch it will see instead of at cost_usd's full batches (batch_costs.py)
+    batch_usd: tuple[tuple[int, ...], tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +51,33 @@ class Outcome:
     usd_per_1k: float
     escalation_rate: float  # share of items that went past the first tier
     answered: tuple[float, ...]  # share of items each tier answered
+    batch_sizes: tuple[float, ...] = ()  # with an arrival batch: the batch each tier was priced at
 
 
-def simulate(tiers: Sequence[TierRun], thresholds: Sequence[float], rows: np.ndarray) -> Outcome:
-    """The cascade on the items ``rows`` (indices) with these gate thresholds."""
+def simulate(
+    tiers: Sequence[TierRun],
+    thresholds: Sequence[float],
+    rows: np.ndarray,
+    arrival_batch: int | None = None,
+) -> Outcome:
+    """The cascade on the items ``rows`` (indices) with these gate thresholds.
+
+    With ``arrival_batch`` N, a tier reached by a share s of the items is priced at a batch of
+    N x s items (at least 1, at most its largest profiled size) instead of its full-batch cost.
+    """
     n = len(rows)
     alive = np.ones(n, dtype=bool)
     correct = np.zeros(n, dtype=bool)
     cost = np.zeros(n)
     answered: list[float] = []
+    sizes: list[float] = []
     for t, tier in enumerate(tiers):
-        cost += np.where(alive, tier.cost_usd[rows], 0.0)
+        if arrival_batch is not None and tier.batch_usd is not None:
+            size = tier_batch_size(arrival_batch, float(alive.mean()) if n else 1.0, tier.batch_usd)
+            sizes.append(size)
+            cost += np.where(alive, float(np.interp(size, *tier.batch_usd)) / size, 0.0)
+        else:
+            cost += np.where(alive, tier.cost_usd[rows], 0.0)
         if t == len(tiers) - 1:
             keep = alive
         else:
@@ -73,18 +93,13 @@ def simulate(tiers: Sequence[TierRun], thresholds: Sequence[float], rows: np.nda
         usd_per_1k=1000.0 * float(cost.mean()) if n else 0.0,
         escalation_rate=1.0 - answered[0],
         answered=tuple(answered),
+        batch_sizes=tuple(sizes),
     )
 
 
-def alone(tier: TierRun, rows: np.ndarray) -> Outcome:
+def alone(tier: TierRun, rows: np.ndarray, arrival_batch: int | None = None) -> Outcome:
     """One tier answering every item by itself (small-only, large-only)."""
-    return Outcome(
-        thresholds=(),
-        accuracy=float(tier.correct[rows].mean()),
-        usd_per_1k=1000.0 * float(tier.cost_usd[rows].mean()),
-        escalation_rate=0.0,
-        answered=(1.0,),
-    )
+    return simulate([tier], (), rows, arrival_batch)
 
 
 def candidates(scores: np.ndarray, op: str, *, cuts: int | None = None) -> list[float]:
