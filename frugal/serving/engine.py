@@ -136,7 +136,7 @@ class Engine:
         }
         builder = RouterBuilder(config, metrics, self.routes, self._load)
         for index, endpoint in enumerate(config.endpoints):
-            if not all(self._key(ref) in self.model_configs for ref in endpoint.models):
+            if not all(builder.key(ref) in self.model_configs for ref in endpoint.models):
                 continue  # an LLM endpoint
             router = builder.build(endpoint, f"endpoints[{index}].route")
             target = self.model_configs[router.models[0]]
@@ -152,7 +152,7 @@ class Engine:
             shadow = endpoint.route.shadow if endpoint.route is not None else None
             self.endpoints[endpoint.name] = _Endpoint(
                 endpoint.name, router, self.schemas[target.key], cache, shadow,
-                self._key(shadow.model) if shadow is not None else "",
+                builder.key(shadow.model) if shadow is not None else "",
             )  # fmt: skip
         metrics.watch_caches(self._cache_states)
         metrics.watch_batchers(
@@ -162,11 +162,6 @@ class Engine:
     def _load(self, model: str) -> Load:
         batcher = self.batchers[model]
         return Load(batcher.queue_depth, batcher.estimated_wait_s)
-
-    def _key(self, ref: str) -> str:
-        found = self.config.find_model(ref)
-        assert found is not None  # checked by config validation
-        return found.key
 
     # ---- the two entry points ----------------------------------------------------------------
 

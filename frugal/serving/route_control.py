@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ class _Split:
     router: SplitRouter
     configured: dict[str, float]  # the config's weights
     watch: CanaryWatch | None
-    key_of: dict[str, str] = field(default_factory=dict)  # config reference -> name:version
 
 
 class RouteControl:
