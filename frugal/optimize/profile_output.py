@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from frugal.errors import FrugalError
 from frugal.optimize.profile import Profile
+from frugal.plots import pyplot, save_figure
 
 
 def print_profile(profile: Profile, console: Any = None) -> None:
@@ -72,12 +72,7 @@ def batching_yaml(profile: Profile) -> str:
 
 def plot_profile(profile: Profile, path: Path) -> None:
     """items/s and p99 against batch size (log2 axis), the knee marked, as a PNG."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise FrugalError("--plot needs matplotlib", hint="pip install 'frugal[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = [p.batch_size for p in profile.points]
     fig, left = plt.subplots(figsize=(7, 4))
@@ -95,13 +90,7 @@ def plot_profile(profile: Profile, path: Path) -> None:
     left.legend(loc="upper left")
     model = profile.model
     left.set_title(f"{model['name']}:{model['version']} on {profile.hardware['hardware_class']}")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise FrugalError(f"{path}: cannot write the plot: {exc}") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 __all__ = ["batching_yaml", "plot_profile", "print_profile"]

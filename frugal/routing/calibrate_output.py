@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from frugal.errors import ConfigError, FrugalError
+from frugal.plots import pyplot, save_figure
 from frugal.routing.calibrate import Calibration
 from frugal.routing.sweep import Outcome
 
@@ -222,12 +223,7 @@ def _is_map(node: Any) -> bool:
 def plot_calibration(result: Calibration, path: Path) -> None:
     """Accuracy against $ per 1k items: every combination, the frontier, the chosen point and
     each tier alone, on the calibration part."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise FrugalError("--plot needs matplotlib", hint="pip install 'frugal[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter([p.usd_per_1k for p in result.points], [p.accuracy for p in result.points],
@@ -249,13 +245,7 @@ def plot_calibration(result: Calibration, path: Path) -> None:
     ax.set_ylabel("accuracy (calibration part)")
     ax.set_title(f"calibrate {result.cascade.endpoint.name}")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise FrugalError(f"{path}: cannot write the plot: {exc}") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 __all__ = ["gate_snippet", "plot_calibration", "print_calibration", "write_thresholds"]
