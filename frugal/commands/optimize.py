@@ -220,8 +220,9 @@ def quantize(
     a variant that loses more makes the command exit 1 and write nothing.
     """
     from frugal.optimize import resolve_target
-    from frugal.optimize.quantize import Timing, quantize_model
+    from frugal.optimize.quantize import quantize_model
     from frugal.optimize.quantize_output import print_quantize
+    from frugal.optimize.variants import Timing
 
     resolved = resolve_target(target, model=model_name, threads=threads, device=device)
     timing = Timing(batch_size=batch_size, min_repeats=min_repeats, min_seconds=min_seconds)
@@ -235,22 +236,14 @@ def quantize(
         timing=timing,
     )
     print_quantize(result)
-    failed = result.over_max_drop
-    if failed:
-        names = ", ".join(f"{v.name} ({v.quality.drop:.4f})" for v in failed if v.quality)
-        click.secho(f"over --max-drop {max_drop:g}: {names}; nothing written", fg="red", err=True)
-        ctx.exit(EXIT_VERDICT)
+    over = [f"{v.name} ({v.quality.drop:.4f})" for v in result.over_max_drop if v.quality]
+    _stop_if_over_max_drop(ctx, over, max_drop)
     for variant in result.variants:
         if variant.path is not None:
             click.echo(f"wrote {variant.path}  sha256 {variant.sha256}")
             if variant.options:
                 click.echo(f"  runtime options it needs: {json.dumps(variant.options)}")
-    if report_path is not None:
-        try:
-            report_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        except OSError as exc:
-            raise FrugalError(f"{report_path}: cannot write the report: {exc}") from None
-        click.echo(f"wrote {report_path}")
+    _write_report(report_path, result.to_dict())
 
 
 @click.command()
@@ -305,7 +298,7 @@ def prune(
     from frugal.optimize import resolve_target
     from frugal.optimize.prune import parse_sparsity, prune_model
     from frugal.optimize.prune_output import print_prune
-    from frugal.optimize.quantize import Timing
+    from frugal.optimize.variants import Timing
 
     amounts = parse_sparsity(sparsity)
     resolved = resolve_target(target, model=model_name, threads=threads, device=device)
@@ -313,20 +306,31 @@ def prune(
     result = prune_model(resolved, amounts, structured=structured, data=data,
                          max_drop=max_drop, out_dir=out_dir, timing=timing)  # fmt: skip
     print_prune(result)
-    failed = result.over_max_drop
-    if failed:
-        names = ", ".join(f"{lv.name} ({lv.variant.quality.drop:.4f})" for lv in failed
-                          if lv.variant.quality)  # fmt: skip
-        click.secho(f"over --max-drop {max_drop:g}: {names}; nothing written", fg="red", err=True)
-        ctx.exit(EXIT_VERDICT)
+    over = [f"{lv.name} ({lv.variant.quality.drop:.4f})" for lv in result.over_max_drop
+            if lv.variant.quality]  # fmt: skip
+    _stop_if_over_max_drop(ctx, over, max_drop)
     for level in result.levels:
         click.echo(f"wrote {level.variant.path}  sha256 {level.variant.sha256}")
-    if report_path is not None:
-        try:
-            report_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        except OSError as exc:
-            raise FrugalError(f"{report_path}: cannot write the report: {exc}") from None
-        click.echo(f"wrote {report_path}")
+    _write_report(report_path, result.to_dict())
+
+
+def _stop_if_over_max_drop(ctx: click.Context, over: list[str], max_drop: float | None) -> None:
+    """The verdict of quantize and prune: exit 1, naming each variant over --max-drop."""
+    if over:
+        assert max_drop is not None  # nothing is over without it
+        names = ", ".join(over)
+        click.secho(f"over --max-drop {max_drop:g}: {names}; nothing written", fg="red", err=True)
+        ctx.exit(EXIT_VERDICT)
+
+
+def _write_report(path: Path | None, report: dict[str, Any]) -> None:
+    if path is None:
+        return
+    try:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        raise FrugalError(f"{path}: cannot write the report: {exc}") from None
+    click.echo(f"wrote {path}")
 
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)

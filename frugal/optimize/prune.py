@@ -37,8 +37,8 @@ from frugal.optimize.pruning import (
     weight_sparsity,
 )
 from frugal.optimize.quality import Quality, answers, baseline_quality, compare
-from frugal.optimize.quantize import Timing, Variant, _progress, _timed
 from frugal.optimize.target import Target, limit_threads, load_target, sample_items
+from frugal.optimize.variants import Timing, Variant, over_max_drop, step_progress, timed
 from frugal.runtimes.base import Item, Model, sha256_of
 
 FORMAT = "frugal-prune/1"
@@ -88,10 +88,7 @@ class PruneReport:
 
     @property
     def over_max_drop(self) -> list[Level]:
-        if self.max_drop is None:
-            return []
-        limit = self.max_drop
-        return [lv for lv in self.levels if lv.variant.quality and lv.variant.quality.drop > limit]
+        return [lv for lv in self.levels if over_max_drop([lv.variant], self.max_drop)]
 
     def no_speedup(self) -> list[Level]:
         """Levels whose items/s at the larger batch gained under NO_SPEEDUP over the original."""
@@ -160,13 +157,16 @@ def prune_model(
     model = load_target(target)
     items, dataset = sample_items(target, model, data)
     labels = dataset.labels if dataset is not None else None
-    with _progress(progress, 1 + len(amounts)) as advance, limit_threads(target.threads):
+    with (
+        step_progress(progress, 1 + len(amounts), "pruning") as advance,
+        limit_threads(target.threads),
+    ):
         advance(f"measuring the original on {len(items)} items")
         reference = _reference(model, items, data)
         base_variant = Variant(
             name="original", path=source, sha256=target.sha256,
             size_bytes=source.stat().st_size, quality=baseline_quality(reference, labels),
-            profile=_timed(model, items, target, timing),
+            profile=timed(model, items, target, timing),
         )  # fmt: skip
         baseline = Level(base_variant, None, None, _gzip_size(source))
         del model
@@ -237,7 +237,7 @@ class _Measure:
             sha256=sha256,
             size_bytes=written.stat().st_size,
             quality=quality,
-            profile=_timed(model, self.items, variant_target, self.timing),
+            profile=timed(model, self.items, variant_target, self.timing),
         )
         sparsity = weight_sparsity(written, self.layers, self.sizes)
         return Level(variant, amount, sparsity, _gzip_size(written), shrunk)

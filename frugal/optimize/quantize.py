@@ -29,8 +29,8 @@ from frugal.optimize.converters import (
     torch_cast,
     torch_int8_dynamic,
 )
-from frugal.optimize.profile import Profile, hardware_record, profile_model
-from frugal.optimize.quality import Quality, answers, baseline_quality, compare
+from frugal.optimize.profile import hardware_record
+from frugal.optimize.quality import answers, baseline_quality, compare
 from frugal.optimize.target import (
     MINILM_FACTORY,
     ONNX_DATATYPES,
@@ -39,6 +39,7 @@ from frugal.optimize.target import (
     load_target,
     sample_items,
 )
+from frugal.optimize.variants import Timing, Variant, over_max_drop, step_progress, timed
 from frugal.runtimes.base import Item, Model, sha256_of
 from frugal.runtimes.schema import NUMPY_DTYPES
 
@@ -49,57 +50,6 @@ METHODS = ("dynamic", "static")
 EXPECTED_SIZE = {"int8": 0.25, "fp16": 0.5, "bf16": 0.5}
 EXPECTED_DROP = 0.01
 _TORCHSCRIPT = (".pt", ".pth", ".ts")
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """How long each variant is timed: ``profile_model``'s knobs, and the larger batch."""
-
-    batch_size: int = 32
-    warmup: int = 3
-    min_repeats: int = 20
-    min_seconds: float = 0.3
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """One model file (fp32 original or a variant) and what was measured of it."""
-
-    name: str  # "fp32", "int8-dynamic", "int8-static", "fp16", "bf16"
-    path: Path | None
-    sha256: str | None
-    size_bytes: int | None
-    quality: Quality | None = None
-    profile: Profile | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # runtime options the file needs
-    note: str | None = None
-    skipped: str | None = None  # why it was not made (e.g. fp16 torch on CPU)
-
-    def to_dict(self, base: Variant | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "path": str(self.path) if self.path else None,
-            "sha256": self.sha256,
-            "size_bytes": self.size_bytes,
-            "options": self.options,
-            "note": self.note,
-            "skipped": self.skipped,
-        }
-        if base is not None and base.size_bytes and self.size_bytes:
-            out["size_ratio"] = round(self.size_bytes / base.size_bytes, 4)
-        if self.quality is not None:
-            out["quality"] = {
-                "metric": self.quality.metric,
-                "value": round(self.quality.value, 6),
-                "drop": round(self.quality.drop, 6),
-                "min_cosine": self.quality.min_cosine,
-            }
-        if self.profile is not None:
-            out["points"] = [
-                {k: getattr(p, k) for k in ("batch_size", "p50_ms", "p99_ms", "items_per_s")}
-                for p in self.profile.points
-            ]
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +68,7 @@ class QuantizeReport:
 
     @property
     def over_max_drop(self) -> list[Variant]:
-        if self.max_drop is None:
-            return []
-        limit = self.max_drop
-        return [v for v in self.variants if v.quality is not None and v.quality.drop > limit]
+        return over_max_drop(self.variants, self.max_drop)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,7 +118,7 @@ def quantize_model(
     model = load_target(target)
     items, dataset = sample_items(target, model, data)
     steps = 1 + len(precisions)
-    with _progress(progress, steps) as advance, limit_threads(target.threads):
+    with step_progress(progress, steps, "quantizing") as advance, limit_threads(target.threads):
         advance(f"measuring fp32 on {len(items)} items")
         reference = answers(model, items)
         labels = dataset.labels if dataset is not None else None
@@ -181,7 +128,7 @@ def quantize_model(
             sha256=target.sha256,
             size_bytes=source.stat().st_size,
             quality=baseline_quality(reference, labels),
-            profile=_timed(model, items, target, timing),
+            profile=timed(model, items, target, timing),
         )
         calibration = _calibration(kind, model, items) if method == "static" else []
         del model
@@ -255,7 +202,7 @@ def _variant(
         sha256=sha256,
         size_bytes=tmp.stat().st_size,
         quality=quality,
-        profile=_timed(model, items, variant_target, timing),
+        profile=timed(model, items, variant_target, timing),
         options=options,
         note=note,
     )
@@ -324,62 +271,11 @@ def _calibration(kind: str, model: Model, items: list[Item]) -> list[dict[str, A
     return onnx_feeds(inputs, items)
 
 
-def _timed(model: Model, items: list[Item], target: Target, timing: Timing) -> Profile:
-    sizes = sorted({1, timing.batch_size})
-    return profile_model(
-        model,
-        items,
-        sizes,
-        warmup=timing.warmup,
-        min_repeats=timing.min_repeats,
-        min_seconds=timing.min_seconds,
-        device=target.device,
-        threads=target.threads,
-        progress=False,
-    )
-
-
 def _move_into_place(tmp: Path, out_dir: Path, variants: list[Variant]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for variant in variants:
         if variant.path is not None:
             shutil.move(str(tmp / variant.path.name), str(variant.path))
-
-
-class _Steps:
-    def __init__(self, bar: Any, total: int) -> None:
-        self.bar = bar
-        self.task = bar.add_task("quantizing", total=total) if bar is not None else None
-        self.started = False
-
-    def __call__(self, description: str) -> None:
-        if self.bar is None:
-            return
-        if self.started:
-            self.bar.advance(self.task)
-        self.started = True
-        self.bar.update(self.task, description=description)
-
-
-class _progress:  # a context manager, named like rich's Progress it wraps
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.bar: Any = None
-
-    def __enter__(self) -> _Steps:
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True
-            )
-            self.bar.__enter__()
-        return _Steps(self.bar, self.total)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 __all__ = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from frugal.optimize.quantize import EXPECTED_DROP, EXPECTED_SIZE, QuantizeReport, Variant
+from frugal.optimize.quantize import EXPECTED_DROP, EXPECTED_SIZE, QuantizeReport
+from frugal.optimize.variants import Variant
 
 
 def print_quantize(report: QuantizeReport, console: Any = None) -> None:
