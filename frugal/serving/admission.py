@@ -21,7 +21,7 @@ from typing import Literal
 
 from frugal.access import ApiKey, KeyRing, KeyStore, KeyWatcher, RateLimiter
 from frugal.accounting.budgets import BudgetBook
-from frugal.errors import BudgetExceeded, Forbidden, RateLimited, Unauthorized
+from frugal.errors import BudgetExceeded, Forbidden, FrugalError, RateLimited, Unauthorized
 from frugal.observability import ServingMetrics
 
 log = logging.getLogger("frugal.admission")
@@ -58,6 +58,13 @@ class Caller:
 
 
 ANONYMOUS = Caller()
+# frugal_refused_total's reason label for each refusal admission raises.
+REFUSAL_REASONS: dict[type[FrugalError], str] = {
+    Unauthorized: "unauthorized",
+    Forbidden: "forbidden",
+    RateLimited: "rate_limited",
+    BudgetExceeded: "budget",
+}
 
 
 class Admission:
@@ -132,17 +139,9 @@ class Admission:
         """The caller, or Unauthorized / Forbidden / RateLimited / BudgetExceeded."""
         try:
             return self._admit(authorization, action, endpoint, client)
-        except Unauthorized:
-            self.metrics.observe_refusal("unauthorized")
-            raise
-        except Forbidden:
-            self.metrics.observe_refusal("forbidden")
-            raise
-        except RateLimited:
-            self.metrics.observe_refusal("rate_limited")
-            raise
-        except BudgetExceeded:
-            self.metrics.observe_refusal("budget")
+        except tuple(REFUSAL_REASONS) as refusal:
+            reason = next(r for kind, r in REFUSAL_REASONS.items() if isinstance(refusal, kind))
+            self.metrics.observe_refusal(reason)
             raise
 
     def _admit(
