@@ -35,7 +35,7 @@ from frugal.serving.admission import Admission, Caller
 from frugal.serving.engine import Engine
 from frugal.serving.errors import error_body, error_headers, status_of
 from frugal.serving.exchange import ClientGone, Exchange
-from frugal.serving.openai_sse import completion_events
+from frugal.serving.openai_sse import completion_events, cost_comment
 
 log = logging.getLogger("frugal.llm")
 Kind = Literal["chat", "embeddings"]
@@ -240,7 +240,7 @@ class _Call:
                 usage, cost = earlier.usage, earlier.cost_usd
             self.record(status, usage, cost, route)
             await stream.chunks.aclose()  # type: ignore[attr-defined]
-        yield f": x-frugal-cost-usd {cost:.6e}\n\n".encode()  # an SSE comment: clients skip it
+        yield cost_comment(cost)
 
     def record(self, status: int, usage: Usage, cost_usd: float, route: str = "") -> None:
         self.engine.record(
@@ -267,7 +267,7 @@ class _Call:
 async def _replay(body: dict[str, Any], cost_usd: float) -> AsyncIterator[bytes]:
     for event in completion_events(body):
         yield event
-    yield f": x-frugal-cost-usd {cost_usd:.6e}\n\n".encode()
+    yield cost_comment(cost_usd)
 
 
 def _model_name(body: Any) -> str:

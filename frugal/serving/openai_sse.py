@@ -17,6 +17,11 @@ import orjson
 DELTA_FIELDS = ("content", "refusal", "function_call")
 
 
+def cost_comment(cost_usd: float) -> bytes:
+    """The stream's last line: the request's cost as an SSE comment, which clients skip."""
+    return f": x-frugal-cost-usd {cost_usd:.6e}\n\n".encode()
+
+
 def completion_events(body: dict[str, Any]) -> Iterator[bytes]:
     """SSE ``data:`` events for a ``chat.completion`` body, ending with ``data: [DONE]``."""
     base = {
@@ -55,4 +60,4 @@ def _event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-__all__ = ["completion_events"]
+__all__ = ["completion_events", "cost_comment"]
