@@ -13,10 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from frugal.observability.route_metrics import LATENCY_BUCKETS, RouteMetrics
+from frugal.observability.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
+from frugal.observability.route_metrics import RouteMetrics
 from frugal.records import BatchStats
-
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class ServingMetrics:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+from frugal.observability.buckets import LATENCY_BUCKETS
 
 # (endpoint, model version, weight) of every split, read when scraped.
 SplitWeights = Callable[[], Iterable[tuple[str, str, float]]]
