@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -202,19 +203,31 @@ class KeyWatcher:
 
     def __init__(self, store: KeyStore) -> None:
         store._connect().close()  # creates the file and table if they are not there yet
-        # Polled from worker threads (asyncio.to_thread), one call at a time.
-        self._db = sqlite3.connect(store.path, timeout=10.0, check_same_thread=False)
+        # Polled from worker threads (asyncio.to_thread). Cancelling the awaiting task does not
+        # stop such a thread, so close() can arrive mid-poll: closing a sqlite3 connection while
+        # another thread runs a statement on it crashes the process (seen: SIGSEGV in CI). The
+        # lock makes close wait for the poll, and a poll after close answers "unchanged".
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            store.path, timeout=10.0, check_same_thread=False
+        )
+        self._lock = threading.Lock()
         self._version = -1
 
     def changed(self) -> bool:
-        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        with self._lock:
+            if self._db is None:
+                return False
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         if version == self._version:
             return False
         self._version = version
         return True
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _check_name(name: str) -> None:

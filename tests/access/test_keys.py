@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,36 @@ def test_watcher_sees_changes_made_by_another_connection(store: KeyStore) -> Non
         assert watcher.changed()
     finally:
         watcher.close()
+
+
+def test_watcher_close_waits_for_polls_in_other_threads(store: KeyStore) -> None:
+    """Shutdown closes the watcher while a cancelled poll may still run in a worker thread.
+
+    Closing a sqlite3 connection under a running statement crashed CI with SIGSEGV; now close
+    waits for the poll, and polls after close answer "unchanged" instead of raising.
+    """
+    watcher = KeyWatcher(store)
+    errors: list[BaseException] = []
+    started = threading.Barrier(5)
+
+    def poll() -> None:
+        started.wait()
+        try:
+            for _ in range(2000):
+                watcher.changed()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poll) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    watcher.close()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert watcher.changed() is False
+    watcher.close()  # twice is harmless
 
 
 def test_an_empty_ring_refuses_everything() -> None:
