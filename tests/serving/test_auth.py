@@ -135,10 +135,16 @@ def test_rate_limit_answers_429_with_retry_after(secure: Any, tmp_path: Path) ->
     limited = new_key(tmp_path, "bursty", "user", rps=2)
     other = new_key(tmp_path, "calm", "user")
     assert eventually(lambda: predict(secure, other).status_code == 200)
-    statuses = [predict(secure, limited).status_code for _ in range(8)]
-    assert statuses[:2] == [200, 200] and statuses.count(429) >= 5
-    refused = predict(secure, limited)
-    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    started = time.monotonic()
+    answers = [predict(secure, limited) for _ in range(8)]
+    elapsed = time.monotonic() - started
+    statuses = [answer.status_code for answer in answers]
+    # The burst is 2; the bucket then frees one token each 0.5 s, so a slow (shared, loaded)
+    # machine earns a few more 200s. Anything beyond that bound means the limit leaked.
+    assert statuses[:2] == [200, 200] and set(statuses) == {200, 429}
+    assert statuses.count(200) <= 2 + int(elapsed * 2) + 1
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
     assert "2 requests/s" in refused.json()["error"]
     assert predict(secure, other).status_code == 200  # one key's limit is not another's
     time.sleep(0.6)  # a token frees every 0.5 s
