@@ -10,7 +10,9 @@ item once batched) or `cnn` (a convolutional network averaged over 9 shifted vie
 image, torch, compute-bound per item). 400 images calibrate the cascade's confidence threshold
 with `frugal calibrate` (or take --threshold; --arrival-batch is passed on to it); the other 397
 are the test set, never seen before. --sequential splits in file order instead, which puts
-writers in the test set that training never saw. For each endpoint a real `frugal serve` runs:
+writers in the test set that training never saw. --small-runtime onnx converts the small model
+with skl2onnx and serves it with ONNX Runtime, whose fixed cost a call is lower.
+For each endpoint a real `frugal serve` runs:
 - accuracy: every test image once, one request each, answers compared with the labels;
 - load: wrk cycles the test images as requests of --items-per-request images for --seconds at
   --connections (or, with --rate R, open loop: R requests/s offered to every endpoint alike,
@@ -60,12 +62,18 @@ TRAIN, CALIBRATE, TEST = ORDER[:1000], ORDER[1000:1400], ORDER[1400:]
 INPUTS = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
 
 
-def build_models(folder: Path, task: str) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+def build_models(
+    folder: Path, task: str, small_runtime: str = "sklearn"
+) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     x, y = load_digits(return_X_y=True)
     x = x.astype(np.float32)
     folder.mkdir(parents=True, exist_ok=True)
-    small = folder / "digits-small.joblib"
-    joblib.dump(LogisticRegression(max_iter=3000).fit(x[TRAIN], y[TRAIN]), small)
+    lr = LogisticRegression(max_iter=3000).fit(x[TRAIN], y[TRAIN])
+    if small_runtime == "onnx":  # the same fitted model, run by ONNX Runtime
+        small = cascade_models.to_onnx(lr, folder / "digits-small.onnx")
+    else:
+        small = folder / "digits-small.joblib"
+        joblib.dump(lr, small)
     if task == "cnn":
         t0 = time.perf_counter()
         large = cascade_models.train_cnn(x[TRAIN], y[TRAIN], folder / "digits-large.pt2")
@@ -80,7 +88,7 @@ def write_config(folder: Path, name: str, small: Path, large: Path, threshold: f
                  task: str = "knn", large_wait_ms: float = 2.0) -> Path:  # fmt: skip
     def model(model_name: str, path: Path, **batching: Any) -> dict[str, Any]:
         batching = {"max_batch_size": 64, "max_wait_ms": 2, "timeout_ms": 10000, **batching}
-        runtime = "torch" if path.suffix == ".pt2" else "sklearn"
+        runtime = {".pt2": "torch", ".onnx": "onnx"}.get(path.suffix, "sklearn")
         options = cascade_models.model_options(task) if runtime == "torch" else {}
         return {"name": model_name, "version": "1", "runtime": runtime, "path": str(path),
                 "sha256": sha256_of(path), "inputs": INPUTS, "batching": batching,
@@ -185,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=("knn", "cnn"), default="knn",
                    help="the large tier: knn (the first benchmark) or cnn (cascade_models.py)")
     p.add_argument("--arrival-batch", type=int, help="passed on to frugal calibrate")
+    p.add_argument("--small-runtime", choices=("sklearn", "onnx"), default="sklearn",
+                   help="run the small tier's logistic regression in scikit-learn or, converted "
+                        "by skl2onnx, in ONNX Runtime (less fixed cost a call)")  # fmt: skip
     p.add_argument("--large-wait-ms", type=float,
                    help="add a cascade whose large tier runs 2 workers, the free one waiting "
                         "up to this long for company")  # fmt: skip
@@ -195,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = "cascade" if args.task == "knn" else f"cascade-{args.task}"
     folder = BENCH / "results" / f"{name}-{stamp}"
-    small, large, x, y = build_models(folder, args.task)
+    small, large, x, y = build_models(folder, args.task, args.small_runtime)
     threshold, predicted = args.threshold, None
     if threshold is None:
         threshold, predicted = calibrate(folder, small, large, args)

@@ -30,6 +30,18 @@ def train_knn(x: np.ndarray, y: np.ndarray, path: Path) -> Path:
     return path
 
 
+def to_onnx(classifier: Any, path: Path) -> Path:
+    """A fitted scikit-learn classifier as ONNX (labels and a probability matrix, no ZipMap)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    inputs = [("pixels", FloatTensorType([None, 64]))]
+    options = {id(classifier): {"zipmap": False}}
+    proto = convert_sklearn(classifier, initial_types=inputs, options=options, target_opset=17)
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
 def _network(width: int) -> Any:
     from torch import nn
 
