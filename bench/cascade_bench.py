@@ -21,7 +21,8 @@ For each endpoint a real `frugal serve` runs:
   the large tier's mean batch come from that run's own ledger.
 --large-wait-ms W adds a fourth endpoint, the same cascade whose large tier runs 2 workers and
 lets a free one wait up to W ms for company while the other is busy (docs/batching.md), so the
-escalated items of concurrent requests share batches.
+escalated items of concurrent requests share batches. --large-linger-ms L adds another: the large
+tier on 1 worker with `linger_ms: L`, so an escalated item that finds it idle waits for company.
 Prints a Markdown table and writes bench/results/cascade-<stamp>.json (cascade-cnn-<stamp>.json).
 """
 
@@ -85,7 +86,8 @@ def build_models(
 
 
 def write_config(folder: Path, name: str, small: Path, large: Path, threshold: float,
-                 task: str = "knn", large_wait_ms: float = 2.0) -> Path:  # fmt: skip
+                 task: str = "knn", large_wait_ms: float = 2.0,
+                 large_linger_ms: float = 0.0) -> Path:  # fmt: skip
     def model(model_name: str, path: Path, **batching: Any) -> dict[str, Any]:
         batching = {"max_batch_size": 64, "max_wait_ms": 2, "timeout_ms": 10000, **batching}
         runtime = {".pt2": "torch", ".onnx": "onnx"}.get(path.suffix, "sklearn")
@@ -106,6 +108,9 @@ def write_config(folder: Path, name: str, small: Path, large: Path, threshold: f
     # "cascade-wait": the large tier's 2 workers let escalated items of concurrent requests
     # gather for up to large_wait_ms while the other worker runs (max_wait_ms needs workers > 1)
     wait = {"workers": 2, "max_wait_ms": large_wait_ms} if name == "cascade-wait" else {}
+    # "cascade-linger": an escalated item that finds the large tier idle waits large_linger_ms
+    if name == "cascade-linger":
+        wait = {"linger_ms": large_linger_ms}
     config = {
         "instance": {"type": "c7i.large"},
         "models": [model("digits-small", small), model("digits-large", large, **wait)],
@@ -199,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large-wait-ms", type=float,
                    help="add a cascade whose large tier runs 2 workers, the free one waiting "
                         "up to this long for company")  # fmt: skip
+    p.add_argument("--large-linger-ms", type=float,
+                   help="add a cascade whose large tier lets an item that finds it idle wait "
+                        "up to this long for company (batching.linger_ms)")  # fmt: skip
     args = p.parse_args(argv)
     if args.sequential:
         global TRAIN, CALIBRATE, TEST
@@ -219,9 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = ["small-only", "large-only", "cascade"]
     if args.large_wait_ms is not None:
         endpoints.append("cascade-wait")
+    if args.large_linger_ms is not None:
+        endpoints.append("cascade-linger")
     for name in endpoints:
         config = write_config(folder, name, small, large, threshold, args.task,
-                              args.large_wait_ms or 2.0)  # fmt: skip
+                              args.large_wait_ms or 2.0, args.large_linger_ms or 0.0)  # fmt: skip
         port = loadgen.free_port()
         cmd = [frugal_bin(), "serve", str(config), "--port", str(port), "--log-level", "warning"]
         server = loadgen.Server(name, cmd, f"http://127.0.0.1:{port}/v2/health/ready",

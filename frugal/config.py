@@ -85,6 +85,8 @@ class BatchingConfig(_Section):
     max_queue: Annotated[int, Field(ge=1)] = 1024
     timeout_ms: Annotated[float, Field(gt=0)] = 10_000.0
     workers: Annotated[int, Field(ge=1)] = 1
+    # An item that finds every worker idle waits this long for company (0: it runs at once).
+    linger_ms: Annotated[float, Field(ge=0)] = 0.0
 
 
 class UpstreamConfig(_Section):

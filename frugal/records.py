@@ -14,7 +14,7 @@ class BatchStats:
 
     model: str  # name:version
     size: int
-    reason: str  # full | max_wait | drain
+    reason: str  # full | max_wait | linger | drain
     started_at: float  # unix seconds
     busy_s: float
     cost_per_item_usd: float

@@ -361,7 +361,8 @@ _HEADROOM = click.FloatRange(0, 1, min_open=True)
     type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
-    help="batching.max_wait_ms the plan assumes (part of the latency bound).",
+    help="batching.max_wait_ms the plan assumes (part of the latency bound); with "
+    "batching.linger_ms set, give the larger of the two.",
 )
 @click.option(
     "--provider",

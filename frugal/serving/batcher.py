@@ -4,7 +4,10 @@ Smart queueing: an item that finds its model idle runs at once with whatever els
 the model is busy, items gather and go together when a worker frees up (``drain``, or ``full``
 when ``max_batch_size`` were waiting). With several workers, a free worker next to a busy one
 waits up to ``max_wait_ms`` for company (``max_wait``). So batches grow with load on their own and
-a lone request never waits for company.
+a lone request never waits for company, unless ``linger_ms`` is set: then an item that finds
+every worker idle waits up to that long (``linger``) for others to share its batch. That pays
+for a model whose per-call cost is high and whose arrivals are sparse (a cascade's large tier
+sees only the escalated items, one at a time), at the price of that much latency.
 
 Shape-aware: for a ``SizedModel`` the batch is a run of similar-sized waiting items around the
 oldest one, as many as its measured cost of padding says pay (``sizing.py``); no item starves,
@@ -86,6 +89,7 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0  # monotonic time the timer wakes at
         self._idle = asyncio.Event()
         self._idle.set()
         self._drain_rate = 0.0  # items/s, moving average, for Retry-After
@@ -156,21 +160,30 @@ class Batcher:
                 if not self._queue:
                     break
                 full = len(self._queue) >= self.config.max_batch_size
-                if self._in_flight == 0 or full or not self.accepting:
+                if full or not self.accepting:
                     self._release("full" if full else "drain")
+                elif self._in_flight == 0:
+                    linger_until = self._queue[0].enqueued + self.config.linger_ms / 1000
+                    if time.monotonic() < linger_until:
+                        self._arm_timer(linger_until)
+                        break
+                    self._release("drain")
                 else:
-                    self._arm_timer()
+                    self._arm_timer(self._queue[0].enqueued + self.config.max_wait_ms / 1000)
                     break
         except Exception:  # the loop must survive anything: fail what it held, keep serving
             log.exception("batcher %s: dispatch failed", self.key)
             self._fail_all(ModelFailed(f"model {self.key}: internal batching error"))
         self._check_idle()
 
-    def _arm_timer(self) -> None:
+    def _arm_timer(self, due: float) -> None:
+        """Wake at ``due`` (monotonic) to send what waits; an earlier wake already set stands."""
         if self._timer is not None:
-            return
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
         loop = asyncio.get_running_loop()
-        due = self._queue[0].enqueued + self.config.max_wait_ms / 1000
+        self._timer_due = due
         self._timer = loop.call_at(loop.time() + max(0.0, due - time.monotonic()), self._on_timer)
 
     def _on_timer(self) -> None:
@@ -178,7 +191,7 @@ class Batcher:
         if self._queue and self._in_flight < self.config.workers:
             self._drop_done()
             if self._queue:
-                self._release("max_wait")
+                self._release("linger" if self._in_flight == 0 else "max_wait")
         self._dispatch()
 
     def _release(self, reason: str) -> None:

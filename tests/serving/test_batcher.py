@@ -178,6 +178,46 @@ async def test_second_worker_waits_max_wait(sklearn_model: Any, pool: Any, digit
     assert {s.reason for s in stats if s.size == 3} <= {"max_wait", "drain"}
 
 
+async def test_linger_lets_a_lone_item_wait_for_company(
+    sklearn_model: Any, pool: Any, digits: Any
+) -> None:
+    """With linger_ms, items arriving at an idle model share one batch instead of one each."""
+    x, y = digits
+    stats: list[BatchStats] = []
+    batcher = make(sklearn_model, pool, stats, max_batch_size=8, linger_ms=200)
+    first = batcher.submit([x[0]], FOREVER)
+    await asyncio.sleep(0.02)
+    assert batcher.queue_depth == 1  # lingering, not sent
+    second = batcher.submit([x[1], x[2]], FOREVER)
+    outcomes = [*await first.wait(), *await second.wait()]
+    assert [o.prediction.value for o in outcomes if o.prediction] == list(y[:3])
+    assert [(s.size, s.reason) for s in stats] == [(3, "linger")]
+    assert min(s.queue_s[0] for s in stats) >= 0.2  # the first item waited the whole linger
+
+
+async def test_linger_never_holds_a_full_batch_or_a_drain(
+    sklearn_model: Any, pool: Any, digits: Any
+) -> None:
+    """A full batch goes at once; draining sends what lingers without waiting it out."""
+    x, _ = digits
+    stats: list[BatchStats] = []
+    batcher = make(sklearn_model, pool, stats, max_batch_size=4, linger_ms=10_000)
+    start = time.monotonic()
+    await batcher.submit([x[i] for i in range(4)], FOREVER).wait()
+    lone = batcher.submit([x[4]], FOREVER)
+    await asyncio.sleep(0.01)
+    await batcher.drain()
+    await lone.wait()
+    assert time.monotonic() - start < 5.0  # neither waited out the 10 s linger
+    assert [(s.size, s.reason) for s in stats] == [(4, "full"), (1, "drain")]
+
+
+def test_linger_is_checked_by_config() -> None:
+    with pytest.raises(ValueError, match="linger_ms"):
+        BatchingConfig(linger_ms=-1)
+    assert BatchingConfig().linger_ms == 0  # default: a lone item never waits
+
+
 async def test_drain_answers_everything_queued(sklearn_model: Any, pool: Any, digits: Any) -> None:
     """drain() refuses new items and returns once every queued item is answered."""
     x, _ = digits
