@@ -163,10 +163,11 @@ class Batcher:
                 if full or not self.accepting:
                     self._release("full" if full else "drain")
                 elif self._in_flight == 0:
-                    linger_until = self._queue[0].enqueued + self.config.linger_ms / 1000
-                    if time.monotonic() < linger_until:
-                        self._arm_timer(linger_until)
-                        break
+                    if self.config.linger_ms:  # off by default: no clock read on that path
+                        linger_until = self._queue[0].enqueued + self.config.linger_ms / 1000
+                        if time.monotonic() < linger_until:
+                            self._arm_timer(linger_until)
+                            break
                     self._release("drain")
                 else:
                     self._arm_timer(self._queue[0].enqueued + self.config.max_wait_ms / 1000)
