@@ -105,12 +105,14 @@ def write_config(folder: Path, name: str, small: Path, large: Path, threshold: f
         endpoint["route"] = {"cascade": [
             {"model": "digits-small", "accept": {"confidence": f">= {threshold}"}},
             {"model": "digits-large"}]}  # fmt: skip
-    # "cascade-wait": the large tier's 2 workers let escalated items of concurrent requests
-    # gather for up to large_wait_ms while the other worker runs (max_wait_ms needs workers > 1)
-    wait = {"workers": 2, "max_wait_ms": large_wait_ms} if name == "cascade-wait" else {}
-    # "cascade-linger": an escalated item that finds the large tier idle waits large_linger_ms
-    if name == "cascade-linger":
-        wait = {"linger_ms": large_linger_ms}
+    # The large tier's batching in the variants: "cascade-wait": its 2 workers let escalated
+    # items of concurrent requests gather for up to large_wait_ms while the other worker runs
+    # (max_wait_ms needs workers > 1); "cascade-linger": an escalated item that finds it idle
+    # waits up to large_linger_ms for company.
+    wait = {
+        "cascade-wait": {"workers": 2, "max_wait_ms": large_wait_ms},
+        "cascade-linger": {"linger_ms": large_linger_ms},
+    }.get(name, {})
     config = {
         "instance": {"type": "c7i.large"},
         "models": [model("digits-small", small), model("digits-large", large, **wait)],
