@@ -8,25 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from frugal.accounting import resolve_pricer
 from frugal.routing.batch_costs import profile_batches, profile_sizes
 from frugal.routing.calibrate import calibrate, resolve_cascade
 from frugal.routing.sweep import simulate
-from tests.routing.test_calibrate import invoke, train, write_config
+from tests.routing.test_calibrate import invoke, train_digits_cascade, write_config
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An under-trained logistic regression (~91%) before a 5-NN (~98%) on shuffled digits."""
-    folder = tmp_path_factory.mktemp("digits-batches")
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(y))
-    x, y = (x[order] / 16.0).astype(np.float32), y[order]
-    train(folder, x, y, LogisticRegression(max_iter=5), KNeighborsClassifier(5), 900)
+    """test_calibrate's digits cascade, in a folder of its own with its config written."""
+    folder = train_digits_cascade(tmp_path_factory.mktemp("digits-batches"))
     write_config(folder, 'confidence: ">= 0.92"', features=64)
     return folder
 

@@ -83,15 +83,18 @@ def train(folder: Path, x: np.ndarray, y: np.ndarray, small: Any, large: Any, tr
     return folder / "data.npz"
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An under-trained logistic regression (~91%) before a 5-NN (~99%) on shuffled digits."""
-    folder = tmp_path_factory.mktemp("digits")
+def train_digits_cascade(folder: Path) -> Path:
+    """An under-trained logistic regression (~91%) before a 5-NN (~98-99%) on shuffled digits."""
     x, y = load_digits(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(y))
     x, y = (x[order] / 16.0).astype(np.float32), y[order]
     train(folder, x, y, LogisticRegression(max_iter=5), KNeighborsClassifier(5), 900)
     return folder
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_digits_cascade(tmp_path_factory.mktemp("digits"))
 
 
 def check_chosen(report: dict[str, Any], max_drop: float) -> None:
