@@ -19,7 +19,8 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from frugal.cli import main, parse_since
+from frugal.cli import main
+from frugal.commands.durations import parse_since
 from frugal.config import parse_config
 from tests.conftest import digits_config, write_config
 

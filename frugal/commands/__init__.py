@@ -1,19 +1,30 @@
-"""Groups of ``frugal`` sub-commands that would make cli.py too long; cli.py registers them."""
+"""Every ``frugal`` sub-command, a module per verb or group of verbs; cli.py registers them."""
 
 from frugal.commands.access import audit, keys, ledger
-from frugal.commands.optimize import check, plan, profile, prune, quantize
+from frugal.commands.cache import cache
+from frugal.commands.capacity import check, plan
+from frugal.commands.demo import demo
+from frugal.commands.profile import profile
+from frugal.commands.report import report
 from frugal.commands.route import route
 from frugal.commands.routing import calibrate
+from frugal.commands.serve import serve, validate
+from frugal.commands.variants import prune, quantize
 
 __all__ = [
     "audit",
+    "cache",
     "calibrate",
     "check",
+    "demo",
     "keys",
     "ledger",
     "plan",
     "profile",
     "prune",
     "quantize",
+    "report",
     "route",
+    "serve",
+    "validate",
 ]

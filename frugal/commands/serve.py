@@ -1,0 +1,87 @@
+"""``frugal serve`` and ``frugal validate``: run a config, or check it without serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("config", type=click.Path(path_type=Path), default="frugal.yaml")
+@click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: server.port, 8000; 0 picks a free one).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes; each has its own batchers (see docs/serving.md).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --host without an `auth` section (warns; see docs/security.md).",
+)
+@click.option("--ssl-certfile", type=click.Path(path_type=Path), help="TLS certificate (PEM).")
+@click.option("--ssl-keyfile", type=click.Path(path_type=Path), help="TLS private key (PEM).")
+def serve(
+    config: Path,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    log_level: str,
+    insecure: bool,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+) -> None:
+    """Serve the models and endpoints of CONFIG (default ./frugal.yaml).
+
+    Every model file is checked against its sha256 before the port opens. Without an `auth`
+    section the server binds to loopback only. SIGTERM or Ctrl-C turns readiness off, answers
+    every queued request, flushes the ledger and exits 0.
+    """
+    from frugal.serving import serve as run
+
+    run(
+        config, host=host, port=port, workers=workers, log_level=log_level, insecure=insecure,
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+    )  # fmt: skip
+
+
+@click.command()
+@click.argument("config", type=click.Path(path_type=Path), default="frugal.yaml")
+@click.option(
+    "--load/--no-load",
+    default=True,
+    show_default=True,
+    help="Also verify each model's sha256 and load it.",
+)
+def validate(config: Path, load: bool) -> None:
+    """Check CONFIG: its schema, prices, model files and their sha256. Exit 1 naming the field."""
+    from frugal.accounting import resolve_pricer
+    from frugal.config import load_config
+    from frugal.runtimes import load_model
+
+    cfg = load_config(config)
+    pricer = resolve_pricer(cfg.instance, file=str(config))
+    for model in cfg.models:
+        if model.upstream is not None:  # runtime openai: nothing to load, the key is read at start
+            click.echo(f"  model {model.key} (openai upstream {model.upstream.base_url})")
+            continue
+        if load:
+            load_model(model)
+        click.echo(f"  model {model.key} ({model.runtime})" + (" loaded" if load else ""))
+    click.echo(
+        f"{config}: ok: {len(cfg.models)} model version(s), {len(cfg.endpoints)} endpoint(s), "
+        f"{pricer.instance} at ${pricer.price_usd_per_hour:.4f}/h over {pricer.slots} slot(s)"
+    )
+
+
+__all__ = ["serve", "validate"]
