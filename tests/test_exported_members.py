@@ -17,7 +17,7 @@ PACKAGES = [
     "frugal.observability",
     "frugal.errors",
     "frugal.config",
-    "frugal.records",
+    "frugal.types",
     "frugal.access",
     "frugal.commands",
     "frugal.optimize",

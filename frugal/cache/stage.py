@@ -22,20 +22,18 @@ from frugal.cache.semantic import SemanticIndex
 from frugal.cache.store import CacheEntry, CacheStore
 from frugal.config import CacheConfig
 from frugal.errors import FrugalError, ModelFailed
-from frugal.records import ItemOutcome
-from frugal.runtimes import Item, Prediction
+from frugal.types import Item, ItemOutcome, Prediction
 
 log = logging.getLogger("frugal.cache")
-Compute = Callable[[list[Item]], Awaitable[tuple[list[ItemOutcome], list[str]]]]
-_Flight = asyncio.Future[tuple[ItemOutcome, str]]
+Compute = Callable[[list[Item]], Awaitable[list[ItemOutcome]]]
+_Flight = asyncio.Future[ItemOutcome]
 
 
 @dataclass(frozen=True, slots=True)
 class CacheResult:
-    """Outcomes in the request's order, who answered each, and what the cache did."""
+    """Outcomes in the request's order (each names who answered it), and what the cache did."""
 
     outcomes: list[ItemOutcome]
-    models: list[str]
     hits: int  # items answered without a model call of their own (stored, or shared)
     saved_usd: float
     label: str  # hit | shared | miss | partial
@@ -88,7 +86,6 @@ class CacheStage:
             for item in items
         ]
         outcomes: list[ItemOutcome | None] = [None] * n
-        models = [""] * n
         owned: dict[bytes, list[int]] = {}  # keys this request computes -> its items with that key
         following: dict[int, _Flight] = {}  # items another request is computing
         hits = 0
@@ -110,8 +107,7 @@ class CacheStage:
                 if entry is None and self.semantic is not None and isinstance(items[i], str):
                     entry = await self._nearest(items[i])
                 if entry is not None:
-                    outcomes[i] = _hit(entry.value, entry.confidence)
-                    models[i] = entry.model
+                    outcomes[i] = _hit(entry.value, entry.confidence, entry.model)
                     hits += 1
                     saved += self._mean_item_cost(entry.model)
                 elif key in self._flights:  # started while the store answered
@@ -120,28 +116,28 @@ class CacheStage:
                     owned[key] = [i]
                     self._flights[key] = loop.create_future()
             if owned:
-                duplicates = await self._compute(items, owned, outcomes, models, compute)
+                duplicates = await self._compute(items, owned, outcomes, compute)
                 hits += len(duplicates)
-                saved += sum(self._mean_item_cost(models[i]) for i in duplicates)
+                saved += sum(self._mean_item_cost(model) for model in duplicates)
         except BaseException as exc:  # never leave a registered flight unresolved: followers hang
             error = exc if isinstance(exc, FrugalError) else ModelFailed(f"{exc!r}")
             for key in owned:
-                self._land(key, ItemOutcome(None, error, 0.0, None), "-")
+                self._land(key, ItemOutcome(None, error, 0.0, None, "-"))
             raise
         for i, flight in following.items():
             self.following += 1
             try:
-                outcome, model = await flight
+                outcome = await flight
             finally:
                 self.following -= 1
             if outcome.error is not None or outcome.prediction is None:
                 outcomes[i] = outcome
             else:
-                outcomes[i] = _hit(outcome.prediction.value, outcome.prediction.confidence)
+                outcomes[i] = _hit(outcome.prediction.value, outcome.prediction.confidence,
+                                   outcome.model)  # fmt: skip
                 hits += 1
                 shared += 1
-                saved += self._mean_item_cost(model)
-            models[i] = model
+                saved += self._mean_item_cost(outcome.model)
         done = [o for o in outcomes if o is not None]
         assert len(done) == n
         # "shared": no model call of its own, but it waited for another request's (single-flight).
@@ -154,7 +150,7 @@ class CacheStage:
                 "cache %s: endpoint=%s scope=%s items=%d hits=%d saved_usd=%.3g",
                 label, self.endpoint, self.config.scope, n, hits, saved,
             )  # fmt: skip
-        return CacheResult(done, models, hits, saved, label)
+        return CacheResult(done, hits, saved, label)
 
     async def _nearest(self, text: str) -> CacheEntry | None:
         """The stored answer of a text that means the same (embedding runs in a thread)."""
@@ -185,36 +181,34 @@ class CacheStage:
         items: Sequence[Item],
         owned: dict[bytes, list[int]],
         outcomes: list[ItemOutcome | None],
-        models: list[str],
         compute: Compute,
-    ) -> list[int]:
-        """Computes one item per owned key; returns the repeats within this request, which are
-        answered as hits (their cost is the first one's, counted once)."""
-        duplicates: list[int] = []
+    ) -> list[str]:
+        """Computes one item per owned key; returns the model of each repeat within this request:
+        repeats are answered as hits (their cost is the first one's, counted once)."""
+        duplicates: list[str] = []
         try:
-            computed, by = await compute([items[idx[0]] for idx in owned.values()])
+            computed = await compute([items[idx[0]] for idx in owned.values()])
         except BaseException as exc:  # followers get the same failure, never a hang
             error = exc if isinstance(exc, FrugalError) else ModelFailed(f"{exc!r}")
             for key in owned:
-                self._land(key, ItemOutcome(None, error, 0.0, None), "-")
+                self._land(key, ItemOutcome(None, error, 0.0, None, "-"))
             raise
-        for (key, idx), outcome, model in zip(owned.items(), computed, by, strict=True):
+        for (key, idx), outcome in zip(owned.items(), computed, strict=True):
             outcomes[idx[0]] = outcome
-            models[idx[0]] = model
             ok = outcome.error is None and outcome.prediction is not None
             for i in idx[1:]:  # the same item twice in one request is computed once
-                models[i] = model
                 if ok and outcome.prediction is not None:
-                    outcomes[i] = _hit(outcome.prediction.value, outcome.prediction.confidence)
-                    duplicates.append(i)
+                    outcomes[i] = _hit(outcome.prediction.value, outcome.prediction.confidence,
+                                       outcome.model)  # fmt: skip
+                    duplicates.append(outcome.model)
                 else:
                     outcomes[i] = outcome
-            self._land(key, outcome, model)
+            self._land(key, outcome)
             if ok and outcome.prediction is not None:
                 entry = CacheEntry(
                     value=outcome.prediction.value,
                     confidence=outcome.prediction.confidence,
-                    model=model,
+                    model=outcome.model,
                     cost_usd=outcome.cost_usd,
                     created=self._clock(),
                     endpoint=self.endpoint,
@@ -226,14 +220,14 @@ class CacheStage:
                     await asyncio.to_thread(self.semantic.add, text, key)
         return duplicates
 
-    def _land(self, key: bytes, outcome: ItemOutcome, model: str) -> None:
+    def _land(self, key: bytes, outcome: ItemOutcome) -> None:
         flight = self._flights.pop(key, None)
         if flight is not None and not flight.done():
-            flight.set_result((outcome, model))
+            flight.set_result(outcome)
 
 
-def _hit(value: object, confidence: float | None) -> ItemOutcome:
-    return ItemOutcome(Prediction(value, confidence), None, 0.0, None)
+def _hit(value: object, confidence: float | None, model: str) -> ItemOutcome:
+    return ItemOutcome(Prediction(value, confidence), None, 0.0, None, model)
 
 
 __all__ = ["CacheResult", "CacheStage", "Compute"]

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from frugal.observability.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
 from frugal.observability.route_metrics import RouteMetrics
-from frugal.records import BatchStats
+from frugal.types import BatchStats
 
 
 class ServingMetrics:

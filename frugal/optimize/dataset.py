@@ -27,8 +27,8 @@ import numpy as np
 
 from frugal.config import TensorSpec
 from frugal.errors import InvalidInput
-from frugal.runtimes.base import Item
 from frugal.runtimes.schema import NUMPY_DTYPES, InputSchema
+from frugal.types import Item
 
 SUFFIXES = (".csv", ".jsonl", ".npz")
 LABEL_COLUMN = "label"

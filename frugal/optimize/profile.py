@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from frugal.errors import InvalidInput
-from frugal.runtimes.base import Item, Model
+from frugal.runtimes.base import Model
+from frugal.types import Item
 
 FORMAT = "frugal-profile/1"
 KNEE_SHARE = 0.9

@@ -39,7 +39,8 @@ from frugal.optimize.pruning import (
 from frugal.optimize.quality import Quality, answers, baseline_quality, compare
 from frugal.optimize.target import Target, limit_threads, load_target, sample_items
 from frugal.optimize.variants import Timing, Variant, over_max_drop, step_progress, timed
-from frugal.runtimes.base import Item, Model, sha256_of
+from frugal.runtimes.base import Model, sha256_of
+from frugal.types import Item
 
 FORMAT = "frugal-prune/1"
 NO_SPEEDUP = 0.10  # an items/s gain under 10% is within this machine's noise

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from frugal.runtimes.base import Item, Model
+from frugal.runtimes.base import Model
+from frugal.types import Item
 
 QUALITY_BATCH = 64
 

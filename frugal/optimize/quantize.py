@@ -40,8 +40,9 @@ from frugal.optimize.target import (
     sample_items,
 )
 from frugal.optimize.variants import Timing, Variant, over_max_drop, step_progress, timed
-from frugal.runtimes.base import Item, Model, sha256_of
+from frugal.runtimes.base import Model, sha256_of
 from frugal.runtimes.schema import NUMPY_DTYPES
+from frugal.types import Item
 
 FORMAT = "frugal-quantize/1"
 PRECISIONS = ("int8", "fp16", "bf16")

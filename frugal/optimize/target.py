@@ -21,7 +21,8 @@ from typing import Any
 from frugal.config import ModelConfig, TensorSpec, load_config
 from frugal.errors import ConfigError, InvalidInput, NotFound
 from frugal.optimize.dataset import Dataset, load_dataset, synthesize_items
-from frugal.runtimes.base import Item, Model, sha256_of
+from frugal.runtimes.base import Model, sha256_of
+from frugal.types import Item
 
 SUFFIX_RUNTIMES = {
     ".onnx": "onnx",

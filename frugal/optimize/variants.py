@@ -11,7 +11,8 @@ from typing import Any
 from frugal.optimize.profile import Profile, profile_model
 from frugal.optimize.quality import Quality
 from frugal.optimize.target import Target
-from frugal.runtimes.base import Item, Model
+from frugal.runtimes.base import Model
+from frugal.types import Item
 
 
 @dataclass(frozen=True, slots=True)

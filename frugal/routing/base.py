@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from frugal.records import ItemOutcome
-from frugal.runtimes import Item
+from frugal.types import Item, ItemOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +22,9 @@ class RouteRequest:
 
 @dataclass(frozen=True, slots=True)
 class RoutedResult:
-    """One outcome per item, in the request's order, and the model version that gave it."""
+    """One outcome per item, in the request's order (each names the model version that gave it)."""
 
     outcomes: list[ItemOutcome]
-    models: list[str]  # name:version per item
     path: list[str] = field(default_factory=list)  # e.g. cascade tiers tried, for the ledger
     degraded: bool = False  # a rule gave a cheaper answer than the route would have
 

@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from frugal.errors import DeadlineExceeded
-from frugal.records import ItemOutcome
 from frugal.routing.base import CallModel, RoutedResult, RouteRequest
 from frugal.routing.gates import Gate
+from frugal.types import ItemOutcome, Spend
 
 # (endpoint, model, accepted, escalated, failed): the escalation rate per tier, for metrics.
 TierObserver = Callable[[str, str, int, int, int], None]
@@ -33,8 +33,7 @@ class CascadeRouter:
     async def route(self, request: RouteRequest, call: CallModel) -> RoutedResult:
         n = len(request.items)
         final: list[ItemOutcome | None] = [None] * n
-        answered_by = [""] * n
-        spent = [0.0] * n
+        spent: list[tuple[Spend, ...]] = [()] * n  # what earlier tiers cost each item, per tier
         pending = list(range(n))
         path: list[str] = []
         for model, gate in self.tiers:
@@ -46,13 +45,13 @@ class CascadeRouter:
             accepted = escalated = failed = 0
             still: list[int] = []
             for i, outcome, kept in zip(pending, outcomes, keep, strict=True):
-                outcome = dataclasses.replace(outcome, earlier_cost_usd=spent[i])
+                outcome = dataclasses.replace(outcome, earlier=spent[i])
                 if kept or gate is None or isinstance(outcome.error, DeadlineExceeded):
-                    final[i], answered_by[i] = outcome, model
+                    final[i] = outcome
                     accepted += outcome.error is None
                     failed += outcome.error is not None
                 else:
-                    spent[i] = outcome.cost_usd
+                    spent[i] = outcome.spend
                     escalated += 1
                     still.append(i)
             path.append(f"{model}*{accepted + failed}")
@@ -60,7 +59,7 @@ class CascadeRouter:
                 self._observe(request.endpoint, model, accepted, escalated, failed)
             pending = still
         assert all(o is not None for o in final)
-        return RoutedResult([o for o in final if o is not None], answered_by, path)
+        return RoutedResult([o for o in final if o is not None], path)
 
     @staticmethod
     def _kept(gate: Gate | None, items: list[object], outcomes: list[ItemOutcome]) -> list[bool]:

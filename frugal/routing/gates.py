@@ -17,7 +17,7 @@ from typing import Any
 
 from frugal.config import GateConfig
 from frugal.errors import ConfigError
-from frugal.runtimes import Item, Prediction
+from frugal.types import Item, Prediction
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,

@@ -109,7 +109,7 @@ class RuleRouter:
                     self._observe(request.endpoint, rule.name, rule.degraded)
                 routed = await rule.router.route(request, call)
                 return RoutedResult(
-                    routed.outcomes, routed.models, [f"rule:{rule.name}", *routed.path],
+                    routed.outcomes, [f"rule:{rule.name}", *routed.path],
                     degraded=rule.degraded or routed.degraded,
                 )  # fmt: skip
         return await self.default.route(request, call)

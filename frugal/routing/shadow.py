@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from frugal.records import ItemOutcome
+from frugal.types import ItemOutcome
 
 
 def agree(answer: Any, shadow: Any, tolerance: float = 0.0) -> bool:

@@ -12,4 +12,4 @@ class SingleModelRouter:
 
     async def route(self, request: RouteRequest, call: CallModel) -> RoutedResult:
         outcomes = await call(self.model, request.items, request.deadline)
-        return RoutedResult(outcomes, [self.model] * len(outcomes))
+        return RoutedResult(outcomes)

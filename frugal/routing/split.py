@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded, UpstreamFailed
-from frugal.records import ItemOutcome
 from frugal.routing.base import CallModel, RoutedResult, RouteRequest
+from frugal.types import ItemOutcome
 
 # Errors a version is to blame for (the caller's own bad input is not the version's fault).
 SERVER_FAULTS = (ModelFailed, DeadlineExceeded, Overloaded, UpstreamFailed)
@@ -90,7 +90,7 @@ class SplitRouter:
             self._record(version, isinstance(error, SERVER_FAULTS), started)
             raise
         self._record(version, _failed(outcomes), started)
-        return RoutedResult(outcomes, [version] * len(outcomes))
+        return RoutedResult(outcomes)
 
     def _record(self, version: str, failed: bool, started: float) -> None:
         if self._observe is not None:

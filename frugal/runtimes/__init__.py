@@ -1,17 +1,9 @@
 """Runtimes: one module per kind of model artifact, all behind the ``Model`` protocol."""
 
-from frugal.runtimes.base import (
-    Item,
-    Model,
-    ModelRef,
-    Prediction,
-    SizedModel,
-    sha256_of,
-    top_two,
-    verify_artifact,
-)
+from frugal.runtimes.base import Model, SizedModel, sha256_of, top_two, verify_artifact
 from frugal.runtimes.loader import load_model
 from frugal.runtimes.schema import NUMPY_DTYPES, InputSchema, datatype_of
+from frugal.types import Item, ModelRef, Prediction
 
 __all__ = [
     "NUMPY_DTYPES",

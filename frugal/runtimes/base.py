@@ -1,10 +1,9 @@
-"""The Model seam: what the batcher calls, and the records that cross it."""
+"""The Model seam: what the batcher calls (the records it returns live in frugal/types.py)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -12,36 +11,7 @@ import numpy as np
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-
-Item = Any  # one validated input: a numpy row, a dict of rows (several inputs), or a str
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRef:
-    """Which artifact answered: shown in ``x-frugal-model`` and written in the ledger."""
-
-    name: str
-    version: str
-    sha256: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}:{self.version}"
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """One item's answer; ``confidence`` is in [0, 1] where the model can give one.
-
-    ``margin`` is the top probability minus the runner-up's (classifiers): it tells "torn
-    between two classes" apart from "sure of one". ``tokens`` is what the item consumed where
-    the model counts tokens (LLM upstreams, text models that choose to): per-key daily token
-    budgets sum it from the ledger."""
-
-    value: Any
-    confidence: float | None = None
-    tokens: int = 0
-    margin: float | None = None  # top class probability minus the second: a cascade gate
+from frugal.types import Item, ModelRef, Prediction
 
 
 @runtime_checkable

@@ -27,7 +27,8 @@ import onnxruntime as ort
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError, InvalidInput
-from frugal.runtimes.base import Item, ModelRef, Prediction, top_two, verify_artifact
+from frugal.runtimes.base import top_two, verify_artifact
+from frugal.types import Item, ModelRef, Prediction
 
 _OPTIONS = frozenset(
     {

@@ -16,7 +16,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-from frugal.runtimes.base import Item, Model, ModelRef, Prediction, verify_artifact
+from frugal.runtimes.base import Model, verify_artifact
+from frugal.types import Item, ModelRef, Prediction
 
 _model: Model | None = None  # the model of this worker process
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-from frugal.runtimes.base import Item, ModelRef, Prediction, verify_artifact
+from frugal.runtimes.base import verify_artifact
+from frugal.types import Item, ModelRef, Prediction
 
 
 class PythonModel:

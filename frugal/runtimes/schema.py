@@ -12,7 +12,7 @@ import numpy as np
 
 from frugal.config import TensorSpec
 from frugal.errors import InvalidInput
-from frugal.runtimes.base import Item
+from frugal.types import Item
 
 NUMPY_DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,

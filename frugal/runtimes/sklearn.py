@@ -12,7 +12,8 @@ import numpy as np
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-from frugal.runtimes.base import Item, ModelRef, Prediction, top_two, verify_artifact
+from frugal.runtimes.base import top_two, verify_artifact
+from frugal.types import Item, ModelRef, Prediction
 
 
 class SklearnModel:

@@ -35,7 +35,8 @@ from torch.export.passes import move_to_device_pass
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-from frugal.runtimes.base import Item, ModelRef, Prediction, top_two, verify_artifact
+from frugal.runtimes.base import top_two, verify_artifact
+from frugal.types import Item, ModelRef, Prediction
 
 _OPTIONS = frozenset({"device", "dtype", "threads", "output", "classifier"})
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
 from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded
-from frugal.records import BatchStats, ItemOutcome
-from frugal.runtimes import Item, Model, Prediction, SizedModel
+from frugal.runtimes import Model, SizedModel
 from frugal.serving.sizing import PaddedCostFit, choose_window
+from frugal.types import BatchStats, Item, ItemOutcome, Prediction
 
 log = logging.getLogger("frugal.batcher")
 
@@ -276,16 +276,16 @@ class Batcher:
                     continue
                 if isinstance(result, BaseException):
                     error = ModelFailed(f"model {self.key} failed on this item: {result!r}")
-                    p.future.set_result(ItemOutcome(None, error, waited, stats))
+                    p.future.set_result(ItemOutcome(None, error, waited, stats, self.key))
                 else:
-                    p.future.set_result(ItemOutcome(result, None, waited, stats))
+                    p.future.set_result(ItemOutcome(result, None, waited, stats, self.key))
             self._on_batch(stats)
         except Exception:
             log.exception("batcher %s: finishing a batch failed", self.key)
             for p in batch:
                 if not p.future.done():
                     error = ModelFailed(f"model {self.key}: internal batching error")
-                    p.future.set_result(ItemOutcome(None, error, 0.0, None))
+                    p.future.set_result(ItemOutcome(None, error, 0.0, None, self.key))
         self._dispatch()
 
     def _expire(self, pendings: list[_Pending]) -> None:
@@ -306,7 +306,9 @@ class Batcher:
                 f"queue of {self.key}; the item never reached the model",
                 hint="raise batching.timeout_ms or x-frugal-deadline-ms, or add capacity",
             )
-            p.future.set_result(ItemOutcome(None, error, time.monotonic() - p.enqueued, None))
+            p.future.set_result(
+                ItemOutcome(None, error, time.monotonic() - p.enqueued, None, self.key)
+            )
 
     def _drop_done(self) -> None:
         if any(p.future.done() for p in self._queue):
@@ -315,7 +317,7 @@ class Batcher:
     def _fail_all(self, error: FrugalError) -> None:
         for p in self._queue:
             if not p.future.done():
-                p.future.set_result(ItemOutcome(None, error, 0.0, None))
+                p.future.set_result(ItemOutcome(None, error, 0.0, None, self.key))
         self._queue.clear()
 
     def _check_idle(self) -> None:

@@ -30,7 +30,6 @@ from frugal.config import (
 )
 from frugal.errors import ConfigError, DeadlineExceeded, FrugalError, InvalidInput, NotFound
 from frugal.observability import BatcherState, CacheState, ServingMetrics
-from frugal.records import BatchStats, ItemOutcome
 from frugal.routing import (
     RoutedResult,
     Router,
@@ -38,21 +37,21 @@ from frugal.routing import (
 )
 from frugal.routing.rules import Load
 from frugal.routing.shadow import compare
-from frugal.runtimes import InputSchema, Item, Model
+from frugal.runtimes import InputSchema, Model
 from frugal.serving.batcher import Batcher
 from frugal.serving.errors import status_of
 from frugal.serving.route_builder import RouterBuilder
 from frugal.serving.route_control import RouteControl
+from frugal.types import BatchStats, Item, ItemOutcome
 
 log = logging.getLogger("frugal.engine")
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A finished request: outcomes in order, who answered, what it cost."""
+    """A finished request: outcomes in order (each names who answered it), what it cost."""
 
     outcomes: list[ItemOutcome]
-    models: list[str]
     cost_usd: float
     cache: str = "bypass"  # hit | miss | partial | bypass
     saved_usd: float = 0.0  # what the cache hits would have cost
@@ -68,8 +67,13 @@ class Answer:
         return all(o.error is not None for o in self.outcomes)
 
     @property
+    def models(self) -> list[str]:
+        """The model version that answered each item, in order."""
+        return [o.model for o in self.outcomes]
+
+    @property
     def model_header(self) -> str:
-        return ",".join(dict.fromkeys(self.models))
+        return ",".join(dict.fromkeys(o.model for o in self.outcomes if o.model not in ("", "-")))
 
     @property
     def tokens(self) -> int:
@@ -200,18 +204,18 @@ class Engine:
             routed = await ep.router.route(
                 RouteRequest(endpoint, items, deadline, user, tier), self._call
             )
-            answer = self._finish(routed.outcomes, routed.models)
+            answer = self._finish(routed.outcomes)
             return dataclasses.replace(
                 answer, route=">".join(routed.path), degraded=routed.degraded
             )
 
         results: list[RoutedResult] = []
 
-        async def compute(misses: list[Item]) -> tuple[list[ItemOutcome], list[str]]:
+        async def compute(misses: list[Item]) -> list[ItemOutcome]:
             request = RouteRequest(endpoint, misses, deadline, user, tier)
             routed = await ep.router.route(request, self._call)
             results.append(routed)
-            return routed.outcomes, routed.models
+            return routed.outcomes
 
         result = await ep.cache.serve(items, scope, compute)
         self.metrics.observe_cache(
@@ -220,7 +224,7 @@ class Engine:
         )  # fmt: skip
         cost = math.fsum(o.cost_usd for o in result.outcomes)
         route = ";".join(p for r in results if (p := ">".join(r.path)))
-        return Answer(result.outcomes, result.models, cost, result.label, result.saved_usd,
+        return Answer(result.outcomes, cost, result.label, result.saved_usd,
                       route, any(r.degraded for r in results))  # fmt: skip
 
     # ---- shadow traffic: after the answer, never in its way ----------------------------------
@@ -246,7 +250,7 @@ class Engine:
         try:
             outcomes = await self._call(model, items, deadline)
         except FrugalError as error:  # its queue is full, or draining: the copy is dropped
-            outcomes = [ItemOutcome(None, error, 0.0, None) for _ in items]
+            outcomes = [ItemOutcome(None, error, 0.0, None, model) for _ in items]
         except Exception:
             log.exception("shadow %s on %s failed unexpectedly", model, ep.name)
             return
@@ -301,8 +305,7 @@ class Engine:
         schema = self.schemas[model]
         items = schema.items_from_tensors(tensors)
         self._check_fits((model,), len(items), "inputs")
-        outcomes = await self._call(model, items, deadline)
-        return self._finish(outcomes, [model] * len(outcomes))
+        return self._finish(await self._call(model, items, deadline))
 
     def resolve_model(self, name: str, version: str | None = None) -> str:
         """``name`` (its last declared version) or ``name`` + ``version`` -> the served key."""
@@ -379,8 +382,8 @@ class Engine:
             raise DeadlineExceeded("the deadline passed before the request was queued")
         return await self.batchers[model].submit(items, deadline).wait()
 
-    def _finish(self, outcomes: list[ItemOutcome], models: list[str]) -> Answer:
-        return Answer(outcomes, models, math.fsum(o.cost_usd for o in outcomes))
+    def _finish(self, outcomes: list[ItemOutcome]) -> Answer:
+        return Answer(outcomes, math.fsum(o.cost_usd for o in outcomes))
 
     def record(
         self,

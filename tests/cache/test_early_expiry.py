@@ -7,8 +7,7 @@ from typing import Any
 
 from frugal.cache import CacheStage, MemoryStore
 from frugal.config import CacheConfig, EarlyExpiryConfig
-from frugal.records import BatchStats, ItemOutcome
-from frugal.runtimes import Prediction
+from frugal.types import BatchStats, ItemOutcome, Prediction
 
 BATCH = BatchStats("m:1", 1, "drain", 0.0, busy_s=0.5, cost_per_item_usd=1e-6, queue_s=(0.0,),
                    failed=0)  # fmt: skip
@@ -24,9 +23,9 @@ async def test_refresh_probability_rises_toward_expiry() -> None:
                        mean_item_cost=lambda m: 0.0, clock=lambda: now[0],
                        rand=lambda: draws[0])  # fmt: skip
 
-    async def compute(items: list[Any]) -> tuple[list[ItemOutcome], list[str]]:
+    async def compute(items: list[Any]) -> list[ItemOutcome]:
         calls.append(items)
-        return [ItemOutcome(Prediction(x), None, 0.0, BATCH) for x in items], ["m:1"] * len(items)
+        return [ItemOutcome(Prediction(x), None, 0.0, BATCH, "m:1") for x in items]
 
     assert (await stage.serve(["x"], "global", compute)).label == "miss"
     now[0] += 59.0  # 1 s before expiry; gap 0.35 s: not yet

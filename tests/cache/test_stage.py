@@ -16,8 +16,7 @@ import pytest
 from frugal.accounting import build_report
 from frugal.cache import CacheStage, MemoryStore
 from frugal.config import CacheConfig, parse_config
-from frugal.records import ItemOutcome
-from frugal.runtimes import Prediction
+from frugal.types import ItemOutcome, Prediction
 from tests.conftest import TEST_INSTANCE
 
 CALLS: list[list[Any]] = []  # every batch the counting model received
@@ -179,10 +178,10 @@ async def test_new_model_version_never_serves_old_answers() -> None:
     def stage_of(version: str) -> CacheStage:
         return CacheStage("e", CacheConfig(), store, [f"m:{version}"], mean_item_cost=lambda m: 0.0)
 
-    async def compute_as(version: str, items: list[Any]) -> tuple[list[ItemOutcome], list[str]]:
+    async def compute_as(version: str, items: list[Any]) -> list[ItemOutcome]:
         seen.append(version)
-        outs = [ItemOutcome(Prediction(f"{version}:{i}"), None, 0.0, None) for i in items]
-        return outs, [f"m:{version}"] * len(items)
+        return [ItemOutcome(Prediction(f"{version}:{i}"), None, 0.0, None, f"m:{version}")
+                for i in items]  # fmt: skip
 
     one = await stage_of("1").serve(["x"], "global", lambda it: compute_as("1", it))
     two = await stage_of("2").serve(["x"], "global", lambda it: compute_as("2", it))
@@ -206,9 +205,8 @@ async def test_a_failure_during_lookup_leaves_no_flight_behind() -> None:
     stage = CacheStage("e", CacheConfig(), MemoryStore(), ["m:1"], mean_item_cost=lambda m: 0.0,
                        semantic=SemanticIndex(embed, threshold=0.99))  # fmt: skip
 
-    async def compute(items: list[Any]) -> tuple[list[ItemOutcome], list[str]]:
-        outs = [ItemOutcome(Prediction(f"{x}!"), None, 0.0, None) for x in items]
-        return outs, ["m:1"] * len(items)
+    async def compute(items: list[Any]) -> list[ItemOutcome]:
+        return [ItemOutcome(Prediction(f"{x}!"), None, 0.0, None, "m:1") for x in items]
 
     with pytest.raises(RuntimeError, match="embedder down"):
         await stage.serve(["a", "boom"], "global", compute)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from frugal.observability import BatcherState, ServingMetrics
-from frugal.records import BatchStats
+from frugal.types import BatchStats
 
 
 def test_scrape_reads_queue_depth_and_fitted_batch_cost() -> None:

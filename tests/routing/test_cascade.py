@@ -17,7 +17,8 @@ from sklearn.linear_model import LogisticRegression
 
 from frugal.config import parse_config
 from frugal.errors import ConfigError
-from frugal.runtimes import Prediction, sha256_of
+from frugal.runtimes import sha256_of
+from frugal.types import Prediction
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
 
 THRESHOLD = 0.9

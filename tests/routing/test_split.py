@@ -20,9 +20,10 @@ import pytest
 
 from frugal.access import AuditLog
 from frugal.config import parse_config
-from frugal.runtimes import Prediction, sha256_of
+from frugal.runtimes import sha256_of
 from frugal.serving import build_engine
 from frugal.serving.engine import Engine
+from frugal.types import Prediction
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
 
 BATCHING = {"max_batch_size": 64, "max_wait_ms": 1, "max_queue": 20000, "timeout_ms": 30000}

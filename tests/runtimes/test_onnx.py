@@ -13,8 +13,9 @@ from sklearn.linear_model import LogisticRegression
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError, InvalidInput
-from frugal.runtimes import Prediction, load_model, sha256_of
+from frugal.runtimes import load_model, sha256_of
 from frugal.runtimes.onnx import OnnxModel
+from frugal.types import Prediction
 from tests.runtimes.conftest import Split
 
 

@@ -11,8 +11,9 @@ from torch import nn
 
 from frugal.config import ModelConfig
 from frugal.errors import ArtifactError
-from frugal.runtimes import Prediction, load_model, sha256_of
+from frugal.runtimes import load_model, sha256_of
 from frugal.runtimes.torch import TorchModel
+from frugal.types import Prediction
 from tests.runtimes.conftest import Split
 
 # PyTorch 2.13 deprecates TorchScript: torch.jit.load warns each time the runtime loads a .pt file.

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from frugal.access import AuditLog, KeyStore
 from frugal.cli import main
 from frugal.config import parse_config
-from frugal.runtimes import Prediction
+from frugal.types import Prediction
 from tests.conftest import TEST_INSTANCE, digits_config, write_config
 
 

@@ -18,10 +18,9 @@ import pytest
 from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
 from frugal.errors import DeadlineExceeded, ModelFailed, Overloaded
-from frugal.records import BatchStats
-from frugal.runtimes import ModelRef, Prediction
 from frugal.runtimes.sklearn import SklearnModel
 from frugal.serving.batcher import Batcher
+from frugal.types import BatchStats, ModelRef, Prediction
 
 PRICER = Pricer(price_usd_per_hour=3.6, slots=2)
 FOREVER = math.inf

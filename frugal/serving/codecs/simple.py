@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from frugal.errors import InvalidInput
-from frugal.records import ItemOutcome
+from frugal.types import ItemOutcome
 
 
 def decode_predict_request(body: Any) -> list[Any]:

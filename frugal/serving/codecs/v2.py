@@ -13,8 +13,8 @@ import numpy as np
 
 from frugal.config import TensorSpec
 from frugal.errors import InvalidInput
-from frugal.records import ItemOutcome
 from frugal.runtimes import NUMPY_DTYPES, datatype_of
+from frugal.types import ItemOutcome
 
 DATATYPES = frozenset(NUMPY_DTYPES) | {"BYTES"}
 
