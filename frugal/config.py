@@ -544,6 +544,16 @@ class FrugalConfig(_Section):
             _check_llm_endpoint(endpoint, found, f"endpoints[{i}]")
         return self
 
+    @property
+    def local_models(self) -> list[ModelConfig]:
+        """Models this process loads and batches (every runtime but an upstream LLM)."""
+        return [m for m in self.models if m.upstream is None]
+
+    @property
+    def upstream_models(self) -> list[ModelConfig]:
+        """Upstream LLM APIs (``runtime: openai``): no artifact, no batcher, priced per token."""
+        return [m for m in self.models if m.upstream is not None]
+
     def find_model(self, ref: str) -> ModelConfig | None:
         """``name`` means the last declared version of that name; ``name:version`` is exact."""
         name, _, version = ref.partition(":")

@@ -9,6 +9,7 @@ them to exit codes in one place.
       ├─ InvalidInput        (names the field)
       │    ├─ PayloadTooLarge
       │    ├─ HeadersTooLarge
+      │    ├─ MethodNotAllowed (a route that exists, called with another method)
       │    └─ UnsupportedMediaType (a body that is not declared as JSON)
       ├─ Unauthorized        (no key, or an unknown or revoked one)
       ├─ Forbidden           (a valid key whose role or endpoint list does not allow this)
@@ -73,6 +74,10 @@ class HeadersTooLarge(InvalidInput):
     """The request's headers are over ``server.max_header_bytes``."""
 
 
+class MethodNotAllowed(InvalidInput):
+    """The path exists, but not for this HTTP method (the reply's Allow lists those it takes)."""
+
+
 class UnsupportedMediaType(InvalidInput):
     """The body's Content-Type is not JSON."""
 
@@ -112,7 +117,11 @@ class BudgetExceeded(FrugalError):
 
 
 class NotFound(FrugalError):
-    """The request names a model, version or endpoint that is not served."""
+    """The request names a model, version, endpoint or path that is not served."""
+
+    def __init__(self, message: str, *, field: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
 
 
 class Overloaded(FrugalError):
@@ -149,6 +158,7 @@ __all__ = [
     "FrugalError",
     "HeadersTooLarge",
     "InvalidInput",
+    "MethodNotAllowed",
     "ModelFailed",
     "NotFound",
     "Overloaded",

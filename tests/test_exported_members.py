@@ -57,6 +57,7 @@ def test_errors_are_pinned() -> None:
         "FrugalError",
         "HeadersTooLarge",
         "InvalidInput",
+        "MethodNotAllowed",
         "ModelFailed",
         "NotFound",
         "Overloaded",

@@ -134,7 +134,7 @@ class SqliteLedger:
         self._wake = threading.Event()
         self._closed = False
 
-    def open(self, *, instance: str, price_usd_per_hour: float, slots: int) -> None:
+    def open(self, *, instance: str, price_usd_per_hour: float, slots: float) -> None:
         """Create the tables, write this run's start and start the writer thread."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(self.path)

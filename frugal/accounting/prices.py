@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 
 from frugal.accounting.catalog import InstanceType, load_catalog
@@ -18,8 +19,25 @@ class Pricer:
     """
 
     price_usd_per_hour: float
-    slots: int
+    slots: float  # a share of the machine's slots when several processes divide it
     instance: str = "custom"
+
+    @property
+    def workers(self) -> int:
+        """Model threads to run: the whole slots this share holds (at least one)."""
+        return max(1, math.floor(self.slots + 1e-9))
+
+    def shared_by(self, processes: int) -> Pricer:
+        """One of ``processes`` server processes on the machine: a share of its price and slots.
+
+        The slots stay fractional so a slot-second is priced the same in every process
+        (price / slots): ``--workers 3`` on 4 slots prices no item 33% dear. A process runs
+        ``workers`` threads, so 3 processes on 4 slots leave one slot unused, never oversubscribe
+        (unless there are more processes than slots).
+        """
+        if processes <= 1:
+            return self
+        return Pricer(self.price_usd_per_hour / processes, self.slots / processes, self.instance)
 
     @property
     def price_usd_per_second(self) -> float:

@@ -65,18 +65,16 @@ def serve(
 )
 def validate(config: Path, load: bool) -> None:
     """Check CONFIG: its schema, prices, model files and their sha256. Exit 1 naming the field."""
-    from frugal.accounting import resolve_pricer
     from frugal.config import load_config
-    from frugal.runtimes import load_model
+    from frugal.serving import assemble
 
     cfg = load_config(config)
-    pricer = resolve_pricer(cfg.instance, file=str(config))
+    assembly = assemble(cfg, file=str(config), load=load)
+    pricer = assembly.pricer
     for model in cfg.models:
         if model.upstream is not None:  # runtime openai: nothing to load, the key is read at start
             click.echo(f"  model {model.key} (openai upstream {model.upstream.base_url})")
             continue
-        if load:
-            load_model(model)
         click.echo(f"  model {model.key} ({model.runtime})" + (" loaded" if load else ""))
     click.echo(
         f"{config}: ok: {len(cfg.models)} model version(s), {len(cfg.endpoints)} endpoint(s), "

@@ -19,7 +19,7 @@ from frugal.types import BatchStats
 
 
 class ServingMetrics:
-    def __init__(self, *, slots: int, price_usd_per_hour: float) -> None:
+    def __init__(self, *, slots: float, price_usd_per_hour: float) -> None:
         self.registry = CollectorRegistry()
         self.started = time.monotonic()
         self.slots = slots

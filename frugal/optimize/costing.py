@@ -37,7 +37,7 @@ class Projection:
     """What serving ``qps`` costs on one instance type at one batch size."""
 
     price_usd_per_hour: float
-    slots: int
+    slots: float
     batch_size: int
     items_per_s_per_slot: float
     capacity_items_per_s: float  # one replica, all slots busy
@@ -53,7 +53,7 @@ class Projection:
 def project_cost(
     *,
     price_usd_per_hour: float,
-    slots: int,
+    slots: float,
     batch_size: int,
     items_per_s_per_slot: float,
     qps: float,

@@ -219,7 +219,7 @@ def _is_llm_cascade(config: FrugalConfig, endpoint: EndpointConfig) -> bool:
     if endpoint.route is None or endpoint.route.cascade is None:
         return False
     models = [config.find_model(ref) for ref in endpoint.models]
-    return all(m is not None and m.runtime == "openai" for m in models)
+    return all(m is not None and m.upstream is not None for m in models)
 
 
 __all__ = [

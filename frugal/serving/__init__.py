@@ -1,17 +1,25 @@
-"""Serving: the ASGI app, protocol codecs, admission and the batcher."""
+"""Serving: the ASGI app, protocol codecs, admission, the batcher, and start-up assembly."""
 
-from frugal.serving.app import FrugalApp, build_engine, create_app
+from frugal.serving.app import FrugalApp, create_app
+from frugal.serving.assembly import Assembly, assemble, build_engine, start_engine
 from frugal.serving.batcher import Batcher, Submission
-from frugal.serving.engine import Answer, Engine
+from frugal.serving.engine import Answer, Endpoint, Engine
+from frugal.serving.recorder import Finished, Recorder
 from frugal.serving.server import serve
 
 __all__ = [
     "Answer",
+    "Assembly",
     "Batcher",
+    "Endpoint",
     "Engine",
+    "Finished",
     "FrugalApp",
+    "Recorder",
     "Submission",
+    "assemble",
     "build_engine",
     "create_app",
     "serve",
+    "start_engine",
 ]

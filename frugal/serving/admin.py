@@ -17,6 +17,7 @@ from frugal.access import ROLES, KeyStore
 from frugal.errors import InvalidInput, NotFound
 from frugal.serving.engine import Engine
 from frugal.serving.exchange import check_json_content_type
+from frugal.serving.responses import json_response
 
 
 class Auditor(Protocol):
@@ -24,8 +25,7 @@ class Auditor(Protocol):
 
 
 def _json(body: Any, status: int, request_id: str) -> Response:
-    return Response(orjson.dumps(body), status, {"x-request-id": request_id},
-                    media_type="application/json")  # fmt: skip
+    return json_response(body, status, {"x-request-id": request_id})
 
 
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:

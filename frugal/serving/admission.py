@@ -214,11 +214,6 @@ class Admission:
             self.metrics.observe_refusal("forbidden")
             raise
 
-    def charge(self, caller: Caller, usd: float, tokens: int) -> None:
-        """Count an answered request against its key's daily budgets."""
-        if self.budgets is not None and caller.key is not None and (usd or tokens):
-            self.budgets.add(caller.key.name, usd, tokens)
-
 
 def _check_endpoint(key: ApiKey, endpoint: str) -> None:
     if key.role != "admin" and key.endpoints is not None and endpoint not in key.endpoints:

@@ -1,13 +1,13 @@
-"""The request path without HTTP: validate -> route -> batch -> price -> ledger and metrics.
+"""The request path without HTTP: validate -> cache -> route -> batch, then the answer.
 
 Protocol codecs turn wire formats into calls of ``Engine.predict`` / ``Engine.infer`` and back;
-the same core would serve gRPC or an in-process caller.
+the same core would serve gRPC or an in-process caller. Start-up (loading models, building
+routers and caches) is serving/assembly.py; booking what a request cost is serving/recorder.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import random
@@ -15,34 +15,20 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
-import orjson
-
-from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
-from frugal.cache import CacheStage, build_store
-from frugal.cache.semantic import SemanticIndex
-from frugal.config import (
-    CacheConfig,
-    FrugalConfig,
-    ModelConfig,
-    ShadowConfig,
-)
-from frugal.errors import ConfigError, DeadlineExceeded, FrugalError, InvalidInput, NotFound
-from frugal.observability import BatcherState, CacheState, ServingMetrics
-from frugal.routing import (
-    RoutedResult,
-    Router,
-    RouteRequest,
-)
-from frugal.routing.rules import Load
+from frugal.accounting import Pricer
+from frugal.cache import CacheStage
+from frugal.config import FrugalConfig, ModelConfig, ShadowConfig
+from frugal.errors import DeadlineExceeded, FrugalError, InvalidInput, NotFound
+from frugal.observability import ServingMetrics
+from frugal.routing import Router, RouteRequest
 from frugal.routing.shadow import compare
-from frugal.runtimes import InputSchema, Model
+from frugal.runtimes import InputSchema
 from frugal.serving.batcher import Batcher
 from frugal.serving.errors import status_of
-from frugal.serving.route_builder import RouterBuilder
+from frugal.serving.recorder import Finished, Recorder, tokens_of
 from frugal.serving.route_control import RouteControl
-from frugal.types import BatchStats, Item, ItemOutcome
+from frugal.types import Item, ItemOutcome
 
 log = logging.getLogger("frugal.engine")
 
@@ -80,98 +66,74 @@ class Answer:
         return tokens_of(self.outcomes)
 
 
-def tokens_of(outcomes: Sequence[ItemOutcome]) -> int:
-    return sum(o.prediction.tokens for o in outcomes if o.prediction is not None)
-
-
 @dataclass(frozen=True, slots=True)
-class _Endpoint:
+class Endpoint:
+    """One served endpoint: its route, the schema of its items, its cache and shadow."""
+
     name: str
     router: Router
     schema: InputSchema
+    timeout_ms: float  # a cascade's longest tier timeout: the whole request's budget
+    max_queue: tuple[int, str]  # its smallest queue and whose: a larger request never fits
     cache: CacheStage | None = None
     shadow: ShadowConfig | None = None
     shadow_model: str = ""  # name:version
 
+    @property
+    def model(self) -> str:
+        """The model version named in replies before the route has chosen one."""
+        return self.router.models[0]
+
 
 class Engine:
-    """Owns the batchers, routers, slot pool, ledger and metrics of one serving process."""
+    """Owns the batchers and endpoints of one serving process, and answers requests."""
 
     def __init__(
         self,
         config: FrugalConfig,
-        models: dict[str, Model],
         *,
-        pricer: Pricer,
-        ledger: Ledger | None,
-        metrics: ServingMetrics,
+        batchers: dict[str, Batcher],
+        endpoints: dict[str, Endpoint],
+        recorder: Recorder,
+        routes: RouteControl,
+        slot_pool: ThreadPoolExecutor,
+        warmup: dict[str, list[object]] | None = None,
     ) -> None:
         self.config = config
-        self.pricer = pricer
-        self.ledger = ledger
-        self.metrics = metrics
+        self.batchers = batchers
+        self.endpoints = endpoints
+        self.recorder = recorder
+        self.routes = routes
+        self.slot_pool = slot_pool
+        self.warmup = warmup or {}
         self.ready = False
-        # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
-        self.slot_pool = ThreadPoolExecutor(pricer.slots, thread_name_prefix="frugal-slot")
         # Upstream LLMs (runtime openai) take no batcher or slot: serving/openai_api.py has them.
-        self.model_configs: dict[str, ModelConfig] = {
-            m.key: m for m in config.models if m.runtime != "openai"
-        }
+        self.model_configs: dict[str, ModelConfig] = {m.key: m for m in config.local_models}
         self.schemas = {key: InputSchema(cfg.inputs) for key, cfg in self.model_configs.items()}
-        self.batchers = {
-            key: Batcher(
-                models[key],
-                cfg.batching,
-                slot_pool=self.slot_pool,
-                pricer=pricer,
-                on_batch=self._on_batch,
-            )
-            for key, cfg in self.model_configs.items()
-        }
-        self.endpoints: dict[str, _Endpoint] = {}
-        self._mean_item_cost: dict[str, float] = {}
-        self.routes = RouteControl(metrics, config.ledger.path if config.ledger.enabled else None)
         self._shadows: set[asyncio.Task[None]] = set()
         self._shadow_rng = random.Random()
-        self.warmup = {
-            e.name: read_warmup(e.cache.warmup, f"endpoints[{i}].cache.warmup")
-            for i, e in enumerate(config.endpoints)
-            if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
-        }
-        builder = RouterBuilder(config, metrics, self.routes, self._load)
-        for index, endpoint in enumerate(config.endpoints):
-            if not all(builder.key(ref) in self.model_configs for ref in endpoint.models):
-                continue  # an LLM endpoint
-            router = builder.build(endpoint, f"endpoints[{index}].route")
-            target = self.model_configs[router.models[0]]
-            cache = None
-            if endpoint.cache is not None and endpoint.cache.enabled:
-                store = build_store(
-                    endpoint.name, endpoint.cache, data_dir=config.ledger.path.parent
-                )
-                cache = CacheStage(
-                    endpoint.name, endpoint.cache, store, router.models,
-                    mean_item_cost=self.mean_item_cost, semantic=semantic_index(endpoint.cache),
-                )  # fmt: skip
-            shadow = endpoint.route.shadow if endpoint.route is not None else None
-            self.endpoints[endpoint.name] = _Endpoint(
-                endpoint.name, router, self.schemas[target.key], cache, shadow,
-                builder.key(shadow.model) if shadow is not None else "",
-            )  # fmt: skip
-        metrics.watch_caches(self._cache_states)
-        metrics.watch_batchers(
-            lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in self.batchers.items())
-        )
 
-    def _load(self, model: str) -> Load:
-        batcher = self.batchers[model]
-        return Load(batcher.queue_depth, batcher.estimated_wait_s)
+    @property
+    def metrics(self) -> ServingMetrics:
+        return self.recorder.metrics
+
+    @property
+    def pricer(self) -> Pricer:
+        """This process's share of the machine's price and slots."""
+        return self.recorder.pricer
 
     # ---- the two entry points ----------------------------------------------------------------
 
+    def endpoint(self, name: str) -> Endpoint:
+        ep = self.endpoints.get(name)
+        if ep is None:
+            known = ", ".join(sorted(self.endpoints)) or "none"
+            raise NotFound(f"no endpoint {name!r}; served: {known}")
+        return ep
+
     async def predict(
         self,
-        endpoint: str,
+        ep: Endpoint,
         instances: Sequence[object],
         *,
         deadline: float,
@@ -181,11 +143,7 @@ class Engine:
         request_id: str = "",
     ) -> Answer:
         """Simple JSON: one item per instance, through the endpoint's cache and route."""
-        ep = self.endpoints.get(endpoint)
-        if ep is None:
-            known = ", ".join(sorted(self.endpoints)) or "none"
-            raise NotFound(f"no endpoint {endpoint!r}; served: {known}")
-        self._check_fits(ep.router.models, len(instances), "instances")
+        _check_fits(len(instances), *ep.max_queue, "instances")
         items = [
             ep.schema.item_from_instance(x, f"instances[{i}]") for i, x in enumerate(instances)
         ]
@@ -194,50 +152,60 @@ class Engine:
             self._spawn_shadow(ep, items, answer, request_id)
         return answer
 
+    async def infer(
+        self, model: str, tensors: Sequence[dict[str, object]], *, deadline: float
+    ) -> Answer:
+        """Open Inference Protocol: a model version addressed directly, no endpoint route."""
+        items = self.schemas[model].items_from_tensors(tensors)
+        _check_fits(len(items), self.model_configs[model].batching.max_queue, model, "inputs")
+        outcomes = await self._call(model, items, deadline)
+        return Answer(outcomes, math.fsum(o.cost_usd for o in outcomes))
+
     async def _answer(
-        self, ep: _Endpoint, items: list[Item], deadline: float, user: str | None,
+        self, ep: Endpoint, items: list[Item], deadline: float, user: str | None,
         session: str | None, tier: str | None,
     ) -> Answer:  # fmt: skip
-        endpoint = ep.name
         scope = ep.cache.scope_of(user, session) if ep.cache is not None else None
         if ep.cache is None or scope is None:
             routed = await ep.router.route(
-                RouteRequest(endpoint, items, deadline, user, tier), self._call
+                RouteRequest(ep.name, items, deadline, user, tier), self._call
             )
-            answer = self._finish(routed.outcomes)
-            return dataclasses.replace(
-                answer, route=">".join(routed.path), degraded=routed.degraded
-            )
+            cost = math.fsum(o.cost_usd for o in routed.outcomes)
+            return Answer(routed.outcomes, cost, route=">".join(routed.path),
+                          degraded=routed.degraded)  # fmt: skip
 
-        results: list[RoutedResult] = []
+        paths: list[str] = []
+        degraded = False
 
         async def compute(misses: list[Item]) -> list[ItemOutcome]:
-            request = RouteRequest(endpoint, misses, deadline, user, tier)
+            nonlocal degraded
+            request = RouteRequest(ep.name, misses, deadline, user, tier)
             routed = await ep.router.route(request, self._call)
-            results.append(routed)
+            if routed.path:
+                paths.append(">".join(routed.path))
+            degraded = degraded or routed.degraded
             return routed.outcomes
 
         result = await ep.cache.serve(items, scope, compute)
         self.metrics.observe_cache(
-            endpoint, ep.cache.config.scope, result.hits, len(items) - result.hits,
+            ep.name, ep.cache.config.scope, result.hits, len(items) - result.hits,
             result.saved_usd,
         )  # fmt: skip
         cost = math.fsum(o.cost_usd for o in result.outcomes)
-        route = ";".join(p for r in results if (p := ">".join(r.path)))
-        return Answer(result.outcomes, cost, result.label, result.saved_usd,
-                      route, any(r.degraded for r in results))  # fmt: skip
+        return Answer(result.outcomes, cost, result.label, result.saved_usd, ";".join(paths),
+                      degraded)  # fmt: skip
 
     # ---- shadow traffic: after the answer, never in its way ----------------------------------
 
     def _spawn_shadow(
-        self, ep: _Endpoint, items: list[Item], answer: Answer, request_id: str
+        self, ep: Endpoint, items: list[Item], answer: Answer, request_id: str
     ) -> None:
         task = asyncio.get_running_loop().create_task(self._shadow(ep, items, answer, request_id))
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
     async def _shadow(
-        self, ep: _Endpoint, items: list[Item], answer: Answer, request_id: str
+        self, ep: Endpoint, items: list[Item], answer: Answer, request_id: str
     ) -> None:
         """The shadow's copy: compared, counted, priced as shadow spend, then discarded.
 
@@ -263,54 +231,31 @@ class Engine:
         )  # fmt: skip
         failed = next((o.error for o in outcomes if o.error is not None), None)
         status = 200 if failed is None else status_of(failed)
-        self.record(ep.name, model, request_id, received, status=status, outcomes=outcomes,
-                    cost_usd=cost, shadow=True)  # fmt: skip
+        self.recorder.finish(Finished(ep.name, model, request_id, received, status,
+                                      outcomes=outcomes, shadow=True))  # fmt: skip
 
     async def warm_up(self) -> None:
         """Compute each endpoint's warm-up instances into its cache; runs before readiness."""
-        for endpoint, instances in self.warmup.items():
-            model = self.endpoint_model(endpoint)
-            chunk = self.model_configs[model].batching.max_batch_size
+        for name, instances in self.warmup.items():
+            ep = self.endpoints[name]
+            chunk = self.model_configs[ep.model].batching.max_batch_size
             failed = 0
             step = max(1, len(instances) // 10)
             for start in range(0, len(instances), chunk):
                 answer = await self.predict(
-                    endpoint, instances[start : start + chunk], deadline=time.monotonic() + 600
+                    ep, instances[start : start + chunk], deadline=time.monotonic() + 600
                 )
                 failed += sum(o.error is not None for o in answer.outcomes)
                 done = min(len(instances), start + chunk)
                 if done // step != start // step or done == len(instances):
-                    log.info("warming up %s: %d/%d instances", endpoint, done, len(instances))
+                    log.info("warming up %s: %d/%d instances", name, done, len(instances))
             if failed:
-                log.warning(
-                    "warming up %s: %d instances failed and were not cached", endpoint, failed
-                )
-
-    def _cache_states(self) -> list[CacheState]:
-        states = []
-        for name, endpoint in self.endpoints.items():
-            if endpoint.cache is not None:
-                s = endpoint.cache.store.stats()
-                states.append(CacheState(name, s.entries, s.bytes, s.evictions, s.errors))
-        return states
-
-    def mean_item_cost(self, model: str) -> float:
-        """The running mean cost of one item of that model version: what a cache hit saves."""
-        return self._mean_item_cost.get(model, 0.0)
-
-    async def infer(
-        self, model: str, tensors: Sequence[dict[str, object]], *, deadline: float
-    ) -> Answer:
-        """Open Inference Protocol: a model version addressed directly, no endpoint route."""
-        schema = self.schemas[model]
-        items = schema.items_from_tensors(tensors)
-        self._check_fits((model,), len(items), "inputs")
-        return self._finish(await self._call(model, items, deadline))
+                log.warning("warming up %s: %d instances failed and were not cached", name, failed)
 
     def resolve_model(self, name: str, version: str | None = None) -> str:
         """``name`` (its last declared version) or ``name`` + ``version`` -> the served key."""
         found = self.config.find_model(f"{name}:{version}" if version else name)
-        if found is not None and found.runtime == "openai":
+        if found is not None and found.upstream is not None:
             raise NotFound(
                 f"model {found.key} is an upstream LLM, not served on this route",
                 hint="call POST /v1/chat/completions or /v1/embeddings with its name",
@@ -321,13 +266,9 @@ class Engine:
             raise NotFound(f"no model {what}; served: {served}")
         return found.key
 
-    def endpoint_deadline(self, endpoint: str, received: float, header_ms: float | None) -> float:
+    def endpoint_deadline(self, ep: Endpoint, received: float, header_ms: float | None) -> float:
         """A cascade gets the longest timeout of its tiers, for the whole request."""
-        self.endpoint_model(endpoint)  # NotFound for an unknown endpoint
-        models = self.endpoints[endpoint].router.models
-        timeout_ms = max(self.model_configs[m].batching.timeout_ms for m in models)
-        if header_ms is not None:
-            timeout_ms = min(timeout_ms, header_ms)
+        timeout_ms = ep.timeout_ms if header_ms is None else min(ep.timeout_ms, header_ms)
         return received + timeout_ms / 1000
 
     def deadline_for(self, model_key: str, received: float, header_ms: float | None) -> float:
@@ -336,13 +277,6 @@ class Engine:
             timeout_ms = min(timeout_ms, header_ms)
         return received + timeout_ms / 1000
 
-    def endpoint_model(self, endpoint: str) -> str:
-        ep = self.endpoints.get(endpoint)
-        if ep is None:
-            known = ", ".join(sorted(self.endpoints)) or "none"
-            raise NotFound(f"no endpoint {endpoint!r}; served: {known}")
-        return ep.router.models[0]
-
     async def drain(self) -> None:
         """Stop readiness, answer every queued item, flush the ledger: nothing accepted is lost."""
         self.ready = False
@@ -350,8 +284,8 @@ class Engine:
             await asyncio.gather(*self._shadows, return_exceptions=True)
         await asyncio.gather(*(b.drain() for b in self.batchers.values()))
         await self.routes.close()
-        if self.ledger is not None:
-            await self.ledger.flush()
+        if self.recorder.ledger is not None:
+            await self.recorder.ledger.flush()
         self.slot_pool.shutdown(wait=True)
         for endpoint in self.endpoints.values():
             close_store = getattr(endpoint.cache.store, "close", None) if endpoint.cache else None
@@ -364,17 +298,6 @@ class Engine:
 
     # ---- inside the path ---------------------------------------------------------------------
 
-    def _check_fits(self, models: Sequence[str], items: int, field: str) -> None:
-        """A request larger than a whole queue can never be served: 400, not a hopeless 503."""
-        for model in models:
-            max_queue = self.model_configs[model].batching.max_queue
-            if items > max_queue:
-                raise InvalidInput(
-                    f"{items} items in one request; model {model} queues at most {max_queue}",
-                    field=field,
-                    hint="split the request, or raise batching.max_queue",
-                )
-
     async def _call(self, model: str, items: Sequence[Item], deadline: float) -> list[ItemOutcome]:
         if not items:
             raise InvalidInput("no instances to predict", field="instances")
@@ -382,129 +305,15 @@ class Engine:
             raise DeadlineExceeded("the deadline passed before the request was queued")
         return await self.batchers[model].submit(items, deadline).wait()
 
-    def _finish(self, outcomes: list[ItemOutcome]) -> Answer:
-        return Answer(outcomes, math.fsum(o.cost_usd for o in outcomes))
 
-    def record(
-        self,
-        endpoint: str,
-        model: str,
-        request_id: str,
-        received: float,
-        *,
-        status: int,
-        outcomes: Sequence[ItemOutcome] = (),
-        cost_usd: float = 0.0,
-        cache: str = "bypass",
-        saved_usd: float = 0.0,
-        key: str = "",
-        route: str = "",
-        tokens: int | None = None,
-        degraded: bool = False,
-        shadow: bool = False,
-    ) -> None:
-        """One ledger row and the request metrics, for every request past admission.
-
-        A ``shadow`` row is shadow spend: in the ledger, not in the request metrics.
-
-        ``tokens`` overrides the count from ``outcomes`` (upstream LLM calls have no outcomes).
-        """
-        now = time.monotonic()
-        latency_s = now - received
-        if not shadow:
-            self.metrics.observe_request(endpoint, model, status, latency_s, cost_usd)
-        if self.ledger is None:
-            return
-        batches = [o.batch for o in outcomes if o.batch is not None]
-        name, _, version = model.partition(":")
-        self.ledger.record(
-            LedgerRow(
-                ts=time.time(),
-                request_id=request_id,
-                endpoint=endpoint,
-                model=name or "-",
-                version=version or "-",
-                items=len(outcomes),
-                batch_size=sum(b.size for b in batches) / len(batches) if batches else 0.0,
-                queue_ms=1000 * max((o.queue_s for o in outcomes), default=0.0),
-                compute_ms=1000 * max((b.busy_s for b in batches), default=0.0),
-                latency_ms=1000 * latency_s,
-                cost_usd=cost_usd,
-                status=status,
-                cache=cache,
-                saved_usd=saved_usd,
-                key=key,
-                tokens=tokens_of(outcomes) if tokens is None else tokens,
-                route=route,
-                degraded=degraded,
-                shadow=shadow,
-            )
-        )
-
-    def _on_batch(self, stats: BatchStats) -> None:
-        self.metrics.observe_batch(stats)
-        if stats.size and not stats.failed:
-            mean = self._mean_item_cost.get(stats.model)
-            cost = stats.cost_per_item_usd
-            self._mean_item_cost[stats.model] = cost if mean is None else 0.9 * mean + 0.1 * cost
-        if self.ledger is None:
-            return
-        name, _, version = stats.model.partition(":")
-        queue_ms = [1000 * q for q in stats.queue_s]
-        self.ledger.record_batch(
-            BatchRow(
-                ts=stats.started_at,
-                model=name,
-                version=version,
-                size=stats.size,
-                reason=stats.reason,
-                busy_s=stats.busy_s,
-                cost_usd=stats.cost_per_item_usd * stats.size,
-                queue_ms_mean=sum(queue_ms) / len(queue_ms),
-                queue_ms_max=max(queue_ms),
-                failed=stats.failed,
-                padded_size=stats.padded_size,
-                padding_waste=stats.padding_waste,
-            )
+def _check_fits(items: int, max_queue: int, model: str, field: str) -> None:
+    """A request larger than a whole queue can never be served: 400, not a hopeless 503."""
+    if items > max_queue:
+        raise InvalidInput(
+            f"{items} items in one request; model {model} queues at most {max_queue}",
+            field=field,
+            hint="split the request, or raise batching.max_queue",
         )
 
 
-def semantic_index(cache: CacheConfig) -> SemanticIndex | None:
-    """A MiniLM-backed nearest-text index when the endpoint's cache asks for one."""
-    semantic = cache.semantic
-    if semantic is None or not semantic.enabled:
-        return None
-    try:
-        from frugal.runtimes.minilm import make_model
-    except ImportError as exc:
-        raise ConfigError(
-            "semantic caching needs the text extra", hint="pip install 'frugal[text]'"
-        ) from exc
-    embedder = make_model(backend=semantic.backend)
-    return SemanticIndex(
-        embedder.embed, threshold=semantic.threshold, max_entries=semantic.max_entries
-    )
-
-
-def read_warmup(path: Path, field: str) -> list[object]:
-    """Instances of a warm-up JSONL: one instance a line, as in a request's ``instances``."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot read the warm-up file: {exc}", field=field, file=str(path)
-        ) from None
-    instances = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            instances.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            raise ConfigError(
-                f"line {number} is not JSON: {exc}", field=field, file=str(path)
-            ) from None
-    return instances
-
-
-__all__ = ["Answer", "Engine", "read_warmup", "tokens_of"]
+__all__ = ["Answer", "Endpoint", "Engine"]

@@ -1,4 +1,9 @@
-"""The one table from frugal errors to HTTP statuses and JSON bodies."""
+"""The one table from frugal errors to HTTP statuses and JSON bodies, and the one way to answer.
+
+Every error reply of the server (inference, LLM, admin, metadata) is ``reply_for(error, ...)``:
+the status from ``STATUS``, the body from ``error_body``, and the headers every response carries.
+No other module writes an error status.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from frugal.errors import (
     FrugalError,
     HeadersTooLarge,
     InvalidInput,
+    MethodNotAllowed,
     ModelFailed,
     NotFound,
     Overloaded,
@@ -22,12 +28,14 @@ from frugal.errors import (
     UpstreamFailed,
     UpstreamTimeout,
 )
+from frugal.serving.exchange import Reply, json_reply
 
 # Most specific first: PayloadTooLarge is an InvalidInput.
 STATUS: tuple[tuple[type[FrugalError], int], ...] = (
     (PayloadTooLarge, 413),
     (HeadersTooLarge, 431),
     (UnsupportedMediaType, 415),
+    (MethodNotAllowed, 405),
     (InvalidInput, 400),
     (Unauthorized, 401),
     (Forbidden, 403),
@@ -43,11 +51,22 @@ STATUS: tuple[tuple[type[FrugalError], int], ...] = (
 )
 
 
+# Not errors of a request: the two other statuses the server answers with on its own.
+NOT_READY_STATUS = 503  # readiness probes while loading or draining: take me out of rotation
+CRASH_STATUS = 500  # an exception frugal did not raise on purpose (a bug): the log has it
+CLIENT_GONE_STATUS = 499  # nginx's convention, logged only: the client left before its body
+
+
 def status_of(error: FrugalError) -> int:
     for kind, status in STATUS:
         if isinstance(error, kind):
             return status
     return 500
+
+
+def is_server_fault(error: FrugalError) -> bool:
+    """A 5xx: the server or its upstream failed, not the caller (worth a log line)."""
+    return status_of(error) >= CRASH_STATUS
 
 
 def error_body(error: FrugalError, request_id: str) -> dict[str, object]:
@@ -73,4 +92,43 @@ def error_headers(error: FrugalError) -> dict[str, str]:
     return {}
 
 
-__all__ = ["STATUS", "error_body", "error_headers", "status_of"]
+def cost_headers(request_id: str, model: str, cost_usd: float) -> dict[str, str]:
+    """What every answer past admission says: its id, who answered, what it cost."""
+    return {"x-request-id": request_id, "x-frugal-model": model,
+            "x-frugal-cost-usd": f"{cost_usd:.6e}"}  # fmt: skip
+
+
+def reply_for(
+    error: FrugalError, request_id: str, *, model: str | None = None, cost_usd: float = 0.0
+) -> Reply:
+    """The answer to ``error``. With ``model`` (the request got past admission and was priced),
+    the cost headers too; without, only the request id."""
+    headers = (
+        cost_headers(request_id, model, cost_usd)
+        if model is not None
+        else {"x-request-id": request_id}
+    )
+    return json_reply(
+        error_body(error, request_id), status_of(error), headers | error_headers(error)
+    )
+
+
+def crash_reply(request_id: str) -> Reply:
+    """An unexpected exception: never a traceback to the client (the log has it)."""
+    body = {"error": "internal error; the server log has the details", "request_id": request_id}
+    return json_reply(body, CRASH_STATUS, {"x-request-id": request_id})
+
+
+__all__ = [
+    "CLIENT_GONE_STATUS",
+    "CRASH_STATUS",
+    "NOT_READY_STATUS",
+    "STATUS",
+    "cost_headers",
+    "crash_reply",
+    "error_body",
+    "error_headers",
+    "is_server_fault",
+    "reply_for",
+    "status_of",
+]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -33,9 +32,17 @@ from frugal.routing import (
 from frugal.runtimes.openai import Completion, Stream, UpstreamClient, Usage, estimate_tokens
 from frugal.serving.admission import Admission, Caller
 from frugal.serving.engine import Engine
-from frugal.serving.errors import error_body, error_headers, status_of
+from frugal.serving.errors import (
+    CLIENT_GONE_STATUS,
+    cost_headers,
+    is_server_fault,
+    reply_for,
+    status_of,
+)
 from frugal.serving.exchange import ClientGone, Exchange
 from frugal.serving.openai_sse import completion_events, cost_comment
+from frugal.serving.recorder import Finished
+from frugal.serving.responses import as_response, json_response
 
 log = logging.getLogger("frugal.llm")
 Kind = Literal["chat", "embeddings"]
@@ -55,11 +62,7 @@ def build_clients(
     config: FrugalConfig, transport: httpx.AsyncBaseTransport | None = None
 ) -> dict[str, UpstreamClient]:
     """One client (connection pool, semaphore) per ``runtime: openai`` model version."""
-    return {
-        m.key: UpstreamClient(m, transport=transport)
-        for m in config.models
-        if m.runtime == "openai"
-    }
+    return {m.key: UpstreamClient(m, transport=transport) for m in config.upstream_models}
 
 
 class LLMRoutes:
@@ -108,10 +111,10 @@ class LLMRoutes:
             name = _model_name(body)
             admission.check_endpoint(caller, name)
         except ClientGone:
-            return Response(status_code=499)
+            return Response(status_code=CLIENT_GONE_STATUS)
         except FrugalError as error:
-            return _error_response(error, request_id, "-", 0.0)
-        call = _Call(self, kind, request_id, received, caller, admission, engine)
+            return _error_response(error, request_id, "-")
+        call = _Call(self, kind, request_id, received, caller, engine)
         try:
             target = self.resolve(name)
             call.label, call.model = target.label, target.models[0]
@@ -146,7 +149,6 @@ class _Call:
     request_id: str
     received: float
     caller: Caller
-    admission: Admission
     engine: Engine
     label: str = "-"
     model: str = "-"
@@ -162,8 +164,8 @@ class _Call:
         self.model = result.model
         completion = result.value
         self.record(200, completion.usage, completion.cost_usd, result.route)
-        headers = _cost_headers(self.request_id, result.model, completion.cost_usd)
-        return Response(orjson.dumps(completion.body), 200, headers, "application/json")
+        headers = cost_headers(self.request_id, result.model, completion.cost_usd)
+        return json_response(completion.body, 200, headers)
 
     async def stream(self, target: Target, payload: dict[str, Any]) -> Response:
         clients = self.routes.clients
@@ -191,9 +193,8 @@ class _Call:
         if answer.completion is not None:
             self.record(200, spend.usage, spend.cost_usd, spend.route)
             if not streamed:
-                headers = _cost_headers(self.request_id, answer.model, spend.cost_usd)
-                return Response(orjson.dumps(answer.completion.body), 200, headers,
-                                "application/json")  # fmt: skip
+                headers = cost_headers(self.request_id, answer.model, spend.cost_usd)
+                return json_response(answer.completion.body, 200, headers)
             events = _replay(answer.completion.body, spend.cost_usd)
             headers = self._stream_headers() | {"x-frugal-cost-usd": f"{spend.cost_usd:.6e}"}
             return StreamingResponse(events, 200, headers, media_type="text/event-stream")
@@ -242,24 +243,22 @@ class _Call:
             await stream.chunks.aclose()  # type: ignore[attr-defined]
         yield cost_comment(cost)
 
-    def record(self, status: int, usage: Usage, cost_usd: float, route: str = "") -> None:
-        self.engine.record(
-            self.label, self.model, self.request_id, self.received, status=status,
-            cost_usd=cost_usd, key=self.caller.name, route=route, tokens=usage.total,
-        )  # fmt: skip
-        self.admission.charge(self.caller, cost_usd, usage.total)
+    def record(self, status: int, usage: Usage | None = None, cost_usd: float = 0.0,
+               route: str = "") -> float:  # fmt: skip
+        return self.engine.recorder.finish(Finished(
+            self.label, self.model, self.request_id, self.received, status,
+            upstream_usd=cost_usd, tokens=usage.total if usage is not None else 0,
+            key=self.caller.name, route=route,
+        ))  # fmt: skip
 
     def refuse(self, error: FrugalError, spent: CascadeSpend | None = None) -> Response:
         """The error's row; ``spent``: what a cascade's tiers cost before it (still charged)."""
         status = status_of(error)
-        cost = 0.0
         if spent is not None and spent.path:
-            cost = spent.cost_usd
-            self.record(status, spent.usage, cost, spent.route)
+            cost = self.record(status, spent.usage, spent.cost_usd, spent.route)
         else:
-            self.engine.record(self.label, self.model, self.request_id, self.received,
-                               status=status, key=self.caller.name)  # fmt: skip
-        if status >= 500:
+            cost = self.record(status)
+        if is_server_fault(error):
             log.warning("request %s: %s", self.request_id, error.message)
         return _error_response(error, self.request_id, self.model, cost)
 
@@ -298,15 +297,10 @@ def _check_embeddings(body: dict[str, Any]) -> None:
         raise InvalidInput("must be a string or a non-empty list", field="input")
 
 
-def _cost_headers(request_id: str, model: str, cost_usd: float) -> dict[str, str]:
-    return {"x-request-id": request_id, "x-frugal-model": model,
-            "x-frugal-cost-usd": f"{cost_usd:.6e}"}  # fmt: skip
-
-
-def _error_response(error: FrugalError, request_id: str, model: str, cost: float) -> Response:
-    headers = _cost_headers(request_id, model, cost) | error_headers(error)
-    return Response(orjson.dumps(error_body(error, request_id)), status_of(error), headers,
-                    "application/json")  # fmt: skip
+def _error_response(
+    error: FrugalError, request_id: str, model: str | None = None, cost_usd: float = 0.0
+) -> Response:
+    return as_response(reply_for(error, request_id, model=model, cost_usd=cost_usd))
 
 
 __all__ = ["LLMRoutes", "Target", "build_clients"]

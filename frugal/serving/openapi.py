@@ -201,9 +201,9 @@ def _llm_paths(config: FrugalConfig) -> dict[str, Schema]:
     names = [
         e.name
         for e in config.endpoints
-        if all((m := config.find_model(r)) and m.runtime == "openai" for r in e.models)
+        if all((m := config.find_model(r)) and m.upstream is not None for r in e.models)
     ]
-    names += [m.name for m in config.models if m.runtime == "openai"]
+    names += [m.name for m in config.upstream_models]
     model: Schema = {"type": "string", "minLength": 1}
     if names:
         model = {"enum": sorted(set(names))}
@@ -316,10 +316,10 @@ def openapi_document(config: FrugalConfig) -> Schema:
     for endpoint in config.endpoints:
         model = config.find_model(endpoint.models[0])  # a cascade's tiers share its inputs
         assert model is not None
-        if model.runtime == "openai":
+        if model.upstream is not None:
             continue  # served by /v1/chat/completions and /v1/embeddings
         paths[f"/v1/endpoints/{endpoint.name}/predict"] = _predict_path(endpoint.name, model)
-    served = [m for m in config.models if m.runtime != "openai"]
+    served = config.local_models
     latest = {m.name: m for m in served}
     for model in served:
         meta = _get(f"Metadata of {model.key}", _ref("ModelMetadata"), "v2")

@@ -11,11 +11,10 @@ from typing import Any
 
 import uvicorn
 
-from frugal.accounting import resolve_pricer
 from frugal.config import FrugalConfig, load_config
 from frugal.errors import ConfigError, InvalidInput
-from frugal.runtimes import load_model
-from frugal.serving.app import FrugalApp, build_engine
+from frugal.serving.app import FrugalApp
+from frugal.serving.assembly import assemble, start_engine
 
 CONFIG_ENV = "FRUGAL_CONFIG"
 PROCESSES_ENV = "FRUGAL_PROCESSES"
@@ -116,20 +115,15 @@ def serve(
     options |= tls_options(ssl_certfile, ssl_keyfile)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     check_exposure(config, options["host"], insecure=insecure, file=str(config_path))
-    if workers > 1:
-        resolve_pricer(
-            config.instance, file=str(config_path)
-        )  # fail fast on a bad instance or artifact, before forking
-        for model in config.models:
-            if model.runtime != "openai":  # upstream LLMs have no artifact to load
-                load_model(model)
+    # A bad instance, scorer or artifact stops here, naming the file, before any port opens.
+    assembly = assemble(config, processes=workers, file=str(config_path))
+    if workers > 1:  # each worker process assembles its own; this one only checked
         os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
         os.environ[PROCESSES_ENV] = str(workers)
         os.environ["FRUGAL_LOG_LEVEL"] = log_level
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
-    resolve_pricer(config.instance, file=str(config_path))  # an unknown type names the file
-    app = FrugalApp(config, engine=build_engine(config))
+    app = FrugalApp(config, engine=start_engine(assembly))
     _Server(uvicorn.Config(app.asgi, **options), app).run()
 
 

@@ -71,8 +71,9 @@ async def test_items_stop_at_the_first_accepting_tier_in_order(
     x, _ = digits
     rows = x[1300:1400]
     engine = build_engine(parse_config(cascade_config(models, tmp_path)))
+    endpoint = engine.endpoint("digits")
     try:
-        answer = await engine.predict("digits", [r.tolist() for r in rows],
+        answer = await engine.predict(endpoint, [r.tolist() for r in rows],
                                       deadline=time.monotonic() + 60)  # fmt: skip
     finally:
         await engine.drain()
@@ -106,8 +107,9 @@ async def test_margin_gate(models: dict[str, Path], tmp_path: Path, digits: Any)
     rows = x[1400:1450]
     config = cascade_config(models, tmp_path, accept={"margin": ">= 0.8"})
     engine = build_engine(parse_config(config))
+    endpoint = engine.endpoint("digits")
     try:
-        answer = await engine.predict("digits", [r.tolist() for r in rows],
+        answer = await engine.predict(endpoint, [r.tolist() for r in rows],
                                       deadline=time.monotonic() + 60)  # fmt: skip
     finally:
         await engine.drain()
@@ -143,8 +145,9 @@ async def test_scorer_gate_and_a_failing_tier_sends_items_on(
         accept={"scorer": "tests.routing.test_cascade:score_even_rows", "threshold": ">= 0.5"},
     )  # fmt: skip
     engine = build_engine(parse_config(config))
+    endpoint = engine.endpoint("digits")
     try:
-        answer = await engine.predict("digits", [r.tolist() for r in x[1500:1540]],
+        answer = await engine.predict(endpoint, [r.tolist() for r in x[1500:1540]],
                                       deadline=time.monotonic() + 60)  # fmt: skip
     finally:
         await engine.drain()
@@ -157,9 +160,10 @@ async def test_scorer_gate_and_a_failing_tier_sends_items_on(
                          "factory": "tests.routing.test_cascade:make_fragile",
                          "inputs": DIGITS_INPUTS}  # fmt: skip
     engine = build_engine(parse_config(data))
+    endpoint = engine.endpoint("digits")
     rows = [x[1].tolist(), [-1.0] * 64, x[2].tolist()]
     try:
-        answer = await engine.predict("digits", rows, deadline=time.monotonic() + 60)
+        answer = await engine.predict(endpoint, rows, deadline=time.monotonic() + 60)
     finally:
         await engine.drain()
     assert answer.models == ["small:1", "large:1", "small:1"]

@@ -72,14 +72,15 @@ async def test_tier_and_deadline_rules_pick_the_models_in_order(
         {"name": "hurry", "when": {"deadline_ms": "< 200"}, "model": "small", "degraded": True},
     ]
     engine = build_engine(parse_config(rules_config(models, tmp_path, rules)))
+    endpoint = engine.endpoint("digits")
     rows = [r.tolist() for r in digits[0][1300:1340]]
     try:
-        gold = await engine.predict("digits", rows, deadline=time.monotonic() + 30, tier="gold")
+        gold = await engine.predict(endpoint, rows, deadline=time.monotonic() + 30, tier="gold")
         # Both rules match a gold caller in a hurry: the first one listed decides.
-        gold_hurry = await engine.predict("digits", rows, deadline=time.monotonic() + 0.15,
+        gold_hurry = await engine.predict(endpoint, rows, deadline=time.monotonic() + 0.15,
                                           tier="gold")  # fmt: skip
-        hurry = await engine.predict("digits", rows, deadline=time.monotonic() + 0.15)
-        plain = await engine.predict("digits", rows, deadline=time.monotonic() + 30, tier="free")
+        hurry = await engine.predict(endpoint, rows, deadline=time.monotonic() + 0.15)
+        plain = await engine.predict(endpoint, rows, deadline=time.monotonic() + 30, tier="free")
     finally:
         await engine.drain()
     assert set(gold.models) == {"large:1"} and gold.route == "rule:premium"
@@ -105,10 +106,11 @@ async def test_a_busy_large_model_degrades_to_the_small_one(
     data = rules_config(models, tmp_path, rules, large=slow)
     data["endpoints"][0]["route"] = {"model": "large", "rules": rules}
     engine = build_engine(parse_config(data))
+    endpoint = engine.endpoint("digits")
     row = digits[0][1300].tolist()
     try:
         answers = await asyncio.gather(*(
-            engine.predict("digits", [row], deadline=time.monotonic() + 30) for _ in range(30)
+            engine.predict(endpoint, [row], deadline=time.monotonic() + 30) for _ in range(30)
         ))  # fmt: skip
     finally:
         await engine.drain()

@@ -87,10 +87,11 @@ async def send(
 ) -> list[Any]:  # fmt: skip
     """n one-item requests, ``concurrency`` at a time; request i comes from users[i % len]."""
     answers: list[Any] = []
+    endpoint = engine.endpoint("digits")
     for start in range(0, n, concurrency):
         batch = range(start, min(n, start + concurrency))
         answers += await asyncio.gather(*(
-            engine.predict("digits", [rows[i % len(rows)]], deadline=time.monotonic() + 30,
+            engine.predict(endpoint, [rows[i % len(rows)]], deadline=time.monotonic() + 30,
                            user=users[i % len(users)], request_id=f"r{i}")
             for i in batch
         ))  # fmt: skip

@@ -159,8 +159,8 @@ def test_each_worker_process_bills_its_share(digits_model_file: Path, tmp_path: 
         assert engine.pricer.slots == 1
     finally:
         engine.slot_pool.shutdown()
-        assert engine.ledger is not None
-        engine.ledger.close()  # type: ignore[attr-defined]
+        assert engine.recorder.ledger is not None
+        engine.recorder.ledger.close()  # type: ignore[attr-defined]
 
 
 def test_runtimes_refuse_what_they_would_ignore(digits_model_file: Path, tmp_path: Path) -> None:

@@ -1,0 +1,188 @@
+"""Start-up in one place: what `frugal serve`, `frugal validate` and the app's lifespan build.
+
+Two steps, because validating must not write anything: ``assemble`` checks prices, scorers and
+every model artifact (and loads them); ``start_engine`` then opens the ledger (a run row is
+written), and builds the recorder, batchers, routers and caches around the loaded models.
+Both block: the app runs them in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from frugal.accounting import Pricer, SqliteLedger, resolve_pricer
+from frugal.accounting.budgets import BudgetBook
+from frugal.cache import CacheStage, build_store
+from frugal.cache.semantic import SemanticIndex
+from frugal.config import CacheConfig, FrugalConfig
+from frugal.errors import ConfigError
+from frugal.observability import BatcherState, CacheState, ServingMetrics
+from frugal.routing import build_llm_cascades
+from frugal.routing.rules import Load
+from frugal.runtimes import InputSchema, Model, load_model
+from frugal.runtimes.openai import check_upstream_keys
+from frugal.serving.batcher import Batcher
+from frugal.serving.engine import Endpoint, Engine
+from frugal.serving.recorder import Recorder
+from frugal.serving.route_builder import RouterBuilder
+from frugal.serving.route_control import RouteControl
+
+
+@dataclass(frozen=True, slots=True)
+class Assembly:
+    """A config checked and its models loaded: nothing written, nothing served yet."""
+
+    config: FrugalConfig
+    pricer: Pricer  # this process's share of the machine (``--workers``)
+    models: dict[str, Model]  # name:version -> loaded and verified; empty unless ``load``
+
+
+def assemble(
+    config: FrugalConfig, *, processes: int = 1, file: str = "", load: bool = True
+) -> Assembly:
+    """Check what can stop a start: the instance price, LLM cascades' scorers, model artifacts.
+
+    ``processes``: the server processes that share the machine (``--workers``).
+    """
+    pricer = resolve_pricer(config.instance, file=file).shared_by(processes)
+    build_llm_cascades(config)  # an unimportable scorer of an LLM cascade stops the start here
+    models = {m.key: load_model(m) for m in config.local_models} if load else {}
+    return Assembly(config, pricer, models)
+
+
+def start_engine(assembly: Assembly) -> Engine:
+    """Open the ledger and build the engine around the loaded models."""
+    config, pricer = assembly.config, assembly.pricer
+    check_upstream_keys(config.upstream_models)
+    ledger = None
+    if config.ledger.enabled:
+        ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms)
+        ledger.open(
+            instance=pricer.instance,
+            price_usd_per_hour=pricer.price_usd_per_hour,
+            slots=pricer.slots,
+        )
+    metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
+    budgets = None
+    if config.auth is not None and ledger is not None:  # daily budgets are sums over the ledger
+        budgets = BudgetBook(ledger.path, ledger.run_id)
+    recorder = Recorder(pricer, ledger, metrics, budgets=budgets)
+    # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
+    slot_pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix="frugal-slot")
+    batchers = {
+        m.key: Batcher(
+            assembly.models[m.key],
+            m.batching,
+            slot_pool=slot_pool,
+            pricer=pricer,
+            on_batch=recorder.batch,
+        )
+        for m in config.local_models
+    }
+    routes = RouteControl(metrics, config.ledger.path if config.ledger.enabled else None)
+
+    def load_of(model: str) -> Load:
+        batcher = batchers[model]
+        return Load(batcher.queue_depth, batcher.estimated_wait_s)
+
+    endpoints = _endpoints(config, RouterBuilder(config, metrics, routes, load_of), recorder)
+    metrics.watch_caches(lambda: _cache_states(endpoints))
+    metrics.watch_batchers(
+        lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in batchers.items())
+    )
+    warmup = {
+        e.name: read_warmup(e.cache.warmup, f"endpoints[{i}].cache.warmup")
+        for i, e in enumerate(config.endpoints)
+        if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
+    }
+    return Engine(config, batchers=batchers, endpoints=endpoints, recorder=recorder,
+                  routes=routes, slot_pool=slot_pool, warmup=warmup)  # fmt: skip
+
+
+def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
+    """Both steps at once, for callers that serve in-process (tests, benchmarks)."""
+    return start_engine(assemble(config, processes=processes))
+
+
+def _endpoints(
+    config: FrugalConfig, builder: RouterBuilder, recorder: Recorder
+) -> dict[str, Endpoint]:
+    """Each endpoint of local models with its router, cache and shadow (LLM endpoints are
+    served by serving/openai_api.py)."""
+    local = {m.key: m for m in config.local_models}
+    endpoints: dict[str, Endpoint] = {}
+    for index, endpoint in enumerate(config.endpoints):
+        if not all(builder.key(ref) in local for ref in endpoint.models):
+            continue  # an LLM endpoint
+        router = builder.build(endpoint, f"endpoints[{index}].route")
+        configs = [local[m] for m in router.models]
+        cache = None
+        if endpoint.cache is not None and endpoint.cache.enabled:
+            store = build_store(endpoint.name, endpoint.cache, data_dir=config.ledger.path.parent)
+            cache = CacheStage(
+                endpoint.name, endpoint.cache, store, router.models,
+                mean_item_cost=recorder.mean_item_cost, semantic=semantic_index(endpoint.cache),
+            )  # fmt: skip
+        shadow = endpoint.route.shadow if endpoint.route is not None else None
+        endpoints[endpoint.name] = Endpoint(
+            endpoint.name, router, InputSchema(configs[0].inputs),
+            timeout_ms=max(c.batching.timeout_ms for c in configs),
+            max_queue=min((c.batching.max_queue, c.key) for c in configs),
+            cache=cache, shadow=shadow,
+            shadow_model=builder.key(shadow.model) if shadow is not None else "",
+        )  # fmt: skip
+    return endpoints
+
+
+def _cache_states(endpoints: dict[str, Endpoint]) -> list[CacheState]:
+    states = []
+    for name, endpoint in endpoints.items():
+        if endpoint.cache is not None:
+            s = endpoint.cache.store.stats()
+            states.append(CacheState(name, s.entries, s.bytes, s.evictions, s.errors))
+    return states
+
+
+def semantic_index(cache: CacheConfig) -> SemanticIndex | None:
+    """A MiniLM-backed nearest-text index when the endpoint's cache asks for one."""
+    semantic = cache.semantic
+    if semantic is None or not semantic.enabled:
+        return None
+    try:
+        from frugal.runtimes.minilm import make_model
+    except ImportError as exc:
+        raise ConfigError(
+            "semantic caching needs the text extra", hint="pip install 'frugal[text]'"
+        ) from exc
+    embedder = make_model(backend=semantic.backend)
+    return SemanticIndex(
+        embedder.embed, threshold=semantic.threshold, max_entries=semantic.max_entries
+    )
+
+
+def read_warmup(path: Path, field: str) -> list[object]:
+    """Instances of a warm-up JSONL: one instance a line, as in a request's ``instances``."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the warm-up file: {exc}", field=field, file=str(path)
+        ) from None
+    instances = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            instances.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(
+                f"line {number} is not JSON: {exc}", field=field, file=str(path)
+            ) from None
+    return instances
+
+
+__all__ = ["Assembly", "assemble", "build_engine", "read_warmup", "start_engine"]

@@ -1,0 +1,275 @@
+"""Every route but the two hot inference routes, on Starlette: health, metadata, metrics, the
+OpenAPI document, the OpenAI-compatible LLM routes and the admin API.
+
+Each guarded route runs admission first; a FrugalError from either becomes its reply through
+``reply_for``, like everywhere else in the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from starlette import status
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import frugal
+from frugal.access import KeyStore
+from frugal.errors import FrugalError, InvalidInput, MethodNotAllowed, NotFound
+from frugal.serving import admin
+from frugal.serving.admission import Action, Caller
+from frugal.serving.codecs import tensor_metadata
+from frugal.serving.errors import NOT_READY_STATUS, crash_reply, reply_for
+from frugal.serving.exchange import Exchange, match_inference_route
+from frugal.serving.openapi import openapi_document
+from frugal.serving.request_ids import request_id_from
+from frugal.serving.responses import as_response, json_response
+
+if TYPE_CHECKING:
+    from frugal.serving.app import FrugalApp
+
+log = logging.getLogger("frugal.serving")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What admission established about a request, for its handler."""
+
+    request_id: str
+    caller: Caller
+
+
+Handler = Callable[[Request, Context], Awaitable[Response]]
+
+
+def request_id_of(request: Request) -> str:
+    return request_id_from(request.headers)
+
+
+class ControlRoutes:
+    """The route table; handlers reach the engine and admission through the app, which builds
+    them in its lifespan."""
+
+    def __init__(self, app: FrugalApp) -> None:
+        self.app = app
+
+    def table(self) -> list[Route]:
+        m = "/v2/models/{name}"
+        mv = "/v2/models/{name}/versions/{version}"
+        guard = self._guarded
+        return [
+            Route("/v2", guard("read", self.server_metadata)),
+            Route("/v2/health/live", self.live),
+            Route("/v2/health/ready", self.ready),
+            Route(m, guard("read", self.model_metadata)),
+            Route(mv, guard("read", self.model_metadata)),
+            Route(f"{m}/ready", guard("read", self.model_ready)),
+            Route(f"{mv}/ready", guard("read", self.model_ready)),
+            Route(f"{m}/infer", self.inference, methods=["POST"]),
+            Route(f"{mv}/infer", self.inference, methods=["POST"]),
+            Route("/v1/endpoints", guard("read", self.list_endpoints)),
+            Route("/v1/endpoints/{endpoint}/predict", self.inference, methods=["POST"]),
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/metrics", guard("metrics", self.metrics)),
+            Route("/openapi.json", self.openapi),
+            Route(
+                "/admin/cache/invalidate", guard("admin", self.invalidate_cache), methods=["POST"]
+            ),
+            Route("/admin/cache/stats", guard("admin", self.cache_stats)),
+            Route("/admin/keys", guard("admin", self.keys), methods=["GET", "POST"]),
+            Route("/admin/keys/{key}/revoke", guard("admin", self.revoke_key), methods=["POST"]),
+            Route("/admin/keys/{key}/rotate", guard("admin", self.rotate_key), methods=["POST"]),
+            Route(
+                "/admin/endpoints/{endpoint}/route",
+                guard("admin", self.endpoint_route),
+                methods=["GET", "POST"],
+            ),
+        ]
+
+    def _guarded(
+        self, action: Action, handler: Handler
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Admission, then the handler; a FrugalError from either becomes its JSON answer."""
+
+        async def guarded(request: Request) -> Response:
+            request_id = request_id_of(request)
+            try:
+                client = request.client.host if request.client else None
+                caller = self.app.admission.admit(
+                    request.headers.get("authorization"), action, client=client
+                )
+                return await handler(request, Context(request_id, caller))
+            except FrugalError as error:
+                return as_response(reply_for(error, request_id))
+
+        return guarded
+
+    # ---- health and metadata -----------------------------------------------------------------
+
+    async def server_metadata(self, request: Request, ctx: Context) -> Response:
+        return json_response({"name": "frugal", "version": frugal.__version__, "extensions": []})
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.app.is_ready
+        return json_response({"ready": ready}, 200 if ready else NOT_READY_STATUS)
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(openapi_document(self.app.config))
+
+    async def model_metadata(self, request: Request, ctx: Context) -> Response:
+        engine = self.app.engine
+        cfg = engine.model_configs[self._model_key(request)]
+        versions = [m.version for m in self.app.config.models if m.name == cfg.name]
+        return json_response(
+            {
+                "name": cfg.name,
+                "versions": versions,
+                "platform": cfg.runtime,
+                "inputs": [tensor_metadata(s) for s in cfg.inputs],
+                "outputs": [],
+            },
+            headers={"x-request-id": ctx.request_id},
+        )
+
+    async def model_ready(self, request: Request, ctx: Context) -> Response:
+        name, _, version = self._model_key(request).partition(":")
+        ready = self.app.engine.ready
+        return json_response(
+            {"name": name, "version": version, "ready": ready},
+            200 if ready else NOT_READY_STATUS,
+            {"x-request-id": ctx.request_id},
+        )
+
+    async def list_endpoints(self, request: Request, ctx: Context) -> Response:
+        engine = self.app.engine
+        listed = [{"name": n, "model": ep.model} for n, ep in engine.endpoints.items()]
+        llm = self.app.llm
+        listed += [{"name": n, "model": t.models[0]} for n, t in llm.targets.items()]
+        return json_response(listed)
+
+    async def metrics(self, request: Request, ctx: Context) -> Response:
+        body = self.app.engine.metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4")
+
+    def _model_key(self, request: Request) -> str:
+        return self.app.engine.resolve_model(
+            request.path_params["name"], request.path_params.get("version")
+        )
+
+    # ---- inference for a caller that mounts ``.starlette`` alone -----------------------------
+
+    async def inference(self, request: Request) -> Response:
+        """The hot routes reach FrugalApp's raw ASGI path first; this serves the same routes
+        to a caller that mounts the Starlette app alone."""
+        route = match_inference_route(request.method, request.url.path)
+        assert route is not None
+        exchange = Exchange(dict(request.headers.items()), request.receive)
+        client = request.client.host if request.client else None
+        reply = await self.app.inference.handle(
+            route[0], exchange, route[1], client, request_id_from(exchange.headers)
+        )
+        return as_response(reply)
+
+    # ---- OpenAI-compatible LLM routes (serving/openai_api.py; admission runs there) ----------
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._llm_route("chat", request)
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._llm_route("embeddings", request)
+
+    async def _llm_route(self, kind: Literal["chat", "embeddings"], request: Request) -> Response:
+        return await self.app.llm.handle(kind, request, request_id_of(request),
+                                         self.app.admission, self.app.engine)  # fmt: skip
+
+    # ---- admin -------------------------------------------------------------------------------
+
+    async def invalidate_cache(self, request: Request, ctx: Context) -> Response:
+        return await admin.invalidate_cache(self.app.engine, request, ctx.request_id,
+                                            self._auditor(ctx))  # fmt: skip
+
+    async def cache_stats(self, request: Request, ctx: Context) -> Response:
+        return admin.cache_stats(self.app.engine, ctx.request_id)
+
+    async def keys(self, request: Request, ctx: Context) -> Response:
+        """One route for both methods, so a 405 on it lists both in Allow."""
+        if request.method == "POST":
+            reply = await admin.create_key(self._key_store(), request, ctx.request_id,
+                                           self._auditor(ctx))  # fmt: skip
+            await self.app.admission.reload()
+            return reply
+        return await admin.list_keys(self._key_store(), ctx.request_id)
+
+    async def revoke_key(self, request: Request, ctx: Context) -> Response:
+        reply = await admin.revoke_key(self._key_store(), request.path_params["key"],
+                                       ctx.request_id, self._auditor(ctx))  # fmt: skip
+        await self.app.admission.reload()
+        return reply
+
+    async def rotate_key(self, request: Request, ctx: Context) -> Response:
+        reply = await admin.rotate_key(self._key_store(), request.path_params["key"],
+                                       ctx.request_id, self._auditor(ctx))  # fmt: skip
+        await self.app.admission.reload()
+        return reply
+
+    async def endpoint_route(self, request: Request, ctx: Context) -> Response:
+        """A split's weights; POST sets weights, promotes or rolls back (audited)."""
+        engine = self.app.engine
+        endpoint = request.path_params["endpoint"]
+        if request.method == "POST":
+            actor = ctx.caller.name or "loopback"
+            return await admin.change_route(engine, endpoint, request, ctx.request_id, actor)
+        return admin.route_state(engine, endpoint, ctx.request_id)
+
+    def _key_store(self) -> KeyStore:
+        store = self.app.admission.store
+        if store is None:
+            raise NotFound("no keys: auth is off", hint="add an `auth` section (docs/security.md)")
+        return store
+
+    def _auditor(self, ctx: Context) -> admin.Auditor:
+        """Appends an audit row off the loop, with the caller as actor."""
+        audit = self.app.audit
+        actor = ctx.caller.name or "loopback"
+
+        async def write(action: str, target: str, **detail: Any) -> None:
+            if audit is not None:
+                await asyncio.to_thread(functools.partial(audit.append, actor, action, target,
+                                                          **detail))  # fmt: skip
+
+        return write
+
+    # ---- Starlette's own refusals and crashes ------------------------------------------------
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """Starlette's routing refusals (no such path: 404, wrong method: 405) as our errors."""
+        assert isinstance(exc, HTTPException)
+        error: FrugalError
+        if exc.status_code == status.HTTP_404_NOT_FOUND:
+            error = NotFound(exc.detail, field="path")
+        elif exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            error = MethodNotAllowed(exc.detail, field="method")
+        else:  # Starlette raises no other status from routing; any other is a bad request
+            error = InvalidInput(exc.detail, field="request")
+        reply = reply_for(error, request_id_of(request))
+        reply.headers.update(exc.headers or {})  # a 405 carries Allow
+        return as_response(reply)
+
+    async def crash(self, request: Request, exc: Exception) -> Response:
+        request_id = request_id_of(request)
+        log.exception("request %s: unexpected error", request_id)
+        return as_response(crash_reply(request_id))
+
+
+__all__ = ["Context", "ControlRoutes", "request_id_of"]
