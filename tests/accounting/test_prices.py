@@ -43,6 +43,17 @@ def test_item_cost_is_price_times_busy_over_slots_and_items() -> None:
     assert pricer.item_cost_usd(0.5, 10) * 10 == pytest.approx(pricer.batch_cost_usd(0.5))
 
 
+@pytest.mark.parametrize("processes", [1, 2, 3, 4, 5, 7])
+def test_worker_processes_price_a_slot_second_the_same_for_any_count(processes: int) -> None:
+    """--workers N: each process bills 1/N of the machine and prices a busy slot-second as the
+    whole machine does, whether or not N divides the slots; together they bill it once."""
+    whole = Pricer(price_usd_per_hour=0.36, slots=4)
+    share = whole.shared_by(processes)
+    assert share.item_cost_usd(0.5, 8) == pytest.approx(whole.item_cost_usd(0.5, 8))
+    assert processes * share.billed_usd(60.0) == pytest.approx(whole.billed_usd(60.0))
+    assert share.workers == max(1, 4 // processes)  # never more threads than its slots hold
+
+
 def test_billed_is_price_over_wall_time() -> None:
     """Billed dollars are the price over wall time, whatever the slots."""
     assert Pricer(price_usd_per_hour=3.6, slots=4).billed_usd(100) == pytest.approx(0.1)
