@@ -369,6 +369,34 @@ def test_doc_command_help_runs(path: tuple[str, ...]) -> None:
     assert "Usage:" in result.output
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's ids of a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = FENCE.sub("", page.read_text())
+    headings = re.findall(r"^#+\s+(.*?)\s*$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_doc_links_and_paths_exist(page: Path) -> None:
+    """Every relative link (and its #anchor) and every `frugal/...`, `bench/...`, `examples/...`,
+    `tests/...` or `scripts/...` path in code spans names something the repo has."""
+    text = FENCE.sub("", page.read_text())
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path) if path else page
+        if not file.exists():
+            broken.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+            broken.append(target)
+    for span in re.findall(r"`((?:frugal|bench|examples|tests|scripts)/[\w./*-]+)`", text):
+        if not list(ROOT.glob(span.rstrip(".,:;"))):
+            broken.append(span)
+    assert not broken, f"{page.relative_to(ROOT)}: {broken}"
+
+
 def test_docs_have_commands_that_run() -> None:
     """The extraction finds the docs' commands, and enough of them run to be a check."""
     ran = [c for c in COMMANDS if c.skip is None]
