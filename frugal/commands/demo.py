@@ -20,14 +20,16 @@ import click
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path),
-    help="Where models, config and ledger go (default: a new temp folder).",
+    help="Where models, configs, server logs and ledgers go (default: a new temp folder).",
 )
 def demo(n_requests: int, connections: int, workdir: Path | None) -> None:
-    """Train the quickstart models, serve them, load them over HTTP, and show what batching saves.
+    """Train two digit models, serve and load them over HTTP: what batching, caches, cascades cost.
 
-    Runs the same workload three times (batching with a response cache, batching alone, and
-    max_batch_size 1) against a real
-    `frugal serve` process and prints requests, p50/p99, throughput, batch size and $ per 1k.
+    Runs the same workload five times, each against a real `frugal serve` process: batching with
+    a response cache, batching alone, max_batch_size 1, the large model alone, and a cascade
+    (small model first) whose threshold it calibrates on digits neither model trained on. Prints
+    requests, p50/p99, throughput, batch size, cache hits, accuracy and $ per 1k (allocated and
+    billed).
     """
     from frugal.demo import run_demo
 

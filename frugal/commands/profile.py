@@ -95,7 +95,8 @@ def profile(
     """Measure p50/p99 and items/s of one worker per batch size; suggest max_batch_size.
 
     MODEL_OR_CONFIG is a frugal.yaml (--model picks the model) or a model file (.onnx,
-    .joblib/.pkl, .pt/.pt2). The model loads through frugal's runtimes, as the server loads it.
+    .joblib/.pkl, .pt/.pth/.ts/.pt2). The model loads through frugal's runtimes, as the server
+    loads it.
     """
     from frugal.optimize import limit_threads, load_target, profile_model, resolve_target
     from frugal.optimize.profile_output import plot_profile, print_profile

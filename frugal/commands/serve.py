@@ -64,7 +64,10 @@ def serve(
     help="Also verify each model's sha256 and load it.",
 )
 def validate(config: Path, load: bool) -> None:
-    """Check CONFIG: its schema, prices, model files and their sha256. Exit 1 naming the field."""
+    """Check CONFIG: its schema, prices, model files and their sha256.
+
+    Exit 0 when it would serve; exit 2 with `error:` naming the file and the field otherwise.
+    """
     from frugal.config import load_config
     from frugal.serving import assemble
 
