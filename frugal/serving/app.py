@@ -169,6 +169,8 @@ class FrugalApp:
             self._background.append(asyncio.create_task(self.engine.routes.watch()))
         await self.engine.warm_up()
         self.engine.ready = True
+        if isinstance(self.engine.ledger, SqliteLedger):
+            self.engine.ledger.mark_ready()  # start-up ends: the report bills it apart
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
             yield
@@ -650,6 +652,7 @@ def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
     With ``processes`` server processes on one machine, each is billed its share of the price
     and gets its share of the slots, so the ledger bills the machine once.
     """
+    started_at = time.time()  # billed from before the models load: start-up costs money too
     pricer = resolve_pricer(config.instance)
     if processes > 1:
         pricer = Pricer(
@@ -662,11 +665,13 @@ def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
     models = {m.key: load_model(m) for m in config.models if m.runtime != "openai"}
     ledger = None
     if config.ledger.enabled:
-        ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms)
+        ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms,
+                              heartbeat_s=config.ledger.heartbeat_s)  # fmt: skip
         ledger.open(
             instance=pricer.instance,
             price_usd_per_hour=pricer.price_usd_per_hour,
             slots=pricer.slots,
+            started_at=started_at,
         )
     metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
     return Engine(config, models, pricer=pricer, ledger=ledger, metrics=metrics)
