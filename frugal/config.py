@@ -479,6 +479,9 @@ class LedgerConfig(_Section):
     enabled: bool = True
     path: Path = Path("frugal-ledger.db")
     flush_interval_ms: Annotated[float, Field(gt=0)] = 200.0
+    # How often an idle run stamps "still alive" (a killed run is billed to its last one);
+    # the writer wakes every flush interval, so beats come at least that far apart.
+    heartbeat_s: Annotated[float, Field(gt=0, le=300)] = 2.0
     retention_days: Annotated[float, Field(gt=0)] | None = None  # absent: rows are kept
 
 

@@ -62,3 +62,9 @@ key_params = st.dictionaries(st.text(max_size=6), json_scalars, max_size=3)
 float_rows = st.lists(
     st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=16
 )
+
+# The ledger's tier_costs: the model dollars of each version a request ran on, in tier order.
+tier_cost_lists = st.lists(
+    st.tuples(model_versions, st.floats(0.0, 10.0, allow_nan=False, allow_infinity=False)),
+    max_size=4,
+)

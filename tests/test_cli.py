@@ -142,7 +142,12 @@ def test_report_json_matches_the_ledger(served_ledger: ServedLedger) -> None:
     assert total["errors"] == served_ledger.errors
     assert total["cost_usd"] == pytest.approx(served_ledger.cost_usd, rel=1e-12)
     assert out["allocated_usd"] == pytest.approx(served_ledger.cost_usd, rel=1e-12)
-    assert out["allocated_usd"] + out["idle_usd"] == pytest.approx(out["billed_usd"], rel=0.01)
+    assert out["allocated_usd"] == pytest.approx(out["model_usd"] + out["overhead_usd"])
+    assert total["cost_usd"] == pytest.approx(total["model_usd"] + total["overhead_usd"])
+    parts = ("startup_usd", "model_usd", "overhead_usd", "unmatched_usd", "idle_usd")
+    assert sum(out[k] for k in parts) == pytest.approx(out["billed_usd"], rel=1e-12)
+    assert 0 < out["startup_usd"] < out["billed_usd"]  # loading the model is billed, apart
+    assert out["utilization"] == pytest.approx(out["allocated_usd"] / out["billed_usd"])
 
 
 def test_report_csv_matches_the_ledger(served_ledger: ServedLedger) -> None:
@@ -157,6 +162,29 @@ def test_report_csv_matches_the_ledger(served_ledger: ServedLedger) -> None:
     assert int(total["requests"]) == served_ledger.requests
     assert int(total["errors"]) == served_ledger.errors
     assert float(total["cost_usd"]) == pytest.approx(served_ledger.cost_usd, rel=1e-12)
+    assert float(total["model_usd"]) + float(total["overhead_usd"]) == pytest.approx(
+        float(total["cost_usd"])
+    )
+
+
+def test_report_csv_repeats_the_window_on_every_row(served_ledger: ServedLedger) -> None:
+    """CSV rows carry the window's billed, start-up and idle dollars, the same on every row, and
+    they add up with the total's model and overhead."""
+    args = ["--ledger", str(served_ledger.path), "--format"]
+    out = json.loads(invoke("report", *args, "json").output)
+    result = invoke("report", *args, "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    window = [k for k in rows[0] if k.startswith("window_")]
+    assert {"window_billed_usd", "window_startup_usd", "window_idle_usd"} <= set(window)
+    for row in rows:
+        assert {k: row[k] for k in window} == {k: rows[0][k] for k in window}
+    first, total = rows[0], rows[-1]
+    assert float(first["window_billed_usd"]) == pytest.approx(out["billed_usd"], rel=1e-12)
+    parts = [first["window_startup_usd"], total["model_usd"], total["overhead_usd"],
+             first["window_unmatched_usd"], first["window_idle_usd"]]  # fmt: skip
+    assert sum(map(float, parts)) == pytest.approx(float(first["window_billed_usd"]), rel=1e-9)
+    assert float(first["window_startup_usd"]) > 0
 
 
 def test_report_table_shows_the_totals(served_ledger: ServedLedger) -> None:
@@ -167,7 +195,11 @@ def test_report_table_shows_the_totals(served_ledger: ServedLedger) -> None:
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
     assert [row[0] for row in rows] == ["digits", "total"]
     assert rows[1][:3] == ["total", str(served_ledger.requests), str(served_ledger.errors)]
-    assert any(line.startswith("billed $") and "+ idle $" in line for line in lines)
+    header = next(line for line in lines if line.startswith("┃"))
+    assert "$ model" in header and "$ overhead" in header
+    (billed,) = [line for line in lines if line.startswith("billed $")]
+    assert "= start-up $" in billed and "+ model $" in billed and "+ overhead $" in billed
+    assert "+ idle $" in billed
 
 
 def test_report_since_a_duration_keeps_recent_rows(served_ledger: ServedLedger) -> None:
@@ -183,13 +215,73 @@ def test_report_since_a_duration_keeps_recent_rows(served_ledger: ServedLedger) 
     assert out["rows"][-1]["requests"] == served_ledger.requests
 
 
-def test_report_since_a_later_date_excludes_everything(served_ledger: ServedLedger) -> None:
-    """`--since` a date after the run leaves no rows and nothing billed."""
+def test_report_since_in_the_future_is_an_error(served_ledger: ServedLedger) -> None:
+    """`--since` a date in the future exits 2 naming --since, instead of a report of zeros."""
     args = ["--ledger", str(served_ledger.path), "--since", "2999-01-01", "--format", "json"]
     result = invoke("report", *args)
+    assert result.exit_code == 2
+    assert "error: --since 2999-01-01 00:00:00 is in the future" in result.output
+    assert "hint:" in result.output and "Traceback" not in result.output
+
+
+def test_report_until_before_since_is_an_error(served_ledger: ServedLedger) -> None:
+    """A window that ends before it starts exits 2 naming --until."""
+    result = invoke("report", "--ledger", str(served_ledger.path), "--since", "1h",
+                    "--until", "2h")  # fmt: skip
+    assert result.exit_code == 2
+    assert "error: --until" in result.output and "is before --since" in result.output
+
+
+def test_report_until_ends_the_window(served_ledger: ServedLedger) -> None:
+    """`--until` a date before the run leaves nothing; one in the future is read as now."""
+    args = ["--ledger", str(served_ledger.path), "--format", "json"]
+    past = json.loads(invoke("report", *args, "--until", "2001-01-01").output)
+    assert past["rows"][-1]["requests"] == 0 and past["billed_usd"] == 0.0
+    assert past["until"] == datetime(2001, 1, 1).timestamp()
+    before = time.time()
+    future = invoke("report", *args, "--until", "2999-01-01")
+    assert future.exit_code == 0, future.output
+    out = json.loads(future.output)
+    assert before <= out["until"] <= time.time()
+    assert out["rows"][-1]["requests"] == served_ledger.requests
+    recent = json.loads(invoke("report", *args, "--since", "1h", "--until", "30m").output)
+    assert recent["rows"][-1]["requests"] == 0  # the run is minutes old, not half an hour
+
+
+def test_report_bad_until_is_a_usage_error(served_ledger: ServedLedger) -> None:
+    """An unparseable --until exits 2 with a usage error naming --until."""
+    result = invoke("report", "--ledger", str(served_ledger.path), "--until", "tomorrow")
+    assert result.exit_code == 2
+    assert "--until" in result.output and "30m" in result.output
+
+
+def test_report_by_version_charges_each_cascade_tier(tmp_path: Path) -> None:
+    """`--by version` gives each tier the model dollars of the items it ran; the request, its
+    latency and its overhead stay with the version that answered."""
+    from frugal.accounting import LedgerRow, SqliteLedger
+
+    path = tmp_path / "ledger.db"
+    ledger = SqliteLedger(path)
+    ledger.open(instance="custom", price_usd_per_hour=3.6, slots=1)
+    ledger.mark_ready()
+    for i, (model, tiers) in enumerate([("small", ""), ("large", "small:1=2e-06;large:1=6e-06")]):
+        model_usd = 2e-6 if not tiers else 8e-6
+        ledger.record(LedgerRow(
+            ts=time.time(), request_id=f"r{i}", endpoint="digits", model=model, version="1",
+            items=1, batch_size=1.0, queue_ms=0.0, compute_ms=1.0, latency_ms=5.0 + i,
+            cost_usd=model_usd + 1e-7, status=200, model_usd=model_usd, overhead_usd=1e-7,
+            tier_costs=tiers,
+        ))  # fmt: skip
+    ledger.close()
+    result = invoke("report", "--ledger", str(path), "--by", "version", "--format", "json")
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
-    assert out["rows"][-1]["requests"] == 0 and out["billed_usd"] == 0.0
+    rows = {r["key"]: r for r in json.loads(result.output)["rows"]}
+    assert rows["small:1"]["model_usd"] == pytest.approx(4e-6)
+    assert rows["large:1"]["model_usd"] == pytest.approx(6e-6)
+    assert rows["small:1"]["requests"] == rows["large:1"]["requests"] == 1
+    assert rows["large:1"]["overhead_usd"] == pytest.approx(1e-7)
+    assert rows["large:1"]["p50_ms"] == 6.0
+    assert rows["total"]["cost_usd"] == pytest.approx(1e-5 + 2e-7)
 
 
 def test_report_bad_since_is_a_usage_error(served_ledger: ServedLedger) -> None:

@@ -3,7 +3,8 @@
 from frugal.accounting.catalog import InstanceType, ServerlessOffer, load_catalog, load_serverless
 from frugal.accounting.ledger import BatchRow, Ledger, LedgerRow, SqliteLedger
 from frugal.accounting.prices import Pricer, resolve_pricer
-from frugal.accounting.report import Report, ReportRow, build_report
+from frugal.accounting.report import Report, ReportRow, build_report, resolve_window
+from frugal.accounting.tier_costs import format_tier_costs, parse_tier_costs
 
 __all__ = [
     "BatchRow",
@@ -16,7 +17,10 @@ __all__ = [
     "ServerlessOffer",
     "SqliteLedger",
     "build_report",
+    "format_tier_costs",
     "load_catalog",
     "load_serverless",
+    "parse_tier_costs",
     "resolve_pricer",
+    "resolve_window",
 ]

@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS requests (
   cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass',
   saved_usd REAL NOT NULL DEFAULT 0, key_name TEXT NOT NULL DEFAULT '',
   tokens INTEGER NOT NULL DEFAULT 0, route TEXT NOT NULL DEFAULT '',
-  degraded INTEGER NOT NULL DEFAULT 0, shadow INTEGER NOT NULL DEFAULT 0
+  degraded INTEGER NOT NULL DEFAULT 0, shadow INTEGER NOT NULL DEFAULT 0,
+  model_usd REAL NOT NULL DEFAULT 0, overhead_usd REAL NOT NULL DEFAULT 0,
+  tier_costs TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE INDEX IF NOT EXISTS requests_key ON requests (key_name, ts);
@@ -47,14 +49,19 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_ts ON batches (ts);
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, started REAL NOT NULL, stopped REAL, instance TEXT NOT NULL,
-  price_usd_per_hour REAL NOT NULL, slots INTEGER NOT NULL, pid INTEGER NOT NULL
+  price_usd_per_hour REAL NOT NULL, slots INTEGER NOT NULL, pid INTEGER NOT NULL,
+  heartbeat REAL, ready REAL
 );
 """
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerRow:
-    """One answered request (any status); ``cost_usd`` is the sum of its items' shares."""
+    """One answered request (any status); ``cost_usd`` is the sum of its items' shares.
+
+    ``cost_usd == model_usd + overhead_usd``: the model's share (busy slot time, upstream
+    tokens) and the server's own work. A row that leaves both parts at 0 is all model share.
+    """
 
     ts: float
     request_id: str
@@ -75,6 +82,9 @@ class LedgerRow:
     route: str = ""  # cascade tiers and items stopped at each: "small:1*7>large:1*3"
     degraded: bool = False  # a selection rule served a cheaper answer (load, deadline)
     shadow: bool = False  # shadow spend: a copy's cost, never an answer anyone got
+    model_usd: float = 0.0  # the model's share of cost_usd
+    overhead_usd: float = 0.0  # the server's own work (HTTP, JSON, admission, ledger) for it
+    tier_costs: str = ""  # model_usd per version that ran its items: see tier_costs.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +131,21 @@ class Ledger(Protocol):
 
 
 class SqliteLedger:
-    """The embedded default ledger: one SQLite file, one writer thread."""
+    """The embedded default ledger: one SQLite file, one writer thread.
 
-    def __init__(self, path: Path, *, flush_interval_ms: float = 200.0) -> None:
+    The run's row says when it started (``started``, before its models loaded), when it could
+    answer (``ready``), that it is still alive (``heartbeat``) and when it stopped (``stopped``):
+    a run killed without a word is billed to its last heartbeat, never to "now".
+    """
+
+    def __init__(
+        self, path: Path, *, flush_interval_ms: float = 200.0, heartbeat_s: float = 2.0
+    ) -> None:
+        if flush_interval_ms <= 0 or heartbeat_s <= 0:
+            raise ValueError("flush_interval_ms and heartbeat_s must be > 0")
         self.path = Path(path)
         self.flush_interval_s = flush_interval_ms / 1000
+        self.heartbeat_s = heartbeat_s
         self.run_id = uuid.uuid4().hex[:12]
         self._queue: queue.SimpleQueue[tuple[str, tuple[object, ...]] | threading.Event] = (
             queue.SimpleQueue()
@@ -134,15 +154,31 @@ class SqliteLedger:
         self._wake = threading.Event()
         self._closed = False
 
-    def open(self, *, instance: str, price_usd_per_hour: float, slots: float) -> None:
-        """Create the tables, write this run's start and start the writer thread."""
+    def open(
+        self,
+        *,
+        instance: str,
+        price_usd_per_hour: float,
+        slots: float,
+        started_at: float | None = None,
+    ) -> None:
+        """Create the tables, write this run's start and start the writer thread.
+
+        ``started_at`` (unix seconds, default now) is when the process started, before its
+        models loaded: loading is paid for too, and the report shows it as start-up.
+        """
+        now = time.time()
+        started = now if started_at is None else started_at
+        if started > now:
+            raise ValueError(f"started_at {started} is after now ({now})")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(self.path)
         try:
             ensure_schema(db)
             db.execute(
-                "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?)",
-                (self.run_id, time.time(), instance, price_usd_per_hour, slots, os.getpid()),
+                "INSERT INTO runs (run_id, started, stopped, instance, price_usd_per_hour, slots, "
+                "pid, heartbeat, ready) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, NULL)",
+                (self.run_id, started, instance, price_usd_per_hour, slots, os.getpid(), now),
             )
             db.commit()
         finally:
@@ -150,14 +186,23 @@ class SqliteLedger:
         self._thread = threading.Thread(target=self._write_loop, name="frugal-ledger", daemon=True)
         self._thread.start()
 
+    def mark_ready(self, at: float | None = None) -> None:
+        """Stamp when this run could first answer (unix seconds, default now): start-up ends.
+
+        Queued like a row (the caller is on the event loop); the first call wins.
+        """
+        self._queue.put(("runs_ready", (time.time() if at is None else at, self.run_id)))
+        self._wake.set()
+
     def record(self, row: LedgerRow) -> None:
         # Fields listed by hand: dataclasses.astuple deep-copies, ~150 us a row on the hot path.
+        model_usd = row.model_usd if row.model_usd or row.overhead_usd else row.cost_usd
         self._queue.put((
             "requests",
             (row.ts, self.run_id, row.request_id, row.endpoint, row.model, row.version, row.items,
              row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
              row.status, row.cache, row.saved_usd, row.key, row.tokens, row.route,
-             int(row.degraded), int(row.shadow)),
+             int(row.degraded), int(row.shadow), model_usd, row.overhead_usd, row.tier_costs),
         ))  # fmt: skip
 
     def record_payload(self, row: PayloadRow) -> None:
@@ -202,6 +247,7 @@ class SqliteLedger:
     def _write_loop(self) -> None:
         db = connect(self.path)
         stop = False
+        last_beat = time.monotonic()  # open() wrote the first heartbeat
         while not stop:
             # Wake on a timer (or a flush), never per row: a wake per put would make the hot
             # path and this thread trade the GIL on every request.
@@ -220,6 +266,14 @@ class SqliteLedger:
                     stop = True
                 else:
                     pending.setdefault(entry[0], []).append(entry[1])
+            # The heartbeat rides on this thread: it wakes every flush interval anyway, so a beat
+            # needs no thread of its own, only an UPDATE when one is due. Every commit of rows
+            # carries one too (same transaction, no extra write), so the heartbeat is never older
+            # than a committed row and a killed run's bill covers everything it recorded.
+            beat = time.monotonic()
+            if pending or beat - last_beat >= self.heartbeat_s:
+                pending.setdefault("runs_heartbeat", []).append((time.time(), self.run_id))
+                last_beat = beat
             if pending:
                 self._commit(db, pending)
             for waiter in waiters:
@@ -231,8 +285,8 @@ class SqliteLedger:
             try:
                 with db:
                     for table, rows in pending.items():
-                        if table == "runs_stop":
-                            db.executemany("UPDATE runs SET stopped = ? WHERE run_id = ?", rows)
+                        if table in _RUN_UPDATES:
+                            db.executemany(_RUN_UPDATES[table], rows)
                         else:
                             _insert_many(db, table, rows)
                 return
@@ -243,7 +297,13 @@ class SqliteLedger:
                 time.sleep(0.05)
 
 
-_ROWS_PER_INSERT = 500  # x 18 columns stays under SQLite's 32,766 bound parameters
+# What the writer stamps on its run's row: (time, run_id) each.
+_RUN_UPDATES = {
+    "runs_stop": "UPDATE runs SET stopped = ? WHERE run_id = ?",
+    "runs_ready": "UPDATE runs SET ready = COALESCE(ready, ?) WHERE run_id = ?",
+    "runs_heartbeat": "UPDATE runs SET heartbeat = MAX(COALESCE(heartbeat, 0), ?) WHERE run_id = ?",
+}
+_ROWS_PER_INSERT = 500  # x 23 columns stays under SQLite's 32,766 bound parameters
 
 
 def _insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ...]]) -> None:
@@ -264,15 +324,33 @@ _ADDED_COLUMNS = (
     ("requests", "route", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "degraded", "INTEGER NOT NULL DEFAULT 0"),
     ("requests", "shadow", "INTEGER NOT NULL DEFAULT 0"),
+    # Older rows read model_usd = overhead_usd = 0; reports read that as "all model share"
+    # (report.py), so rows an older frugal still writes into a migrated file read right too.
+    ("requests", "model_usd", "REAL NOT NULL DEFAULT 0"),
+    ("requests", "overhead_usd", "REAL NOT NULL DEFAULT 0"),
+    ("requests", "tier_costs", "TEXT NOT NULL DEFAULT ''"),
+    ("runs", "heartbeat", "REAL"),  # NULL on older runs: billed to their last request
+    ("runs", "ready", "REAL"),
 )
+# Statements run right after a column is added, where its default would misread older rows.
+_BACKFILL = {
+    # An older run's `started` was stamped after its models loaded: its start-up is unknown,
+    # so 0 (ready at start), not its whole life (NULL: never ready).
+    ("runs", "ready"): "UPDATE runs SET ready = started",
+}
 
 
 def ensure_schema(db: sqlite3.Connection) -> None:
     """Create the tables, and add columns that older ledger files lack (their rows read 0)."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    have: dict[str, set[str]] = {}
     for table, column, declaration in _ADDED_COLUMNS:  # before the script: it indexes them
-        if have and column not in have:
+        if table not in have:
+            have[table] = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if have[table] and column not in have[table]:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            if (table, column) in _BACKFILL:
+                db.execute(_BACKFILL[table, column])
+    db.commit()
     db.executescript(SCHEMA)
     db.commit()
 

@@ -1,9 +1,10 @@
 """Deleting ledger data: by age (retention) and by key name (a person's deletion request).
 
-What goes: request rows, batch rows and finished runs older than the cutoff, and captured
-payloads older than the cutoff or past their own expiry. By key: every request row and payload
-of that key, whatever its age. The audit log is never pruned here: it is the record that
-these deletions happened (each prune appends an entry naming what it removed, never a payload).
+What goes: request rows, batch rows and finished runs (stopped, or killed: silent for an hour)
+older than the cutoff, and captured payloads older than the cutoff or past their own expiry. By
+key: every request row and payload of that key, whatever its age. The audit log is never pruned
+here: it is the record that these deletions happened (each prune appends an entry naming what it
+removed, never a payload).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from pathlib import Path
 
 from frugal.accounting.ledger import connect, ensure_schema
 from frugal.errors import ConfigError
+
+# A run whose heartbeat (every few seconds) is this old was killed: retention may treat its last
+# heartbeat as its end. Far longer than any heartbeat interval (ledger.heartbeat_s <= 300), so
+# a live run is never pruned.
+SILENT_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +59,12 @@ def prune(
                 cutoff = now - older_than_s
                 requests += db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
                 batches += db.execute("DELETE FROM batches WHERE ts < ?", (cutoff,)).rowcount
+                # A killed run never stops; once silent for SILENT_S it is dead, and goes by
+                # its last heartbeat like a stopped run by its end.
                 runs += db.execute(
-                    "DELETE FROM runs WHERE stopped IS NOT NULL AND stopped < ?", (cutoff,)
+                    "DELETE FROM runs WHERE COALESCE(stopped, heartbeat) < ? AND (stopped IS NOT "
+                    "NULL OR heartbeat < ?)",
+                    (cutoff, now - SILENT_S),
                 ).rowcount
                 payloads += db.execute("DELETE FROM payloads WHERE ts < ?", (cutoff,)).rowcount
             if key is not None:

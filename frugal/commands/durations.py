@@ -20,7 +20,8 @@ def parse_duration(value: str, param: str) -> float:
 
 
 def parse_since(value: str | None, param: str = "--since") -> float | None:
-    """``30m`` / ``2h`` / ``7d`` back from now, or an ISO date/time."""
+    """A moment: ``30m`` / ``2h`` / ``7d`` back from now, or an ISO date/time (local unless it
+    has an offset). Any window edge (``--since``, ``--until``); ``param`` names it in errors."""
     if value is None:
         return None
     if DURATION.match(value.strip()):

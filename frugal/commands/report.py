@@ -1,4 +1,9 @@
-"""``frugal report``: the ledger summed by endpoint, model or version, idle time included."""
+"""``frugal report``: the ledger summed by endpoint, model or version, idle time included.
+
+CSV is one rectangular table a spreadsheet can filter and pivot: the window's own numbers
+(billed, start-up, idle, ...) are repeated on every row as ``window_*`` columns rather than in a
+summary row of a different shape.
+"""
 
 from __future__ import annotations
 
@@ -29,12 +34,23 @@ from frugal.commands.durations import parse_since
     show_default=True,
     help="Config whose `ledger.path` to read.",
 )
-@click.option("--since", help="Window start: a duration back from now (30m, 2h, 7d) or a date.")
+@click.option(
+    "--since",
+    help="Window start: a duration back from now (30m, 2h, 7d) or a date; not in the future. "
+    "Default: the ledger's beginning.",
+)
+@click.option(
+    "--until",
+    help="Window end, same forms as --since (2h = two hours ago); not before --since. "
+    "Default: now; a later time is read as now.",
+)
 @click.option(
     "--by",
     type=click.Choice(["endpoint", "model", "version"]),
     default="endpoint",
     show_default=True,
+    help="Group rows by endpoint, model or version (name:version). By model or version, a "
+    "cascaded request's model dollars go to every tier that ran its items.",
 )
 @click.option(
     "--format",
@@ -42,32 +58,59 @@ from frugal.commands.durations import parse_since
     type=click.Choice(["table", "json", "csv"]),
     default="table",
     show_default=True,
+    help="csv repeats the window's billed, start-up and idle dollars on every row (window_*).",
 )
 def report(
-    ledger_path: Path | None, config_path: Path, since: str | None, by: str, fmt: str
+    ledger_path: Path | None,
+    config_path: Path,
+    since: str | None,
+    until: str | None,
+    by: str,
+    fmt: str,
 ) -> None:
-    """Requests, errors, latency, batch sizes, utilization and dollars, from the ledger."""
-    from frugal.accounting import build_report
+    """Requests, errors, latency, batch sizes, utilization and dollars, from the ledger.
+
+    The bill splits into parts that add up to it: billed = start-up + model + overhead + idle
+    (docs/cost-model.md).
+    """
+    from frugal.accounting import build_report, resolve_window
     from frugal.config import load_config
 
+    start, end = resolve_window(
+        parse_since(since, "--since"), parse_since(until, "--until"), names=("--since", "--until")
+    )
     if ledger_path is None:
         ledger_path = load_config(config_path).ledger.path
-    result = build_report(ledger_path, since=parse_since(since), by=by)  # type: ignore[arg-type]
+    result = build_report(ledger_path, since=start, until=end, by=by)  # type: ignore[arg-type]
     rows = [asdict(r) for r in [*result.rows, result.total]]
+    window = {k: getattr(result, k) for k in WINDOW_FIELDS}
     if fmt == "json":
-        summary = {
-            k: getattr(result, k)
-            for k in ("since", "until", "billed_usd", "allocated_usd", "idle_usd", "busy_usd")
-        }
-        click.echo(json.dumps({"rows": rows, **summary}, indent=2))
+        click.echo(json.dumps({"rows": rows, **window}, indent=2))
     elif fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        columns = {f"window_{k}": v for k, v in window.items()}
+        writer = csv.DictWriter(out, fieldnames=[*rows[0], *columns])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(row | columns for row in rows)
         click.echo(out.getvalue(), nl=False)
     else:
         print_report(result, by)
+
+
+# The window's own numbers, in the order they add up; in JSON beside "rows", in CSV as window_*.
+WINDOW_FIELDS = (
+    "since",
+    "until",
+    "billed_usd",
+    "startup_usd",
+    "model_usd",
+    "overhead_usd",
+    "unmatched_usd",
+    "idle_usd",
+    "allocated_usd",
+    "busy_usd",
+    "utilization",
+)
 
 
 def print_report(result: Any, by: str) -> None:
@@ -75,8 +118,8 @@ def print_report(result: Any, by: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"frugal report by {by}")
-    for name in (by, "requests", "errors", "p50 ms", "p99 ms", "batch", "util", "$ total", "$/1k",
-                 "cache hits", "$ saved"):  # fmt: skip
+    for name in (by, "requests", "errors", "p50 ms", "p99 ms", "batch", "util", "$ model",
+                 "$ overhead", "$ total", "$/1k", "cache hits", "$ saved"):  # fmt: skip
         table.add_column(name, justify="left" if name == by else "right")
     for i, r in enumerate([*result.rows, result.total]):
         table.add_row(
@@ -87,18 +130,34 @@ def print_report(result: Any, by: str) -> None:
             f"{r.p99_ms:.2f}",
             f"{r.mean_batch_size:.1f}",
             f"{100 * r.utilization:.1f}%",
+            f"{r.model_usd:.4g}",
+            f"{r.overhead_usd:.4g}",
             f"{r.cost_usd:.4g}",
-            f"{r.usd_per_1k:.4g}",
+            f"{r.usd_per_1k:.4g}" if r.requests else "-",  # a tier that only escalated
             f"{100 * r.cache_hit_ratio:.1f}%",
             f"{r.saved_usd:.4g}",
             end_section=i == len(result.rows) - 1,
         )
     console = Console()
     console.print(table)
-    console.print(
-        f"billed ${result.billed_usd:.4g} = allocated ${result.allocated_usd:.4g} "
-        f"+ idle ${result.idle_usd:.4g} (busy slot time priced: ${result.busy_usd:.4g})"
+    # The unmatched part is printed only where it shows at this precision (window edges).
+    unmatched = f"${result.unmatched_usd:.4g}"
+    show_unmatched = unmatched not in ("$0", "$-0") and abs(result.unmatched_usd) > 1e-6 * abs(
+        result.billed_usd
     )
+    console.print(
+        f"billed ${result.billed_usd:.4g} = start-up ${result.startup_usd:.4g} "
+        f"+ model ${result.model_usd:.4g} + overhead ${result.overhead_usd:.4g} "
+        + (f"+ unmatched {unmatched} " if show_unmatched else "")
+        + f"+ idle ${result.idle_usd:.4g}"
+    )
+    console.print(
+        f"allocated (model + overhead) ${result.allocated_usd:.4g} = "
+        f"{100 * result.utilization:.1f}% of billed; busy slot time priced ${result.busy_usd:.4g}"
+    )
+    if show_unmatched:
+        console.print("unmatched: busy slot time in the window that its requests do not carry "
+                      "(batches are stamped when they start, requests when answered)")  # fmt: skip
     total = result.total
     if total.shadow_usd:
         console.print(f"shadow copies cost ${total.shadow_usd:.4g} of the allocated dollars "

@@ -130,6 +130,9 @@ class FrugalApp:
             self._background.append(asyncio.create_task(self.engine.routes.watch()))
         await self.engine.warm_up()
         self.engine.ready = True
+        ledger = self.engine.recorder.ledger
+        if isinstance(ledger, SqliteLedger):
+            ledger.mark_ready()  # start-up ends: the report bills it apart
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
             yield

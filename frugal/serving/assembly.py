@@ -8,6 +8,7 @@ Both block: the app runs them in a thread, off the event loop.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ class Assembly:
     config: FrugalConfig
     pricer: Pricer  # this process's share of the machine (``--workers``)
     models: dict[str, Model]  # name:version -> loaded and verified; empty unless ``load``
+    started_at: float  # unix seconds before the models loaded: start-up is billed from here
 
 
 def assemble(
@@ -48,10 +50,11 @@ def assemble(
 
     ``processes``: the server processes that share the machine (``--workers``).
     """
+    started_at = time.time()
     pricer = resolve_pricer(config.instance, file=file).shared_by(processes)
     build_llm_cascades(config)  # an unimportable scorer of an LLM cascade stops the start here
     models = {m.key: load_model(m) for m in config.local_models} if load else {}
-    return Assembly(config, pricer, models)
+    return Assembly(config, pricer, models, started_at)
 
 
 def start_engine(assembly: Assembly) -> Engine:
@@ -60,11 +63,13 @@ def start_engine(assembly: Assembly) -> Engine:
     check_upstream_keys(config.upstream_models)
     ledger = None
     if config.ledger.enabled:
-        ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms)
+        ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms,
+                              heartbeat_s=config.ledger.heartbeat_s)  # fmt: skip
         ledger.open(
             instance=pricer.instance,
             price_usd_per_hour=pricer.price_usd_per_hour,
             slots=pricer.slots,
+            started_at=assembly.started_at,
         )
     metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
     budgets = None

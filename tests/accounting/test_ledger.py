@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
@@ -70,10 +71,70 @@ def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
 def test_open_writes_the_run(ledger: SqliteLedger) -> None:
     """open() creates the tables and a runs row with the instance, price and slots, not stopped."""
     rows = query(
-        ledger.path, "SELECT run_id, instance, price_usd_per_hour, slots, stopped FROM runs"
+        ledger.path,
+        "SELECT run_id, instance, price_usd_per_hour, slots, stopped, ready FROM runs",
     )
-    assert rows == [(ledger.run_id, "c7i.large", 0.36, 2, None)]
+    assert rows == [(ledger.run_id, "c7i.large", 0.36, 2, None, None)]
+    ((started, heartbeat),) = query(ledger.path, "SELECT started, heartbeat FROM runs")
+    assert started == heartbeat  # started defaults to now, and open() is the first heartbeat
     assert count(ledger.path, "requests") == 0 and count(ledger.path, "batches") == 0
+
+
+def test_open_takes_the_process_start_and_mark_ready_ends_start_up(tmp_path: Path) -> None:
+    """open(started_at=) stamps the start before models loaded; the first mark_ready() wins."""
+    ledger = SqliteLedger(tmp_path / "ledger.db", flush_interval_ms=60_000)
+    before = time.time()
+    ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1, started_at=before - 12.5)
+    try:
+        ledger.mark_ready(at=before - 2.0)
+        ledger.flush_sync()
+        ledger.mark_ready()  # readiness can flip (SIGTERM); start-up ended the first time
+        ledger.flush_sync()
+        ((started, ready, heartbeat),) = query(
+            ledger.path, "SELECT started, ready, heartbeat FROM runs"
+        )
+        assert (started, ready) == (before - 12.5, before - 2.0)
+        assert heartbeat >= before  # type: ignore[operator]
+    finally:
+        ledger.close()
+
+
+def test_bad_arguments_are_value_errors(tmp_path: Path) -> None:
+    """A start in the future, or a non-positive flush interval or heartbeat, is refused."""
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    with pytest.raises(ValueError, match="after now"):
+        ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1, started_at=time.time() + 60)
+    assert not (tmp_path / "ledger.db").exists()
+    for kwargs in ({"flush_interval_ms": 0.0}, {"heartbeat_s": 0.0}, {"heartbeat_s": -1.0}):
+        with pytest.raises(ValueError, match="must be > 0"):
+            SqliteLedger(tmp_path / "ledger.db", **kwargs)
+
+
+def test_every_commit_carries_a_heartbeat_no_older_than_its_rows(ledger: SqliteLedger) -> None:
+    """A commit of rows stamps the heartbeat too, so it is never older than a committed row."""
+    for i in range(20):
+        ledger.record(replace(request_row(i), ts=time.time()))
+    ledger.flush_sync()
+    ((heartbeat,),) = query(ledger.path, "SELECT heartbeat FROM runs")
+    ((last,),) = query(ledger.path, "SELECT MAX(ts) FROM requests")
+    assert heartbeat >= last  # type: ignore[operator]
+
+
+def test_an_idle_run_keeps_beating(tmp_path: Path) -> None:
+    """With no rows to write, the writer still stamps a heartbeat once heartbeat_s has passed."""
+    ledger = SqliteLedger(tmp_path / "ledger.db", flush_interval_ms=1, heartbeat_s=0.01)
+    ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1)
+    try:
+        ((first,),) = query(ledger.path, "SELECT heartbeat FROM runs")
+        beats = {first}
+        deadline = time.monotonic() + 10
+        while len(beats) < 3 and time.monotonic() < deadline:
+            ledger.flush_sync()  # a round trip through the writer: no rows, only the timer
+            beats |= {row[0] for row in query(ledger.path, "SELECT heartbeat FROM runs")}
+        assert len(beats) >= 3, beats
+        assert sorted(beats)[-1] > first  # type: ignore[operator]
+    finally:
+        ledger.close()
 
 
 async def test_flushed_rows_are_all_in_the_tables(ledger: SqliteLedger) -> None:
@@ -106,6 +167,9 @@ async def test_flushed_rows_are_all_in_the_tables(ledger: SqliteLedger) -> None:
         "",
         0,
         0,
+        1e-6,  # model_usd: a row that leaves both parts at 0 is all model share
+        0.0,
+        "",
     )
     assert [r[12] for r in stored] == [row.status for row in requests]
     stored_batches = query(ledger.path, "SELECT ts, run_id, size, busy_s, failed FROM batches")
@@ -182,6 +246,17 @@ def test_flush_before_open_returns(tmp_path: Path) -> None:
     assert not (tmp_path / "never.db").exists()
 
 
+def test_split_rows_keep_their_model_and_overhead(ledger: SqliteLedger) -> None:
+    """A row that splits its cost keeps both parts and its tier_costs as given."""
+    row = replace(request_row(1, cost=3e-6), model_usd=2e-6, overhead_usd=1e-6,
+                  tier_costs="small:1=5e-07;large:1=1.5e-06")  # fmt: skip
+    ledger.record(row)
+    ledger.flush_sync()
+    assert query(
+        ledger.path, "SELECT cost_usd, model_usd, overhead_usd, tier_costs FROM requests"
+    ) == [(3e-6, 2e-6, 1e-6, "small:1=5e-07;large:1=1.5e-06")]
+
+
 def test_a_ledger_from_before_saved_usd_gains_the_columns(tmp_path: Path) -> None:
     """An older ledger (no saved_usd, key_name, tokens) is migrated on open; old rows read 0."""
     path = tmp_path / "old.db"
@@ -204,3 +279,55 @@ def test_a_ledger_from_before_saved_usd_gains_the_columns(tmp_path: Path) -> Non
         path, "SELECT request_id, cache, saved_usd, key_name, tokens FROM requests ORDER BY ts"
     )
     assert stored == [("r0", "bypass", 0.0, "", 0), ("r1", "hit", 0.25, "team-a", 7)]
+
+
+# The runs and requests tables as frugal wrote them before heartbeats and the model/overhead split.
+OLD_RUNS = """CREATE TABLE runs (
+  run_id TEXT PRIMARY KEY, started REAL NOT NULL, stopped REAL, instance TEXT NOT NULL,
+  price_usd_per_hour REAL NOT NULL, slots INTEGER NOT NULL, pid INTEGER NOT NULL)"""
+OLD_REQUESTS = """CREATE TABLE requests (
+  ts REAL NOT NULL, run_id TEXT NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL,
+  model TEXT NOT NULL, version TEXT NOT NULL, items INTEGER NOT NULL, batch_size REAL NOT NULL,
+  queue_ms REAL NOT NULL, compute_ms REAL NOT NULL, latency_ms REAL NOT NULL,
+  cost_usd REAL NOT NULL, status INTEGER NOT NULL, cache TEXT NOT NULL DEFAULT 'bypass',
+  saved_usd REAL NOT NULL DEFAULT 0, key_name TEXT NOT NULL DEFAULT '',
+  tokens INTEGER NOT NULL DEFAULT 0, route TEXT NOT NULL DEFAULT '',
+  degraded INTEGER NOT NULL DEFAULT 0, shadow INTEGER NOT NULL DEFAULT 0)"""
+
+
+def write_old_ledger(path: Path, *, started: float, last_request: float, cost: float) -> None:
+    """A ledger as an older frugal left it: one killed run (no stop), two requests."""
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(OLD_RUNS)
+        db.execute(OLD_REQUESTS)
+        db.execute("INSERT INTO runs VALUES ('old', ?, NULL, 'custom', 3.6, 1, 1)", (started,))
+        for i, ts in enumerate((started + 1, last_request)):
+            db.execute(
+                "INSERT INTO requests (ts, run_id, request_id, endpoint, model, version, items, "
+                "batch_size, queue_ms, compute_ms, latency_ms, cost_usd, status) "
+                "VALUES (?, 'old', ?, 'e', 'm', '1', 1, 1, 0, 0, 1, ?, 200)",
+                (ts, f"r{i}", cost),
+            )
+
+
+def test_a_ledger_from_before_heartbeats_gains_the_columns(tmp_path: Path) -> None:
+    """An older ledger gains heartbeat/ready and model/overhead columns: old runs read ready at
+    their start (start-up unknown, so 0) and no heartbeat; new runs and rows write as usual."""
+    path = tmp_path / "old.db"
+    write_old_ledger(path, started=1_700_000_000.0, last_request=1_700_000_050.0, cost=1e-6)
+    ledger = SqliteLedger(path)
+    ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1)
+    ledger.mark_ready()
+    ledger.record(replace(request_row(1), model_usd=7e-7, overhead_usd=3e-7))
+    ledger.close()
+    runs = query(path, "SELECT run_id, started, ready, heartbeat FROM runs ORDER BY started")
+    assert runs[0] == ("old", 1_700_000_000.0, 1_700_000_000.0, None)
+    assert runs[1][0] == ledger.run_id and None not in runs[1]
+    stored = query(
+        path, "SELECT request_id, cost_usd, model_usd, overhead_usd, tier_costs FROM requests"
+    )
+    assert stored == [
+        ("r0", 1e-6, 0.0, 0.0, ""),  # read as all model share by the report
+        ("r1", 1e-6, 0.0, 0.0, ""),
+        ("r1", 1e-6, 7e-7, 3e-7, ""),
+    ]
