@@ -52,6 +52,9 @@ class InstanceConfig(_Section):
         default=None, validation_alias=AliasChoices("price_usd_per_hour", "price_per_hour")
     )
     slots: Annotated[int, Field(ge=1)] | None = None  # default: the catalog's vCPUs (GPUs), else 1
+    # The vCPUs the price buys, for pricing the server's own CPU: default the catalog's, else
+    # this machine's CPU count.
+    vcpus: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _type_or_price(self) -> InstanceConfig:
@@ -482,6 +485,9 @@ class LedgerConfig(_Section):
     # How often an idle run stamps "still alive" (a killed run is billed to its last one);
     # the writer wakes every flush interval, so beats come at least that far apart.
     heartbeat_s: Annotated[float, Field(gt=0, le=300)] = 2.0
+    # How often the server's measured CPU is priced and shared by the requests that finished:
+    # their rows wait for it, so it is also how late a row reaches the ledger.
+    cost_interval_ms: Annotated[float, Field(ge=10, le=60_000)] = 1000.0
     retention_days: Annotated[float, Field(gt=0)] | None = None  # absent: rows are kept
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from dataclasses import dataclass
 
 from frugal.accounting.catalog import InstanceType, load_catalog
@@ -16,11 +17,15 @@ class Pricer:
     """The cost model of DESIGN.md: a batch holds one of ``slots`` while it runs.
 
     cost_of_item = price_per_second x busy_seconds_of_its_batch / slots / items_in_batch
+
+    The server's own work is priced per CPU-second, the machine's price over its ``cpus``
+    (accounting/overhead.py).
     """
 
     price_usd_per_hour: float
     slots: float  # a share of the machine's slots when several processes divide it
     instance: str = "custom"
+    cpus: float = 1.0  # the machine's vCPUs (this process's share of them)
 
     @property
     def workers(self) -> int:
@@ -37,7 +42,8 @@ class Pricer:
         """
         if processes <= 1:
             return self
-        return Pricer(self.price_usd_per_hour / processes, self.slots / processes, self.instance)
+        return Pricer(self.price_usd_per_hour / processes, self.slots / processes, self.instance,
+                      self.cpus / processes)  # fmt: skip
 
     @property
     def price_usd_per_second(self) -> float:
@@ -48,6 +54,10 @@ class Pricer:
 
     def item_cost_usd(self, busy_s: float, items: int) -> float:
         return self.batch_cost_usd(busy_s) / max(1, items)
+
+    def cpu_usd(self, cpu_s: float) -> float:
+        """What ``cpu_s`` CPU-seconds of the machine cost: its price per second over its vCPUs."""
+        return self.price_usd_per_second * cpu_s / self.cpus
 
     def billed_usd(self, wall_s: float) -> float:
         """What the instance costs for a stretch of wall time, busy or idle."""
@@ -78,4 +88,8 @@ def resolve_pricer(
     slots = instance.slots
     if slots is None:
         slots = (spec.gpus or spec.vcpus) if spec is not None else 1
-    return Pricer(price_usd_per_hour=price, slots=slots, instance=instance.type or "custom")
+    cpus = instance.vcpus
+    if cpus is None:  # the catalog's, else this machine's: the server runs where it is priced
+        cpus = spec.vcpus if spec is not None else (os.cpu_count() or 1)
+    return Pricer(price_usd_per_hour=price, slots=slots, instance=instance.type or "custom",
+                  cpus=cpus)  # fmt: skip

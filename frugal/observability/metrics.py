@@ -6,10 +6,16 @@ Labels are bounded: endpoint, model version, status, release reason. Never reque
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +27,9 @@ from frugal.types import BatchStats
 class ServingMetrics:
     def __init__(self, *, slots: float, price_usd_per_hour: float) -> None:
         self.registry = CollectorRegistry()
+        # The OS's view of this process (process_cpu_seconds_total, memory): the reference
+        # that the server's allocated dollars can be checked against.
+        ProcessCollector(registry=self.registry)
         self.started = time.monotonic()
         self.slots = slots
         self.price_usd_per_hour = price_usd_per_hour
@@ -42,6 +51,19 @@ class ServingMetrics:
             ["endpoint", "model"],
             registry=r,
         )
+        self.overhead = Counter(
+            "frugal_overhead_usd",
+            "The server's own work (HTTP, JSON, admission, ledger, metrics) priced from its "
+            "measured CPU; part of frugal_cost_usd.",
+            ["endpoint", "model"],
+            registry=r,
+        )
+        self.server_cpu = Counter(
+            "frugal_server_cpu_seconds",
+            "CPU seconds of the server's own threads (all but the model's slot threads).",
+            registry=r,
+        )
+        self._overhead_usd_total = 0.0
         self.queue = Histogram(
             "frugal_queue_seconds",
             "Time an item waited before its batch ran.",
@@ -108,6 +130,21 @@ class ServingMetrics:
         latency.observe(latency_s)
         if cost_usd:
             cost.inc(cost_usd)
+
+    def observe_overhead(
+        self, requests: Sequence[tuple[str, str]], share_usd: float, *, cpu_s: float
+    ) -> None:
+        """An interval closed: each (endpoint, model) request answered in it gets its share."""
+        self.server_cpu.inc(cpu_s)
+        if not share_usd:
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for key in requests:
+            counts[key] = counts.get(key, 0) + 1
+        for (endpoint, model), count in counts.items():
+            self.cost.labels(endpoint, model).inc(share_usd * count)
+            self.overhead.labels(endpoint, model).inc(share_usd * count)
+        self._overhead_usd_total += share_usd * len(requests)
 
     def observe_tier(
         self, endpoint: str, model: str, accepted: int, escalated: int, failed: int
@@ -225,15 +262,25 @@ class _LiveCollector(Collector):
         yield per_unit
         m = self._metrics
         wall = time.monotonic() - m.started
-        utilization = m._busy_s_total / (m.slots * wall) if wall > 0 else 0.0
+        billed = m.price_usd_per_hour / 3600 * wall
+        model_usd = m.price_usd_per_hour / 3600 * m._busy_s_total / m.slots
         yield GaugeMetricFamily(
-            "frugal_utilization", "Busy slot-seconds / (slots x uptime).", value=utilization
+            "frugal_utilization",
+            "Allocated (model busy slot time + the server's own measured work) / billed.",
+            value=(model_usd + m._overhead_usd_total) / billed if billed > 0 else 0.0,
         )
         yield GaugeMetricFamily(
-            "frugal_billed_usd",
-            "Instance price x uptime of this process.",
-            value=m.price_usd_per_hour / 3600 * wall,
+            "frugal_billed_usd", "Instance price x uptime of this process.", value=billed
         )
+        allocated = GaugeMetricFamily(
+            "frugal_allocated_usd",
+            "What requests were allocated since start: the model's busy slot time and the "
+            "server's own work; billed - both = idle.",
+            labels=["part"],
+        )
+        allocated.add_metric(["model"], model_usd)
+        allocated.add_metric(["overhead"], m._overhead_usd_total)
+        yield allocated
 
 
 __all__ = ["BatcherState", "CacheState", "ServingMetrics"]

@@ -123,6 +123,7 @@ class FrugalApp:
         self._llm = LLMRoutes(self.config, build_clients(self.config))
         if self.audit is not None:
             await asyncio.to_thread(self._audit_model_loads)
+        self._background.append(asyncio.create_task(self.engine.recorder.run()))
         if self.config.ledger.enabled:
             self._background.append(asyncio.create_task(self._retention_loop()))
         if self.engine.routes.splits:  # weights changed at run time, by any worker

@@ -17,6 +17,7 @@ import orjson
 
 from frugal.accounting import Pricer, SqliteLedger, resolve_pricer
 from frugal.accounting.budgets import BudgetBook
+from frugal.accounting.overhead import MODEL_THREAD_PREFIX
 from frugal.cache import CacheStage, build_store
 from frugal.cache.semantic import SemanticIndex
 from frugal.config import CacheConfig, FrugalConfig
@@ -75,9 +76,10 @@ def start_engine(assembly: Assembly) -> Engine:
     budgets = None
     if config.auth is not None and ledger is not None:  # daily budgets are sums over the ledger
         budgets = BudgetBook(ledger.path, ledger.run_id)
-    recorder = Recorder(pricer, ledger, metrics, budgets=budgets)
+    recorder = Recorder(pricer, ledger, metrics, budgets=budgets,
+                        interval_s=config.ledger.cost_interval_ms / 1000)  # fmt: skip
     # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
-    slot_pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix="frugal-slot")
+    slot_pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix=MODEL_THREAD_PREFIX)
     batchers = {
         m.key: Batcher(
             assembly.models[m.key],

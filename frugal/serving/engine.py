@@ -284,8 +284,7 @@ class Engine:
             await asyncio.gather(*self._shadows, return_exceptions=True)
         await asyncio.gather(*(b.drain() for b in self.batchers.values()))
         await self.routes.close()
-        if self.recorder.ledger is not None:
-            await self.recorder.ledger.flush()
+        await self.recorder.flush()
         self.slot_pool.shutdown(wait=True)
         for endpoint in self.endpoints.values():
             close_store = getattr(endpoint.cache.store, "close", None) if endpoint.cache else None

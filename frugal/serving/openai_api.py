@@ -163,8 +163,8 @@ class _Call:
         result = await first_answer(target.models, lambda m: method(clients[m], payload))
         self.model = result.model
         completion = result.value
-        self.record(200, completion.usage, completion.cost_usd, result.route)
-        headers = cost_headers(self.request_id, result.model, completion.cost_usd)
+        cost = self.record(200, completion.usage, completion.cost_usd, result.route)
+        headers = cost_headers(self.request_id, result.model, cost)
         return json_response(completion.body, 200, headers)
 
     async def stream(self, target: Target, payload: dict[str, Any]) -> Response:
@@ -191,12 +191,12 @@ class _Call:
             return self.refuse(error, spend)
         self.model = answer.model
         if answer.completion is not None:
-            self.record(200, spend.usage, spend.cost_usd, spend.route)
+            cost = self.record(200, spend.usage, spend.cost_usd, spend.route)
             if not streamed:
-                headers = cost_headers(self.request_id, answer.model, spend.cost_usd)
+                headers = cost_headers(self.request_id, answer.model, cost)
                 return json_response(answer.completion.body, 200, headers)
-            events = _replay(answer.completion.body, spend.cost_usd)
-            headers = self._stream_headers() | {"x-frugal-cost-usd": f"{spend.cost_usd:.6e}"}
+            events = _replay(answer.completion.body, cost)
+            headers = self._stream_headers() | {"x-frugal-cost-usd": f"{cost:.6e}"}
             return StreamingResponse(events, 200, headers, media_type="text/event-stream")
         client = clients[answer.model]
         try:
@@ -239,9 +239,9 @@ class _Call:
             if earlier is not None:
                 earlier.add(usage, cost)
                 usage, cost = earlier.usage, earlier.cost_usd
-            self.record(status, usage, cost, route)
+            total = self.record(status, usage, cost, route)
             await stream.chunks.aclose()  # type: ignore[attr-defined]
-        yield cost_comment(cost)
+        yield cost_comment(total)
 
     def record(self, status: int, usage: Usage | None = None, cost_usd: float = 0.0,
                route: str = "") -> float:  # fmt: skip

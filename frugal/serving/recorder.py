@@ -3,10 +3,18 @@
 Every way out of the serving path (an answer, a refusal after admission, an LLM call, a
 stream's end, a shadow copy) hands the recorder one ``Finished``; nothing else writes request
 rows or charges budgets, so what a request costs is decided in one spot.
+
+A request's cost has two parts (docs/cost-model.md). The model's share is known when it
+finishes: its items' shares of their batches (or an upstream's token bill). The server's own
+work is measured per interval (accounting/overhead.py) and shared equally by the requests that
+finished in it, so rows wait here until their interval closes (``interval_s``, 1 s by default)
+and reach the ledger with both parts. The answer's ``x-frugal-cost-usd`` cannot wait: it says
+the model's share plus the overhead per request of the interval before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -14,8 +22,12 @@ from dataclasses import dataclass
 
 from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
 from frugal.accounting.budgets import BudgetBook
+from frugal.accounting.overhead import OverheadMeter
+from frugal.accounting.tier_costs import format_tier_costs
 from frugal.observability import ServingMetrics
 from frugal.types import BatchStats, ItemOutcome
+
+DEFAULT_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +54,17 @@ class Finished:
     shadow: bool = False  # shadow spend: in the ledger, not in request metrics or budgets
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A finished request waiting for its interval's overhead share."""
+
+    done: Finished
+    ts: float  # unix seconds it finished
+    latency_s: float
+    model_usd: float
+    tokens: int
+
+
 class Recorder:
     """Books requests and batches; called on the event loop, never blocks it."""
 
@@ -52,26 +75,69 @@ class Recorder:
         metrics: ServingMetrics,
         *,
         budgets: BudgetBook | None = None,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        meter: OverheadMeter | None = None,
     ) -> None:
         self.pricer = pricer
         self.ledger = ledger
         self.metrics = metrics
         self.budgets = budgets
+        self.interval_s = interval_s
+        self.meter = meter if meter is not None else OverheadMeter(pricer)
         self._mean_item_cost: dict[str, float] = {}
+        self._held: list[_Held] = []
+        self._interval_model_usd = 0.0  # batches priced since the interval opened
+        self.overhead_per_request_usd = 0.0  # the last closed interval's share: headers use it
+
+    # ---- requests ---------------------------------------------------------------------------
 
     def finish(self, done: Finished) -> float:
-        """Books ``done``; returns its cost in dollars (what ``x-frugal-cost-usd`` says)."""
+        """Books ``done``; returns what ``x-frugal-cost-usd`` says: its model share plus the
+        overhead per request of the last interval (its row gets this interval's, measured)."""
         latency_s = time.monotonic() - done.received
-        cost_usd = math.fsum(o.cost_usd for o in done.outcomes) + done.upstream_usd
+        model_usd = math.fsum(o.cost_usd for o in done.outcomes) + done.upstream_usd
         tokens = tokens_of(done.outcomes) if done.tokens is None else done.tokens
-        if not done.shadow:
-            self.metrics.observe_request(done.endpoint, done.model, done.status, latency_s,
-                                         cost_usd)  # fmt: skip
-            if self.budgets is not None and done.key and (cost_usd or tokens):
-                self.budgets.add(done.key, cost_usd, tokens)
-        if self.ledger is not None:
-            self.ledger.record(_row(done, latency_s, cost_usd, tokens))
+        self._held.append(_Held(done, time.time(), latency_s, model_usd, tokens))
+        if done.shadow:
+            return model_usd
+        cost_usd = model_usd + self.overhead_per_request_usd
+        self.metrics.observe_request(done.endpoint, done.model, done.status, latency_s, model_usd)
+        if self.budgets is not None and done.key and (cost_usd or tokens):
+            self.budgets.add(done.key, cost_usd, tokens)
         return cost_usd
+
+    def close_interval(self) -> None:
+        """Measures the server's CPU since the last call, shares its price among the requests
+        that finished since, and sends their rows to the ledger."""
+        held, self._held = self._held, []
+        model_usd, self._interval_model_usd = self._interval_model_usd, 0.0
+        overhead_usd = self.meter.close_interval(model_usd)
+        answered = sum(1 for h in held if not h.done.shadow)
+        # No request finished (an idle server's health checks and scrapes): that CPU stays idle.
+        share = overhead_usd / answered if answered else 0.0
+        if answered:
+            self.overhead_per_request_usd = share
+        self.metrics.observe_overhead(
+            [(h.done.endpoint, h.done.model) for h in held if not h.done.shadow], share,
+            cpu_s=self.meter.last_cpu_s,
+        )  # fmt: skip
+        if self.ledger is not None:
+            for h in held:
+                self.ledger.record(_row(h, 0.0 if h.done.shadow else share))
+
+    async def run(self) -> None:
+        """Closes an interval every ``interval_s`` until cancelled (the app's lifespan)."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.close_interval()
+
+    async def flush(self) -> None:
+        """Closes the open interval and waits for the ledger: on shutdown nothing is lost."""
+        self.close_interval()
+        if self.ledger is not None:
+            await self.ledger.flush()
+
+    # ---- batches ----------------------------------------------------------------------------
 
     def mean_item_cost(self, model: str) -> float:
         """The running mean cost of one item of that model version: what a cache hit saves."""
@@ -80,6 +146,8 @@ class Recorder:
     def batch(self, stats: BatchStats) -> None:
         """A batch ran: its metrics, its ledger row, and the running mean item cost."""
         self.metrics.observe_batch(stats)
+        batch_usd = stats.cost_per_item_usd * stats.size
+        self._interval_model_usd += batch_usd
         if stats.size and not stats.failed:
             mean = self._mean_item_cost.get(stats.model)
             cost = stats.cost_per_item_usd
@@ -96,7 +164,7 @@ class Recorder:
                 size=stats.size,
                 reason=stats.reason,
                 busy_s=stats.busy_s,
-                cost_usd=stats.cost_per_item_usd * stats.size,
+                cost_usd=batch_usd,
                 queue_ms_mean=sum(queue_ms) / len(queue_ms),
                 queue_ms_max=max(queue_ms),
                 failed=stats.failed,
@@ -110,11 +178,24 @@ def tokens_of(outcomes: Sequence[ItemOutcome]) -> int:
     return sum(o.prediction.tokens for o in outcomes if o.prediction is not None)
 
 
-def _row(done: Finished, latency_s: float, cost_usd: float, tokens: int) -> LedgerRow:
+def tier_costs(done: Finished) -> str:
+    """Each model version's share of the request's model dollars, when more than the row's
+    own model ran its items (a cascade's tiers, a split's versions)."""
+    by_model: dict[str, float] = {}
+    for outcome in done.outcomes:
+        for model, usd in outcome.spend:
+            by_model[model] = by_model.get(model, 0.0) + usd
+    if not by_model or list(by_model) == [done.model]:
+        return ""
+    return format_tier_costs(by_model.items())
+
+
+def _row(held: _Held, overhead_usd: float) -> LedgerRow:
+    done = held.done
     batches = [o.batch for o in done.outcomes if o.batch is not None]
     name, _, version = done.model.partition(":")
     return LedgerRow(
-        ts=time.time(),
+        ts=held.ts,
         request_id=done.request_id,
         endpoint=done.endpoint,
         model=name or "-",
@@ -123,17 +204,20 @@ def _row(done: Finished, latency_s: float, cost_usd: float, tokens: int) -> Ledg
         batch_size=sum(b.size for b in batches) / len(batches) if batches else 0.0,
         queue_ms=1000 * max((o.queue_s for o in done.outcomes), default=0.0),
         compute_ms=1000 * max((b.busy_s for b in batches), default=0.0),
-        latency_ms=1000 * latency_s,
-        cost_usd=cost_usd,
+        latency_ms=1000 * held.latency_s,
+        cost_usd=held.model_usd + overhead_usd,
         status=done.status,
         cache=done.cache,
         saved_usd=done.saved_usd,
         key=done.key,
-        tokens=tokens,
+        tokens=held.tokens,
         route=done.route,
         degraded=done.degraded,
         shadow=done.shadow,
+        model_usd=held.model_usd,
+        overhead_usd=overhead_usd,
+        tier_costs=tier_costs(done),
     )
 
 
-__all__ = ["Finished", "Recorder", "tokens_of"]
+__all__ = ["DEFAULT_INTERVAL_S", "Finished", "Recorder", "tier_costs", "tokens_of"]

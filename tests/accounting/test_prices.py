@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 from typing import Any
@@ -73,28 +74,33 @@ def test_item_cost_of_an_empty_batch_does_not_divide_by_zero() -> None:
 
 
 def test_explicit_price_without_type() -> None:
-    """A price with no type gives a custom instance of one slot unless slots are given."""
-    assert resolve_pricer(InstanceConfig(price_usd_per_hour=0.5), CATALOG) == Pricer(0.5, 1)
-    pricer = resolve_pricer(InstanceConfig(price_usd_per_hour=0.5, slots=3), CATALOG)
-    assert pricer == Pricer(0.5, 3, "custom")
+    """A price with no type gives a custom instance of one slot unless slots are given, and
+    this machine's CPUs unless vcpus are given."""
+    cpus = os.cpu_count() or 1
+    assert resolve_pricer(InstanceConfig(price_usd_per_hour=0.5), CATALOG) == Pricer(
+        0.5, 1, cpus=cpus
+    )
+    pricer = resolve_pricer(InstanceConfig(price_usd_per_hour=0.5, slots=3, vcpus=8), CATALOG)
+    assert pricer == Pricer(0.5, 3, "custom", cpus=8)
 
 
 def test_catalog_type_gives_its_price() -> None:
     """A catalog type gives that type's price and name."""
     pricer = resolve_pricer(InstanceConfig(type="cpu.xlarge"), CATALOG)
-    assert pricer == Pricer(price_usd_per_hour=0.18, slots=4, instance="cpu.xlarge")
+    assert pricer == Pricer(price_usd_per_hour=0.18, slots=4, instance="cpu.xlarge", cpus=4)
 
 
 def test_explicit_price_wins_over_the_catalog() -> None:
     """An explicit price overrides the catalog's, keeping the type's slots."""
     pricer = resolve_pricer(InstanceConfig(type="cpu.large", price_usd_per_hour=0.05), CATALOG)
-    assert pricer == Pricer(price_usd_per_hour=0.05, slots=2, instance="cpu.large")
+    assert pricer == Pricer(price_usd_per_hour=0.05, slots=2, instance="cpu.large", cpus=2)
 
 
 def test_explicit_price_allows_a_type_not_in_the_catalog() -> None:
     """A type the catalog lacks is fine when the price is given."""
     pricer = resolve_pricer(InstanceConfig(type="my.box", price_usd_per_hour=0.4), CATALOG)
-    assert pricer == Pricer(price_usd_per_hour=0.4, slots=1, instance="my.box")
+    assert pricer == Pricer(price_usd_per_hour=0.4, slots=1, instance="my.box",
+                            cpus=os.cpu_count() or 1)  # fmt: skip
 
 
 def test_unknown_type_is_a_config_error_with_a_suggestion() -> None:

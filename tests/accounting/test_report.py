@@ -462,7 +462,17 @@ async def test_report_of_a_real_server_run(
         len(r.json()["predictions"]) for r in responses if r.is_success
     )
     assert charged > 0
-    assert report.total.cost_usd == pytest.approx(charged, rel=1e-6)  # headers carry 7 digits
+    # Each answer's header is its model share plus the overhead per request of the interval
+    # before; its row has the same model share and the overhead measured in its own interval.
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        rows = {rid: (cost, model, overhead) for rid, cost, model, overhead in db.execute(
+            "SELECT request_id, cost_usd, model_usd, overhead_usd FROM requests")}  # fmt: skip
+    for response in responses:
+        cost, model, overhead = rows[response.headers["x-request-id"]]
+        assert cost == pytest.approx(model + overhead, rel=1e-12)
+        assert float(response.headers["x-frugal-cost-usd"]) >= model * (1 - 1e-6)  # 7 digits
+    assert report.overhead_usd > 0  # the server's own CPU was measured and priced
+    assert report.total.cost_usd == pytest.approx(report.model_usd + report.overhead_usd)
     assert report.model_usd == pytest.approx(report.busy_usd, rel=1e-9)
     assert_parts_add_up(report)
     assert 0 < report.allocated_usd < report.billed_usd

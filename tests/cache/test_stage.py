@@ -52,7 +52,8 @@ def cached_server(serve: Any, tmp_path: Path, **cache: Any) -> Any:
                     "factory": "tests.cache.test_stage:make_counting",
                     "batching": {"max_batch_size": 64, "timeout_ms": 30000}}],
         "endpoints": [{"name": "e", "model": "m", "cache": {"ttl_s": 600, **cache}}],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10},
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10,
+                   "cost_interval_ms": 20},
     }))  # fmt: skip
 
 
@@ -66,7 +67,8 @@ def items_computed() -> list[Any]:
 
 
 def test_second_request_is_a_hit_with_headers_and_ledger(serve: Any, tmp_path: Path) -> None:
-    """A repeat is answered from the cache: header hit, no model call, saved dollars recorded."""
+    """A repeat is answered from the cache: header hit, no model call, saved dollars recorded;
+    it costs only its share of the server's work (the lookup), no model dollars."""
     server = cached_server(serve, tmp_path)
     first = predict(server, ["ab"])
     second = predict(server, ["ab"])
@@ -74,15 +76,17 @@ def test_second_request_is_a_hit_with_headers_and_ledger(serve: Any, tmp_path: P
     assert first.headers["x-frugal-cache"] == "miss"
     assert second.headers["x-frugal-cache"] == "hit"
     assert second.headers["x-frugal-model"] == "m:1"
-    assert float(second.headers["x-frugal-cost-usd"]) == 0.0
     assert items_computed() == ["ab"]
     server.__exit__()
     db = sqlite3.connect(tmp_path / "ledger.db")
-    rows = db.execute("SELECT cache, cost_usd, saved_usd FROM requests ORDER BY ts").fetchall()
+    rows = db.execute(
+        "SELECT cache, model_usd, saved_usd, cost_usd, overhead_usd FROM requests ORDER BY ts"
+    ).fetchall()
     db.close()
     assert [r[0] for r in rows] == ["miss", "hit"]
-    assert rows[0][1] > 0 and rows[1][1] == 0
-    assert rows[1][2] == pytest.approx(rows[0][1])  # saved: the mean cost of that model's item
+    assert rows[0][1] > 0 and rows[1][1] == 0  # the hit ran no model
+    assert rows[1][3] == rows[1][4]  # what it cost: its share of the server's work
+    assert rows[1][2] == pytest.approx(rows[0][1])  # saved: the mean model cost of that item
     total = build_report(tmp_path / "ledger.db").total
     assert total.cache_hit_ratio == 0.5
     assert total.saved_usd == pytest.approx(rows[1][2])

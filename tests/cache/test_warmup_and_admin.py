@@ -23,7 +23,8 @@ def config(tmp_path: Path, **cache: Any) -> Any:
         "models": [{"name": "m", "runtime": "python",
                     "factory": "tests.cache.test_stage:make_counting"}],
         "endpoints": [{"name": "e", "model": "m", "cache": cache}],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10},
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10,
+                   "cost_interval_ms": 20},
     })  # fmt: skip
 
 

@@ -59,7 +59,8 @@ def test_varied_sentences_batch_by_size_and_match_unbatched(
             "batching": {"max_batch_size": 16, "max_queue": 1000, "timeout_ms": 120000},
         }],
         "endpoints": [{"name": "minilm", "model": "minilm"}],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 20},
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 20,
+                   "cost_interval_ms": 20},
     })  # fmt: skip
     server = serve(config)
     texts = sentences(64)

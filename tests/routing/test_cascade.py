@@ -51,7 +51,8 @@ def cascade_config(models: dict[str, Path], tmp_path: Path, accept: dict[str, st
         "models": [model_entry("small", models["small"]), model_entry("large", models["large"])],
         "endpoints": [{"name": "digits", "route": {"cascade": [
             {"model": "small", "accept": gate}, {"model": "large"}]}, **endpoint}],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10},
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10,
+                   "cost_interval_ms": 20},
     }  # fmt: skip
 
 

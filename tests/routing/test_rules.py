@@ -60,7 +60,8 @@ def rules_config(models: dict[str, Path], tmp_path: Path, rules: list[dict[str, 
             "cascade": [{"model": "small", "accept": {"confidence": ">= 0.99"}},
                         {"model": "large"}],
             "rules": rules}}],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10},
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10,
+                   "cost_interval_ms": 20},
     }  # fmt: skip
 
 

@@ -49,7 +49,11 @@ def config(tmp_path: Path, models: list[dict[str, Any]], route: dict[str, Any]) 
         "instance": TEST_INSTANCE,
         "models": models,
         "endpoints": [{"name": "digits", "route": route}],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10},
+        "ledger": {
+            "path": str(tmp_path / "ledger.db"),
+            "flush_interval_ms": 10,
+            "cost_interval_ms": 20,
+        },
     }
 
 

@@ -79,7 +79,8 @@ def python_config(tmp_path: Path, factory: str, **batching: Any) -> Any:
         "models": [{"name": "m", "runtime": "python", "factory": factory,
                     "batching": {"timeout_ms": 20000, **batching}}],
         "endpoints": [{"name": "m", "model": "m"}],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10},
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10,
+                   "cost_interval_ms": 20},
     })  # fmt: skip
 
 

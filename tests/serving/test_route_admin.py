@@ -46,7 +46,11 @@ def split_config(versions: dict[str, Path], tmp_path: Path, **route: Any) -> dic
             },
             {"name": "plain", "model": "clf:1"},
         ],
-        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 10},
+        "ledger": {
+            "path": str(tmp_path / "ledger.db"),
+            "flush_interval_ms": 10,
+            "cost_interval_ms": 20,
+        },
         "auth": {"keys": str(tmp_path / "keys.db")},
     }
 
