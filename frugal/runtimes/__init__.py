@@ -10,6 +10,7 @@ from frugal.runtimes.base import (
     top_two,
     verify_artifact,
 )
+from frugal.runtimes.isolation import predict_isolated
 from frugal.runtimes.loader import load_model
 from frugal.runtimes.schema import NUMPY_DTYPES, InputSchema, datatype_of
 
@@ -23,6 +24,7 @@ __all__ = [
     "SizedModel",
     "datatype_of",
     "load_model",
+    "predict_isolated",
     "sha256_of",
     "top_two",
     "verify_artifact",
