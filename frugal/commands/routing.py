@@ -1,6 +1,7 @@
 """``frugal calibrate``: choose a cascade's gate thresholds from labeled data (docs/routing.md).
 
-Thin: parses options and calls ``frugal.routing.calibrate``; numpy and the runtimes load inside.
+Thin: parses options and calls ``frugal.optimize.tier_runs.calibrate`` (measure every tier, then
+``frugal.routing.calibrate`` chooses the thresholds); numpy and the runtimes load inside.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def calibrate(
     runtimes, priced like the server prices it); the thresholds are swept on a calibration part
     and checked on a held-out part. Exit 1 when no thresholds meet the target.
     """
-    from frugal.routing.calibrate import calibrate as run
+    from frugal.optimize.tier_runs import calibrate as run
     from frugal.routing.calibrate import resolve_cascade
     from frugal.routing.calibrate_output import (
         gate_snippet,

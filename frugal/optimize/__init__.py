@@ -3,6 +3,8 @@ gate its cost in CI.
 
 Nothing here imports torch or onnxruntime at import time; each verb imports what it uses.
 ``plan`` and ``check`` read profile JSON, the price catalog and frugal.yaml only.
+``frugal.optimize.tier_runs`` (``calibrate``'s measuring: ``calibrate``, ``record_tiers``) is
+imported by its path, not from here: it loads ``frugal.routing``, which ``check`` does not need.
 """
 
 from frugal.optimize.check import EndpointCost, compare, parse_increase, price_config

@@ -11,15 +11,16 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from frugal.accounting import resolve_pricer
-from frugal.routing.batch_costs import profile_batches, profile_sizes
-from frugal.routing.calibrate import calibrate, resolve_cascade
+from frugal.optimize.batch_profile import profile_batches, profile_sizes
+from frugal.optimize.tier_runs import calibrate
+from frugal.routing.calibrate import resolve_cascade
 from frugal.routing.sweep import simulate
-from tests.routing.test_calibrate import invoke, train_digits_cascade, write_config
+from tests.optimize.cascades import invoke, train_digits_cascade, write_config
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """test_calibrate's digits cascade, in a folder of its own with its config written."""
+    """The digits cascade of test_tier_runs, in a folder of its own with its config written."""
     folder = train_digits_cascade(tmp_path_factory.mktemp("digits-batches"))
     write_config(folder, 'confidence: ">= 0.92"', features=64)
     return folder
