@@ -56,15 +56,15 @@ def test_confidence_gate_meets_the_drop_at_a_lower_cost(digits: Path, tmp_path: 
     assert "large-only" in result.output and "small-only" in result.output
 
 
-def test_default_plot_lands_beside_the_config(digits: Path, tmp_path: Path) -> None:
-    """Without --plot the PNG is calibration-<endpoint>.png next to the config."""
+def test_no_plot_unless_asked(digits: Path, tmp_path: Path) -> None:
+    """Without --plot nothing is drawn: no PNG anywhere, and --out is written."""
     for name in ("small.joblib", "large.joblib"):
         (tmp_path / name).write_bytes((digits / name).read_bytes())
     config = write_config(tmp_path, 'margin: ">= 0.5"', features=64)
     result = invoke("calibrate", config, "--endpoint", "cascade", "--data", digits / "data.npz",
                     "--max-drop", "0.01", "--out", tmp_path / "c.json")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "calibration-cascade.png").read_bytes()[:8] == PNG_MAGIC
+    assert list(tmp_path.glob("*.png")) == [] and ".png" not in result.output
     report = json.loads((tmp_path / "c.json").read_text())
     assert report["tiers"][0]["signal"] == "margin"
     check_chosen(report, 0.01)
