@@ -112,6 +112,12 @@ def plan(
     help="Largest allowed rise of an endpoint's $ per 1k: 10% or 0.1.",
 )
 @click.option("--update", is_flag=True, help="Write the baseline from this run and exit 0.")
+@click.option(
+    "--allow-removed",
+    is_flag=True,
+    help="Pass although an endpoint of the baseline is gone from the config (removed or "
+    "renamed). Without it such an endpoint fails the gate.",
+)
 @click.pass_context
 def check(
     ctx: click.Context,
@@ -122,8 +128,10 @@ def check(
     headroom: float | None,
     max_increase: str,
     update: bool,
+    allow_removed: bool,
 ) -> None:
-    """CI cost gate: exit 1 when an endpoint's projected $ per 1k requests rose too much.
+    """CI cost gate: exit 1 when an endpoint's projected $ per 1k requests rose too much, or
+    an endpoint of the baseline is gone (unless --allow-removed).
 
     Prices each endpoint from the config, its models' profiles (matched by sha256) and the
     baseline's qps; needs no model runtime. See docs/cost-gate.md.
@@ -133,7 +141,8 @@ def check(
 
     passed = run_check(baseline_path=baseline_path, config_path=config_path,
                        profile_paths=profile_paths, qps=qps, headroom=headroom,
-                       max_increase=parse_increase(max_increase), update=update)  # fmt: skip
+                       max_increase=parse_increase(max_increase), update=update,
+                       allow_removed=allow_removed)  # fmt: skip
     if not passed:
         ctx.exit(EXIT_VERDICT)
 

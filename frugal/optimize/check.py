@@ -70,6 +70,7 @@ class Comparison:
     change: float | None  # allocated $/1k, now / before - 1
     billed_change: float | None
     verdict: Verdict
+    failed: bool = False  # "fail", and "removed" unless removals are allowed
 
 
 def parse_increase(text: str) -> float:
@@ -213,20 +214,32 @@ def price_config(
 
 
 def compare(
-    before: Mapping[str, EndpointCost], now: Mapping[str, EndpointCost], max_increase: float
+    before: Mapping[str, EndpointCost],
+    now: Mapping[str, EndpointCost],
+    max_increase: float,
+    *,
+    allow_removed: bool = False,
 ) -> list[Comparison]:
-    """One row per endpoint in either; ``fail`` when allocated or billed $/1k rose too much."""
+    """One row per endpoint in either; ``fail`` when allocated or billed $/1k rose too much.
+
+    An endpoint in the baseline but not in the config fails unless ``allow_removed``: renaming
+    an endpoint would otherwise hide any rise (the new name has no baseline to compare with).
+    An added endpoint passes: it has no baseline yet.
+    """
     rows = []
     for name in sorted(set(before) | set(now)):
         b, n = before.get(name), now.get(name)
-        if b is None or n is None:
-            rows.append(Comparison(name, b, n, None, None, "added" if b is None else "removed"))
+        if n is None:
+            rows.append(Comparison(name, b, n, None, None, "removed", failed=not allow_removed))
+            continue
+        if b is None:
+            rows.append(Comparison(name, b, n, None, None, "added"))
             continue
         change = n.usd_per_1k / b.usd_per_1k - 1
         billed = n.billed_usd_per_1k / b.billed_usd_per_1k - 1
         # The tolerance keeps a 10% rise against a 10% threshold from failing by rounding.
         fail = max(change, billed) > max_increase + 1e-9
-        rows.append(Comparison(name, b, n, change, billed, "fail" if fail else "ok"))
+        rows.append(Comparison(name, b, n, change, billed, "fail" if fail else "ok", fail))
     return rows
 
 

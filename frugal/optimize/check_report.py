@@ -36,7 +36,6 @@ def comparison_table(rows: Sequence[Comparison], max_increase: float) -> Table:
         table.add_column(
             name, justify="left" if name in ("endpoint", "model", "verdict") else "right"
         )
-    style = {"ok": "green", "fail": "bold red", "added": "cyan", "removed": "cyan"}
     for r in rows:
         cost = r.now or r.before
         assert cost is not None
@@ -50,9 +49,17 @@ def comparison_table(rows: Sequence[Comparison], max_increase: float) -> Table:
             _usd(r.before.billed_usd_per_1k if r.before else None),
             _usd(r.now.billed_usd_per_1k if r.now else None),
             _pct(r.billed_change),
-            f"[{style[r.verdict]}]{r.verdict}[/]",
+            _verdict(r),
         )
     return table
+
+
+def _verdict(row: Comparison) -> str:
+    if row.verdict == "added":
+        return "[cyan]added (no baseline)[/]"
+    if row.verdict == "removed":
+        return "[bold red]removed[/]" if row.failed else "[cyan]removed (allowed)[/]"
+    return "[bold red]fail[/]" if row.failed else "[green]ok[/]"
 
 
 def run_check(
@@ -64,6 +71,7 @@ def run_check(
     headroom: float | None = None,
     max_increase: float = 0.1,
     update: bool = False,
+    allow_removed: bool = False,
     console: Console | None = None,
 ) -> bool:
     """Price the config and compare with (or, with ``update``, rewrite) the baseline.
@@ -99,18 +107,34 @@ def run_check(
         f"{config_path}: {pricer.instance} at ${pricer.price_usd_per_hour:g}/h over "
         f"{pricer.slots} slot(s); {qps:g} requests/s per endpoint, headroom {headroom:.0%}"
     )
-    rows = compare(baseline.endpoints if baseline else {}, costs, max_increase)
+    rows = compare(baseline.endpoints if baseline else {}, costs, max_increase,
+                   allow_removed=allow_removed or update)  # fmt: skip
     console.print(comparison_table(rows, max_increase))
     if update:
         write_json(baseline_path, baseline_to_json(pricer, costs, qps=qps, headroom=headroom))
         console.print(f"wrote {baseline_path} ({len(costs)} endpoint(s))")
         return True
-    failed = [r.endpoint for r in rows if r.verdict == "fail"]
-    if failed:
+    added = [r.endpoint for r in rows if r.verdict == "added"]
+    if added:
         console.print(
-            f"[bold red]cost gate failed[/]: {', '.join(failed)} rose more than "
+            f"added: {', '.join(added)} (not in the baseline, so not compared; "
+            "`--update` records it)"
+        )
+    rose = [r.endpoint for r in rows if r.verdict == "fail"]
+    removed = [r.endpoint for r in rows if r.verdict == "removed" and r.failed]
+    if rose:
+        console.print(
+            f"[bold red]cost gate failed[/]: {', '.join(rose)} rose more than "
             f"{max_increase:.0%}; if intended, run with --update and commit {baseline_path}"
         )
+    if removed:
+        console.print(
+            f"[bold red]cost gate failed[/]: {', '.join(removed)} in the baseline but not in "
+            f"{config_path} (removed or renamed: a renamed endpoint's cost is compared with "
+            "nothing); if intended, pass --allow-removed, or run with --update and commit "
+            f"{baseline_path}"
+        )
+    if rose or removed:
         return False
     console.print(f"[green]cost gate passed[/]: no endpoint rose more than {max_increase:.0%}")
     return True

@@ -14,7 +14,7 @@ import pytest
 from tests.optimize.cascades import train_digits_cascade, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
-# A None entry in sys.modules makes `import matplotlib` raise ImportError, as a missing install.
+# A None in sys.modules makes `import matplotlib` raise ImportError, as a missing install does.
 WITHOUT_MATPLOTLIB = (
     "import sys; sys.modules['matplotlib'] = None; from frugal.cli import main; "
     "main(sys.argv[1:], prog_name='frugal')"
