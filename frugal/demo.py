@@ -3,7 +3,7 @@ and what a calibrated cascade buys against the large model alone.
 
 The server runs as its own process (``python -m frugal serve``) and is driven over HTTP, so the
 numbers are a real server's, on this machine. The first 1,200 digits train both models; the
-other 597, shuffled, give 300 to calibrate the cascade's threshold (``frugal.routing.calibrate``,
+other 597, shuffled, give 300 to calibrate the cascade's threshold (``frugal.optimize.tier_runs``,
 in-process) and 297 for the traffic, whose answers are compared with their labels.
 """
 
@@ -263,7 +263,8 @@ def calibrate_threshold(workdir: Path, shas: dict[str, str], console: Console) -
     """The cascade's confidence threshold, calibrated on 300 images neither model trained on."""
     from sklearn.datasets import load_digits
 
-    from frugal.routing.calibrate import calibrate, resolve_cascade
+    from frugal.optimize.tier_runs import calibrate
+    from frugal.routing.calibrate import resolve_cascade
 
     x, y = load_digits(return_X_y=True)
     data = workdir / "digits-calibrate.npz"

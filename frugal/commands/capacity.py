@@ -112,6 +112,33 @@ def plan(
     help="Largest allowed rise of an endpoint's $ per 1k: 10% or 0.1.",
 )
 @click.option("--update", is_flag=True, help="Write the baseline from this run and exit 0.")
+@click.option(
+    "--calibration",
+    "calibration_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A `frugal calibrate --out` file (repeatable, one per cascade): the share of items "
+    "reaching each tier at the config's thresholds. Else the ledger's, else the baseline's.",
+)
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(path_type=Path),
+    help="Ledger whose `route` column gives cascades' tier shares (default: the config's "
+    "ledger.path, if it exists).",
+)
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    help="The ledger window for tier shares: a duration back from now (30m, 2h, 7d) or a date.",
+)
+@click.option(
+    "--allow-removed",
+    is_flag=True,
+    help="Pass although an endpoint of the baseline is gone from the config (removed or "
+    "renamed). Without it such an endpoint fails the gate.",
+)
 @click.pass_context
 def check(
     ctx: click.Context,
@@ -122,18 +149,30 @@ def check(
     headroom: float | None,
     max_increase: str,
     update: bool,
+    calibration_paths: tuple[Path, ...],
+    ledger_path: Path | None,
+    since: str,
+    allow_removed: bool,
 ) -> None:
-    """CI cost gate: exit 1 when an endpoint's projected $ per 1k requests rose too much.
+    """CI cost gate: exit 1 when an endpoint's projected $ per 1k requests rose too much, or
+    an endpoint of the baseline is gone (unless --allow-removed).
 
     Prices each endpoint from the config, its models' profiles (matched by sha256) and the
-    baseline's qps; needs no model runtime. See docs/cost-gate.md.
+    baseline's qps; a cascade by the share of items reaching each tier (--calibration, the
+    ledger or the baseline), a split by its weights, a shadow by its sample rate. Needs no
+    model runtime. See docs/cost-gate.md.
     """
+    from frugal.commands.durations import parse_since
     from frugal.optimize.check import parse_increase
     from frugal.optimize.check_report import run_check
 
+    since_ts = parse_since(since)
+    assert since_ts is not None  # --since has a default
     passed = run_check(baseline_path=baseline_path, config_path=config_path,
                        profile_paths=profile_paths, qps=qps, headroom=headroom,
-                       max_increase=parse_increase(max_increase), update=update)  # fmt: skip
+                       max_increase=parse_increase(max_increase), update=update,
+                       allow_removed=allow_removed, calibration_paths=calibration_paths,
+                       ledger_path=ledger_path, since_ts=since_ts, since=since)  # fmt: skip
     if not passed:
         ctx.exit(EXIT_VERDICT)
 

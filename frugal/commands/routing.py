@@ -1,6 +1,7 @@
 """``frugal calibrate``: choose a cascade's gate thresholds from labeled data (docs/routing.md).
 
-Thin: parses options and calls ``frugal.routing.calibrate``; numpy and the runtimes load inside.
+Thin: parses options and calls ``frugal.optimize.tier_runs.calibrate`` (measure every tier, then
+``frugal.routing.calibrate`` chooses the thresholds); numpy and the runtimes load inside.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from frugal.errors import FrugalError, InvalidInput
 @click.option(
     "--plot",
     type=click.Path(path_type=Path),
-    help="Accuracy vs $ per 1k PNG (default: calibration-ENDPOINT.png beside CONFIG).",
+    help="Also draw accuracy vs $ per 1k as a PNG here (needs the plot extra: "
+    "pip install 'frugal[plot]'). Default: no plot.",
 )
 @click.option(
     "--holdout",
@@ -76,9 +78,10 @@ def calibrate(
 
     Every tier of ENDPOINT's cascade runs once on every item of --data (through frugal's
     runtimes, priced like the server prices it); the thresholds are swept on a calibration part
-    and checked on a held-out part. Exit 1 when no thresholds meet the target.
+    and checked on a held-out part. Exit 1 when no thresholds meet the target. Nothing is
+    drawn unless --plot is given.
     """
-    from frugal.routing.calibrate import calibrate as run
+    from frugal.optimize.tier_runs import calibrate as run
     from frugal.routing.calibrate import resolve_cascade
     from frugal.routing.calibrate_output import (
         gate_snippet,
@@ -89,19 +92,23 @@ def calibrate(
 
     if not data.is_file():
         raise InvalidInput(f"{data}: file not found", hint="--data names a labeled data file")
+    if plot is not None:
+        from frugal.plots import pyplot
+
+        pyplot()  # no matplotlib: say so now, not after the measuring run
     cascade = resolve_cascade(config, endpoint)
     result = run(cascade, data, target_accuracy=target_accuracy, max_drop=max_drop,
                  holdout=holdout, seed=seed, arrival_batch=arrival_batch)  # fmt: skip
     print_calibration(result)
-    plot = plot or config.parent / f"calibration-{endpoint}.png"
-    plot_calibration(result, plot)
-    click.echo(f"wrote {plot}")
-    if out is not None:
+    if out is not None:  # before the plot: a plot that cannot be written loses no numbers
         try:
             out.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise FrugalError(f"{out}: cannot write: {exc.strerror}") from None
         click.echo(f"wrote {out}")
+    if plot is not None:
+        plot_calibration(result, plot)
+        click.echo(f"wrote {plot}")
     if result.chosen is None:
         ctx.exit(EXIT_VERDICT)
     if write:

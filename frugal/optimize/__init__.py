@@ -2,10 +2,14 @@
 gate its cost in CI.
 
 Nothing here imports torch or onnxruntime at import time; each verb imports what it uses.
-``plan`` and ``check`` read profile JSON, the price catalog and frugal.yaml only.
+``plan`` and ``check`` read profile JSON, the price catalog and frugal.yaml only (``check``, for a
+cascade, also a calibration file or the ledger).
+``frugal.optimize.tier_runs`` (``calibrate``'s measuring: ``calibrate``, ``record_tiers``) is
+imported by its path, not from here: it loads ``frugal.routing``, which ``check`` does not need.
 """
 
-from frugal.optimize.check import EndpointCost, compare, parse_increase, price_config
+from frugal.optimize.check import EndpointCost, compare, parse_increase
+from frugal.optimize.check_pricing import price_config
 from frugal.optimize.costing import Projection, project_cost
 from frugal.optimize.dataset import Dataset, load_dataset, synthesize_items
 from frugal.optimize.plan import Plan, PlanInputs, PlanRow, choose_batch, make_plan

@@ -1,10 +1,17 @@
 """Routing: which model versions answer each request (one model, a cascade, a fallback list, a
 split of versions; cascades of upstream LLMs too), the selection rules in front of them, shadow
-comparison and canary rollback, and the calibration of a cascade's gates from labeled data."""
+comparison and canary rollback, and the choice of a cascade's gate thresholds from what its tiers
+did on labeled data (the measuring is ``frugal.optimize.tier_runs``)."""
 
 from frugal.routing.base import CallModel, RoutedResult, Router, RouteRequest
 from frugal.routing.batch_costs import BatchProfile
-from frugal.routing.calibrate import Calibration, Cascade, calibrate, resolve_cascade
+from frugal.routing.calibrate import (
+    Calibration,
+    Cascade,
+    TierRecording,
+    choose_thresholds,
+    resolve_cascade,
+)
 from frugal.routing.cascade import CascadeRouter
 from frugal.routing.fallback import FallbackResult, first_answer
 from frugal.routing.gates import Gate
@@ -46,11 +53,12 @@ __all__ = [
     "RuleRouter",
     "SingleModelRouter",
     "SplitRouter",
+    "TierRecording",
     "TierRun",
     "agree",
     "apply_budget",
     "build_llm_cascades",
-    "calibrate",
+    "choose_thresholds",
     "compare",
     "count_tokens",
     "first_answer",

@@ -3,26 +3,21 @@
 Pricing every tier at full batches hides what a cascade does to its later tiers: they get only
 the escalated items, so their batches are small, and a model whose fixed cost per call dominates
 (nearest neighbours, anything with Python overhead per call) costs many times more per item at
-batch 1 than at batch 64. Here each tier is timed at a few batch sizes (powers of two up to the
-largest it can see: N or its ``max_batch_size``), and tier k is priced at a batch of
-N x (share of items reaching tier k) items, at least 1 and at most that largest size, where N is
-the first tier's typical batch in production (``frugal report``'s mean batch). A batch's busy
-time is interpolated linearly between the profiled sizes; the size is not rounded, so the price
-moves smoothly with the share (a rounded size makes a slightly higher share look cheaper).
+batch 1 than at batch 64. Each tier's busy time is measured at a few batch sizes (powers of two
+up to the largest it can see: N or its ``max_batch_size``; ``frugal.optimize.batch_profile``),
+and tier k is priced at a batch of N x (share of items reaching tier k) items, at least 1 and at
+most that largest size, where N is the first tier's typical batch in production (``frugal
+report``'s mean batch). A batch's busy time is interpolated linearly between the profiled sizes;
+the size is not rounded, so the price moves smoothly with the share (a rounded size makes a
+slightly higher share look cheaper).
 """
 
 from __future__ import annotations
 
-import itertools
-import statistics
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-PROFILE_REPEATS = 7  # timed batches per size; the median is kept (a shared machine is noisy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,47 +42,6 @@ class BatchProfile:
         }
 
 
-def profile_sizes(largest: int) -> list[int]:
-    """1, 2, 4, ... up to ``largest``, and ``largest`` itself."""
-    sizes = [1]
-    while sizes[-1] * 2 < largest:
-        sizes.append(sizes[-1] * 2)
-    if largest > 1:
-        sizes.append(largest)
-    return sizes
-
-
-def profile_batches(
-    model: str,
-    predict: Callable[[list[Any]], Any],
-    items: Sequence[Any],
-    largest: int,
-    *,
-    repeats: int = PROFILE_REPEATS,
-) -> BatchProfile:
-    """Time ``predict`` on batches of each profiled size, cycling through ``items``.
-
-    The sizes take turns (one batch of each, ``repeats`` rounds) so a burst of load from a
-    neighbour on a shared machine lands on every size alike, not on one.
-    """
-    sizes = profile_sizes(largest)
-    timings: list[list[float]] = [[] for _ in sizes]
-    start = 0
-    for round_ in range(repeats + 1):
-        for i, size in enumerate(sizes):
-            batch = [items[(start + j) % len(items)] for j in range(size)]
-            start += size
-            t0 = time.perf_counter()
-            predict(batch)
-            if round_:  # round 0 warms up: a size's first call may pay one-off allocations
-                timings[i].append(time.perf_counter() - t0)
-    busy = [statistics.median(t) for t in timings]
-    # A bigger batch never takes less time; on a noisy machine a median can say otherwise, and
-    # then escalating more items would look cheaper. Keep the running maximum.
-    busy = list(itertools.accumulate(busy, max))
-    return BatchProfile(model, tuple(sizes), tuple(busy))
-
-
 def tier_batch_size(
     arrival_batch: int, share: float, batch_usd: tuple[tuple[int, ...], tuple[float, ...]]
 ) -> float:
@@ -95,16 +49,4 @@ def tier_batch_size(
     return min(float(batch_usd[0][-1]), max(1.0, arrival_batch * share))
 
 
-def batch_usd(profile: BatchProfile, pricer: Any) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """(sizes, $ of one batch of each size), priced as the server prices a batch's busy time."""
-    return profile.sizes, tuple(pricer.batch_cost_usd(b) for b in profile.busy_s)
-
-
-__all__ = [
-    "PROFILE_REPEATS",
-    "BatchProfile",
-    "batch_usd",
-    "profile_batches",
-    "profile_sizes",
-    "tier_batch_size",
-]
+__all__ = ["BatchProfile", "tier_batch_size"]

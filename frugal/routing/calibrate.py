@@ -1,11 +1,11 @@
-"""``frugal calibrate``: the cheapest gate thresholds of a cascade that keep its accuracy.
+"""``frugal calibrate``'s route half: which tiers and gates a cascade has, and the cheapest gate
+thresholds that keep its accuracy, chosen from what every tier did on every labeled item.
 
-Every tier runs on every labeled item, through frugal's runtimes, in batches of its
-``max_batch_size``; each batch's fastest busy time (of TIMED_RUNS) is priced as the server
-prices it (pricer, slots), so an item's cost per tier is its share of its batch. The items are
-split (seeded, stratified) into a calibration part, where the thresholds are swept (see
-sweep.py), and a held-out part, where the chosen thresholds are checked on items they were not
-chosen on.
+Measuring (loading the tiers, running them on the data in batches, timing and pricing each
+batch) is ``frugal.optimize.tier_runs``, which hands a ``TierRecording`` to ``choose_thresholds``
+here. The items are split (seeded, stratified) into a calibration part, where the thresholds
+are swept (see sweep.py), and a held-out part, where the chosen thresholds are checked on items
+they were not chosen on.
 
 By default costs assume each tier runs full batches; in the server a later tier sees only the
 escalated items, so its batches are smaller. ``arrival_batch`` (``--arrival-batch N``) prices
@@ -15,27 +15,20 @@ each tier at the batch it will see instead, from a profile of its busy time per 
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from frugal.config import EndpointConfig, FrugalConfig, ModelConfig, load_config
-from frugal.errors import ConfigError, FrugalError, InvalidInput, NotFound
-from frugal.routing.batch_costs import BatchProfile, batch_usd, profile_batches
+from frugal.errors import ConfigError, InvalidInput, NotFound
+from frugal.routing.batch_costs import BatchProfile
 from frugal.routing.gates import Gate
 from frugal.routing.sweep import Outcome, TierRun, alone, cheapest, frontier, grid, simulate
 
 FORMAT = "frugal-calibrate/1"
-# Each batch is timed this many times and priced at its fastest run: on a shared machine one
-# stall (GC, another process on the core) in a cheap tier's ~30 batches can make it look dearer
-# than the tier after it (seen in CI). Twice the model calls, the same predictions.
-TIMED_RUNS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +40,16 @@ class Cascade:
     endpoint: EndpointConfig
     models: list[ModelConfig]
     gates: list[Gate | None]  # None for the last tier
+
+
+@dataclass(frozen=True, slots=True)
+class TierRecording:
+    """What every tier of a cascade did on every labeled item (``optimize.record_tiers``)."""
+
+    runs: list[TierRun]
+    busy_s_per_item: list[float]  # each tier's mean busy seconds per item, in full batches
+    labels: list[object]  # one per item, as the data file gives them
+    profiles: list[BatchProfile | None]  # busy time per batch size, with an arrival batch
 
 
 @dataclass(slots=True)
@@ -176,7 +179,7 @@ def resolve_cascade(config_path: Path, endpoint: str) -> Cascade:
     for j, tier in enumerate(found.route.cascade):
         model = config.find_model(tier.model)
         assert model is not None  # load_config checked every reference
-        if model.runtime == "openai":
+        if model.upstream is not None:
             raise InvalidInput(
                 f"{config_path}: endpoint {endpoint!r} is a cascade of upstream LLMs; calibrate "
                 "replays local models on labeled data",
@@ -196,130 +199,7 @@ def resolve_cascade(config_path: Path, endpoint: str) -> Cascade:
     return Cascade(config, config_path, found, models, gates)
 
 
-def record_tiers(
-    cascade: Cascade, data: Path, *, progress: bool = True, arrival_batch: int | None = None
-) -> tuple[list[TierRun], list[float], list[Any], list[BatchProfile | None]]:
-    """Run every tier on every item; returns the tier runs, busy s per item, the labels, and
-    (with ``arrival_batch``) each tier's busy time profiled at batch sizes up to the one it
-    can see, min(arrival_batch, max_batch_size)."""
-    from frugal.accounting import resolve_pricer
-    from frugal.optimize.dataset import load_dataset
-    from frugal.runtimes import load_model
-
-    pricer = resolve_pricer(cascade.config.instance, file=str(cascade.path))
-    datasets: dict[str, Any] = {}
-    runs: list[TierRun] = []
-    busy_per_item: list[float] = []
-    labels: list[Any] = []
-    profiles: list[BatchProfile | None] = []
-    with _progress(progress) as bar:
-        for model_config, gate in zip(cascade.models, cascade.gates, strict=True):
-            key = repr(model_config.inputs)
-            if key not in datasets:
-                datasets[key] = load_dataset(data, model_config.inputs, require_labels=True)
-            dataset = datasets[key]
-            labels = list(dataset.labels)
-            model = load_model(model_config)
-            task = bar.add_task(model_config.key, total=len(dataset))
-            run, busy = _run_tier(
-                model, model_config, gate, dataset.items, labels, pricer, bar, task
-            )
-            profile = None
-            if arrival_batch is not None:
-                largest = min(arrival_batch, model_config.batching.max_batch_size)
-                profile = profile_batches(model_config.key, partial(_predict, model),
-                                          dataset.items, largest)  # fmt: skip
-                run = replace(run, batch_usd=batch_usd(profile, pricer))
-            runs.append(run)
-            busy_per_item.append(busy)
-            profiles.append(profile)
-    return runs, busy_per_item, labels, profiles
-
-
-def _run_tier(
-    model: Any,
-    config: ModelConfig,
-    gate: Gate | None,
-    items: list[Any],
-    labels: list[Any],
-    pricer: Any,
-    bar: Any,
-    task: Any,
-) -> tuple[TierRun, float]:
-    n = len(items)
-    size = config.batching.max_batch_size
-    scores = np.full(n, np.nan)
-    correct = np.zeros(n, dtype=bool)
-    failed = np.zeros(n, dtype=bool)
-    cost = np.zeros(n)
-    busy_total = 0.0
-    first_error: Exception | None = None
-    _predict(model, items[:size])  # warm-up: the first call pays one-off setup costs
-    for start in range(0, n, size):
-        batch = items[start : start + size]
-        busy = math.inf
-        for _ in range(TIMED_RUNS):  # the fastest run: a one-off stall must not price a tier
-            t0 = time.perf_counter()
-            predictions, errors = _predict(model, batch)
-            busy = min(busy, time.perf_counter() - t0)
-        busy_total += busy
-        cost[start : start + len(batch)] = pricer.item_cost_usd(busy, len(batch))
-        ok = [j for j, p in enumerate(predictions) if p is not None]
-        for j, error in enumerate(errors):
-            if error is not None:
-                failed[start + j] = True
-                first_error = first_error or error
-        for j in ok:
-            correct[start + j] = _same(predictions[j].value, labels[start + j])
-        if gate is not None and ok:
-            good = [predictions[j] for j in ok]
-            try:
-                given = gate.scores([batch[j] for j in ok], good)
-            except Exception as exc:  # a user scorer: report it, never a traceback
-                raise InvalidInput(
-                    f"scorer {gate.config.scorer} failed on model {config.key}'s answers: {exc}",
-                    hint="the scorer takes (inputs, predictions) and returns one score per item",
-                ) from exc
-            for j, s in zip(ok, given, strict=True):
-                scores[start + j] = np.nan if s is None else s
-        bar.advance(task, len(batch))
-    if failed.all():
-        raise InvalidInput(
-            f"model {config.key} failed on every item of the data: {first_error}",
-            hint="the data's columns must match the model's inputs (same features, same order)",
-        )
-    op = gate.op if gate is not None else ""
-    run = TierRun(config.key, op, scores, correct, failed, cost)
-    return run, busy_total / n
-
-
-def _predict(model: Any, batch: list[Any]) -> tuple[list[Any], list[Exception | None]]:
-    """One batch; when it raises, item by item, so only the bad items fail (as the batcher)."""
-    try:
-        return list(model.predict_batch(batch)), [None] * len(batch)
-    except FrugalError:
-        raise
-    except Exception:
-        predictions: list[Any] = []
-        errors: list[Exception | None] = []
-        for item in batch:
-            try:
-                predictions.append(model.predict_batch([item])[0])
-                errors.append(None)
-            except Exception as exc:
-                predictions.append(None)
-                errors.append(exc)
-        return predictions, errors
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Labels compare as numbers when both are numbers (3 == 3.0), else as text."""
-    if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
-        return float(a) == float(b)
-    return str(a) == str(b)
-
-
-def split(labels: Sequence[Any], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split(labels: Sequence[object], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Calibration and held-out row indices; stratified by label when every class has 2+."""
     n = len(labels)
     rng = np.random.default_rng(seed)
@@ -341,25 +221,25 @@ def split(labels: Sequence[Any], share: float, seed: int) -> tuple[np.ndarray, n
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-def calibrate(
+def choose_thresholds(
     cascade: Cascade,
     data: Path,
+    recording: TierRecording,
     *,
     target_accuracy: float | None = None,
     max_drop: float = 0.005,
     holdout: float = 0.5,
     seed: int = 0,
-    progress: bool = True,
     arrival_batch: int | None = None,
 ) -> Calibration:
-    """Record every tier, split, sweep, and choose the cheapest thresholds meeting the target.
+    """Split the recorded items, sweep, and choose the cheapest thresholds meeting the target.
 
     ``arrival_batch``: price each tier at the batch it will see when the first tier's batches
     hold this many items (see batch_costs.py); None prices every tier at full batches.
     """
     n = arrival_batch
-    tiers, busy, labels, profiles = record_tiers(cascade, data, progress=progress, arrival_batch=n)
-    calib, held = split(labels, holdout, seed)
+    tiers = recording.runs
+    calib, held = split(recording.labels, holdout, seed)
     if calib.size == 0:
         raise InvalidInput(f"{data}: too few items to calibrate on", hint="lower --holdout")
     singles = [
@@ -376,9 +256,10 @@ def calibrate(
     chosen = cheapest(points, needed)
     result = Calibration(
         cascade=cascade, data=data, seed=seed, holdout_share=holdout, tiers=tiers,
-        busy_s_per_item=busy, calibration_rows=calib, holdout_rows=held, target_kind=kind,
-        target_value=value, needed_accuracy=needed, points=points, frontier=frontier(points),
-        chosen=chosen, singles=singles, arrival_batch=n, profiles=profiles,
+        busy_s_per_item=recording.busy_s_per_item, calibration_rows=calib, holdout_rows=held,
+        target_kind=kind, target_value=value, needed_accuracy=needed, points=points,
+        frontier=frontier(points), chosen=chosen, singles=singles, arrival_batch=n,
+        profiles=recording.profiles,
     )  # fmt: skip
     current = [g.threshold for g in cascade.gates if g is not None]
     result.current = result.evaluate(current)
@@ -387,29 +268,12 @@ def calibrate(
     return result
 
 
-class _progress:  # a context manager, named like rich's Progress it wraps
-    def __init__(self, show: bool) -> None:
-        self.show = show
-
-    def __enter__(self) -> Any:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            disable=not self.show,
-        )  # fmt: skip
-        return self.bar.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(None, None, None)
-
-
 __all__ = [
     "FORMAT",
     "Calibration",
     "Cascade",
-    "calibrate",
-    "record_tiers",
+    "TierRecording",
+    "choose_thresholds",
     "resolve_cascade",
     "split",
 ]

@@ -1,6 +1,7 @@
 """Runtimes: one module per kind of model artifact, all behind the ``Model`` protocol."""
 
 from frugal.runtimes.base import Model, SizedModel, sha256_of, top_two, verify_artifact
+from frugal.runtimes.isolation import predict_isolated
 from frugal.runtimes.loader import load_model
 from frugal.runtimes.schema import NUMPY_DTYPES, InputSchema, datatype_of
 from frugal.types import Item, ModelRef, Prediction
@@ -15,6 +16,7 @@ __all__ = [
     "SizedModel",
     "datatype_of",
     "load_model",
+    "predict_isolated",
     "sha256_of",
     "top_two",
     "verify_artifact",

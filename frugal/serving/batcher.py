@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
 from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded
-from frugal.runtimes import Model, SizedModel
+from frugal.runtimes import Model, SizedModel, predict_isolated
 from frugal.serving.sizing import PaddedCostFit, choose_window
 from frugal.types import BatchStats, Item, ItemOutcome, Prediction
 
@@ -330,21 +330,8 @@ def _run_isolated(
 ) -> tuple[list[Prediction | BaseException], float]:
     """Runs in a slot thread: the batch, bisected on failure so each bad item fails alone."""
     start = time.perf_counter()
-    results = _predict_bisecting(model, items)
+    results = predict_isolated(model, items)
     return results, time.perf_counter() - start
-
-
-def _predict_bisecting(model: Model, items: list[Item]) -> list[Prediction | BaseException]:
-    try:
-        out = list(model.predict_batch(items))
-        if len(out) != len(items):
-            raise RuntimeError(f"predict_batch gave {len(out)} answers for {len(items)} items")
-        return list(out)
-    except Exception as exc:
-        if len(items) == 1:
-            return [exc]
-        mid = len(items) // 2
-        return _predict_bisecting(model, items[:mid]) + _predict_bisecting(model, items[mid:])
 
 
 __all__ = ["Batcher", "Submission"]

@@ -175,13 +175,48 @@ def test_no_profile_for_the_instance_hardware(project: Project) -> None:
     assert "--device cuda" in result.output
 
 
-def test_added_and_removed_endpoints_are_informational(project: Project) -> None:
-    """Renaming the endpoint shows one added and one removed, and the gate still passes."""
+def flat(result: Result) -> str:
+    """The output with rich's line wrapping undone, so a message reads as one line."""
+    return " ".join(result.output.split())
+
+
+def test_renamed_endpoint_fails_unless_allowed(project: Project) -> None:
+    """Renaming the endpoint (here also 18x dearer) fails as removed: the new name has no
+    baseline to compare with; --allow-removed passes and shows the new name as added."""
     project.config["endpoints"] = [{"name": "digits-v2", "model": "digits"}]
+    project.config["instance"]["price_usd_per_hour"] = 1.8
+    project.write_config()
+    result = project.check()
+    assert result.exit_code == 1, result.output
+    out = flat(result)
+    assert "cost gate failed: digits in the baseline but not in" in out
+    assert "(removed or renamed" in out and "pass --allow-removed" in out
+    assert "cost gate passed" not in out
+    result = project.check("--allow-removed")
+    assert result.exit_code == 0, result.output
+    out = flat(result)
+    assert "removed (allowed)" in out and "added (no baseline)" in out
+    assert "added: digits-v2 (not in the baseline, so not compared" in out
+
+
+def test_added_endpoint_passes_and_is_named(project: Project) -> None:
+    """A second endpoint that is new since the baseline is reported, and the gate passes."""
+    project.config["endpoints"].append({"name": "digits-b", "model": "digits"})
     project.write_config()
     result = project.check()
     assert result.exit_code == 0, result.output
-    assert "added" in result.output and "removed" in result.output
+    out = flat(result)
+    assert "added: digits-b (not in the baseline, so not compared; `--update` records it)" in out
+    assert "cost gate passed" in out
+
+
+def test_update_records_a_rename(project: Project) -> None:
+    """--update after a rename writes the new endpoint only, and the gate then passes."""
+    project.config["endpoints"] = [{"name": "digits-v2", "model": "digits"}]
+    project.write_config()
+    assert project.check("--update").exit_code == 0
+    assert list(json.loads(project.baseline.read_text())["endpoints"]) == ["digits-v2"]
+    assert project.check().exit_code == 0
 
 
 def test_max_increase_forms() -> None:
