@@ -1,0 +1,63 @@
+"""frugal.yaml: its schema, a module per group of sections, and loading that names the file and
+field of every error (root.py)."""
+
+from frugal.config.caching import CacheConfig, CaptureConfig, EarlyExpiryConfig, SemanticConfig
+from frugal.config.models import (
+    BatchingConfig,
+    InstanceConfig,
+    ModelConfig,
+    TensorSpec,
+    UpstreamConfig,
+)
+from frugal.config.root import FrugalConfig, format_loc, load_config, parse_config
+from frugal.config.routes import (
+    GATE_SIGNALS,
+    LLM_GATE_SIGNALS,
+    LOCAL_GATE_SIGNALS,
+    EndpointConfig,
+    GateConfig,
+    LLMBudgetConfig,
+    RollbackConfig,
+    RouteConfig,
+    RuleConfig,
+    RuleWhen,
+    ShadowConfig,
+    TierConfig,
+    WeightedModel,
+    parse_comparison,
+)
+from frugal.config.server import AuthConfig, CorsConfig, LedgerConfig, ServerConfig
+
+__all__ = [
+    "GATE_SIGNALS",
+    "LLM_GATE_SIGNALS",
+    "LOCAL_GATE_SIGNALS",
+    "AuthConfig",
+    "BatchingConfig",
+    "CacheConfig",
+    "CaptureConfig",
+    "CorsConfig",
+    "EarlyExpiryConfig",
+    "EndpointConfig",
+    "FrugalConfig",
+    "GateConfig",
+    "InstanceConfig",
+    "LLMBudgetConfig",
+    "LedgerConfig",
+    "ModelConfig",
+    "RollbackConfig",
+    "RouteConfig",
+    "RuleConfig",
+    "RuleWhen",
+    "SemanticConfig",
+    "ServerConfig",
+    "ShadowConfig",
+    "TensorSpec",
+    "TierConfig",
+    "UpstreamConfig",
+    "WeightedModel",
+    "format_loc",
+    "load_config",
+    "parse_comparison",
+    "parse_config",
+]

@@ -1,0 +1,55 @@
+"""frugal.yaml's `ledger`, `auth` and `server` sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    Field,
+)
+
+from frugal.config._base import _Section
+
+
+class LedgerConfig(_Section):
+    enabled: bool = True
+    path: Path = Path("frugal-ledger.db")
+    flush_interval_ms: Annotated[float, Field(gt=0)] = 200.0
+    # How often an idle run stamps "still alive" (a killed run is billed to its last one);
+    # the writer wakes every flush interval, so beats come at least that far apart.
+    heartbeat_s: Annotated[float, Field(gt=0, le=300)] = 2.0
+    # How often the server's measured CPU is priced and shared by the requests that finished:
+    # their rows wait for it, so it is also how late a row reaches the ledger.
+    cost_interval_ms: Annotated[float, Field(ge=10, le=60_000)] = 1000.0
+    retention_days: Annotated[float, Field(gt=0)] | None = None  # absent: rows are kept
+
+
+class AuthConfig(_Section):
+    """API keys (docs/security.md). Absent: the server binds to loopback only."""
+
+    keys: Path = Path("frugal-keys.db")  # SQLite; secrets are stored only as hashes
+    reload_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0  # keys changed by the CLI
+
+
+class CorsConfig(_Section):
+    """Cross-origin browser access; absent (the default), browsers get no CORS headers."""
+
+    allow_origins: list[str] = Field(min_length=1)
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-request-id"]
+    )
+    max_age_s: Annotated[int, Field(ge=0)] = 600
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    max_body_bytes: Annotated[int, Field(ge=1)] = 1_048_576
+    max_header_bytes: Annotated[int, Field(ge=256)] = 16_384  # all header names and values
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None  # open requests, then 503
+    cors: CorsConfig | None = None
+
+
+__all__ = ["AuthConfig", "CorsConfig", "LedgerConfig", "ServerConfig"]
