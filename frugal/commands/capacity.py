@@ -42,6 +42,14 @@ _HEADROOM = click.FloatRange(0, 1, min_open=True)
     "batching.linger_ms set, give the larger of the two.",
 )
 @click.option(
+    "--keep-warm-s",
+    type=_POSITIVE,
+    default=600.0,
+    show_default=True,
+    help="How long a serverless environment stays warm after its last request (Lambda's is "
+    "not documented; 5-15 minutes is observed): sets how often a cold start happens.",
+)
+@click.option(
     "--provider",
     type=click.Choice(["aws", "gcp", "azure", "all"]),
     default="all",
@@ -70,6 +78,7 @@ def plan(
     budget_usd_month: float | None,
     headroom: float,
     max_wait_ms: float,
+    keep_warm_s: float,
     provider: str,
     config_path: Path | None,
     catalog_paths: tuple[Path, ...],
