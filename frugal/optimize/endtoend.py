@@ -49,6 +49,7 @@ class HttpProfile:
     cpu_model: str  # where it ran (the model-only points may come from another run)
     cpu_cores: int
     client: str
+    measured_at: str = ""  # ISO time: the section may be newer than the model-only points
 
     @property
     def peak(self) -> HttpLevel:
@@ -78,6 +79,7 @@ class HttpProfile:
             "cpu_model": self.cpu_model,
             "cpu_cores": self.cpu_cores,
             "client": self.client,
+            "measured_at": self.measured_at,
             "levels": [_rounded(asdict(lv)) for lv in self.levels],
         }
 
@@ -113,6 +115,7 @@ class HttpProfile:
             cpu_model=str(data.get("cpu_model") or ""),
             cpu_cores=int(data.get("cpu_cores") or 0),
             client=str(data.get("client") or ""),
+            measured_at=str(data.get("measured_at") or ""),
         )
 
 

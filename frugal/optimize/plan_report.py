@@ -75,7 +75,7 @@ def _serverless_line(s: ServerlessProjection, plan: Plan) -> str:
         if s.init_s is not None and s.latency_bound_ms > s.p99_ms
         else ""
     )
-    chosen = " [green]choice[/]" if s is plan.choice else ""
+    chosen = ": [green]choice[/]" if s is plan.choice else ""
     return (
         f"serverless {s.offer}: {s.memory_mb} MB, {s.billed_ms:g} ms billed per request, "
         f"${s.usd_per_1k:.4g} per 1k requests, ${_money(s.usd_per_month)}/month at "

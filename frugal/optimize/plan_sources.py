@@ -68,18 +68,21 @@ def figures_line(profile: ProfileRecord, slo_ms: float) -> tuple[str, list[str]]
             f"model-only points on {profile.cpu_model}"
         )
     level = http.best_within(slo_ms)
-    at = (
-        f"at concurrency {level.concurrency} (p99 {level.p99_ms:.3g} ms, the most requests/s "
-        f"within the SLO): {1000 * level.server_cpu_s_per_request:.3g} ms of server CPU a request"
-        if level is not None
-        else "no level meets the SLO"
-    )
-    busiest = max(lv.server_cores_busy for lv in http.levels)
+    if level is None:
+        return (
+            f"{profile.hardware_class}: end-to-end profile ({profile.file}); no level meets the "
+            f"SLO",
+            warnings,
+        )
     return (
         f"{profile.hardware_class}: end-to-end profile ({profile.file}), the server's own CPU is "
-        f"counted {at}; a replica is bounded by vCPUs / that CPU, which assumes enough "
-        f"`frugal serve --workers` to keep every vCPU busy (measured: {http.server_workers} "
-        f"worker(s) kept at most {busiest:.2f} of {http.cpu_cores} cores busy)",
+        f"counted: at concurrency {level.concurrency} (p99 {level.p99_ms:.3g} ms, the most "
+        f"requests/s within the SLO) {1000 * level.server_cpu_s_per_request:.3g} ms of server "
+        f"CPU a request. A replica is bounded by vCPUs / that CPU, which assumes it keeps every "
+        f"vCPU busy within the SLO (enough `frugal serve --workers`, enough concurrent "
+        f"requests); the profiling machine did {level.req_per_s:,.0f} requests/s at that level "
+        f"with {level.server_cores_busy:.2f} of its {http.cpu_cores} cores busy "
+        f"({http.server_workers} worker(s))",
         warnings,
     )
 

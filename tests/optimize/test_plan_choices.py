@@ -3,6 +3,7 @@ instances and serverless, cold starts, burstable credits, dated catalogs. Number
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import date
@@ -326,3 +327,26 @@ def test_replica_throughput_for_check(tmp_path: Path) -> None:
     assert e2e.http is not None
     t = replica_throughput(e2e, e2e.points[1], vcpus=2, slots=2, level=e2e.http.levels[0])
     assert t.requests_per_s == pytest.approx(2500) and t.cpu_s_per_request == 0.0008
+
+
+def test_cost_gate_example_plans_tens_of_instances_not_two() -> None:
+    """The committed digits profile, end to end: 200,000 req/s within 10 ms on AWS needs
+    ceil(200,000 / (2 vCPUs / CPU per request x 0.7)) 2-vCPU replicas, tens, where the model
+    alone answered 2; the output says it used end-to-end figures."""
+    path = Path(__file__).parents[2] / "examples/cost-gate/profiles/digits.json"
+    record = read_profile(path)
+    assert record.http is not None and record.model_load_s is not None
+    level = record.http.best_within(10)
+    assert level is not None
+    expected = math.ceil(200_000 / (2 / level.server_cpu_s_per_request * 0.7))
+    result = invoke("plan", "--profile", str(path), "--qps", "200000", "--slo-ms", "10",
+                    "--provider", "aws")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"choice: c6i.large x {expected} end to end at concurrency {level.concurrency}" in text
+    assert expected >= 10 and "cpu: end-to-end profile" in text
+    inputs = PlanInputs(qps=200_000, slo_ms=10, provider="aws")
+    without = dataclasses.replace(record, http=None)
+    model_only = make_plan([without], load_catalog(), inputs, today=TODAY)
+    assert isinstance(model_only.choice, PlanRow) and model_only.choice.projection is not None
+    assert model_only.choice.projection.replicas <= 3
