@@ -350,3 +350,25 @@ def test_cost_gate_example_plans_tens_of_instances_not_two() -> None:
     model_only = make_plan([without], load_catalog(), inputs, today=TODAY)
     assert isinstance(model_only.choice, PlanRow) and model_only.choice.projection is not None
     assert model_only.choice.projection.replicas <= 3
+
+
+def test_plan_cli_keep_warm_sets_the_cold_starts(tmp_path: Path) -> None:
+    """--keep-warm-s reaches the plan: at one request per 1,000 s, 600 s warm leaves 55% of
+    requests cold (the 1.5 s init is in the bound), 10^6 s warm none; --help names the option."""
+    catalog = catalog_file(tmp_path, {"small-cpu": {"vcpus": 2, "price_usd_per_hour": 0.10}},
+                           serverless={"fn": {"price_usd_per_gb_second": 0.0000166667,
+                                              "price_usd_per_million_requests": 0.2,
+                                              "mb_per_vcpu": 1769}})  # fmt: skip
+    args = ["plan", "--profile", str(write(tmp_path / "slow.json", SLOW)), "--catalog",
+            str(catalog), "--qps", "0.001", "--slo-ms", "30"]  # fmt: skip
+    cold = invoke(*args)
+    assert cold.exit_code == 1, cold.output
+    assert (
+        "bound 1.52e+03 ms (batch-1 p99 15 ms + 1500 ms init (cold starts on 54.88%))"
+        in " ".join(cold.output.split())
+    )
+    warm = invoke(*args, "--keep-warm-s", "1000000")
+    assert warm.exit_code == 0, warm.output
+    assert "choice: serverless aws/fn" in warm.output
+    assert "--keep-warm-s" in invoke("plan", "--help").output
+    assert invoke(*args, "--keep-warm-s", "0").exit_code == 2
