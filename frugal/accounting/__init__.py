@@ -1,6 +1,12 @@
 """Accounting: prices, the cost of each request, the ledger and reports over it."""
 
-from frugal.accounting.catalog import InstanceType, ServerlessOffer, load_catalog, load_serverless
+from frugal.accounting.catalog import (
+    InstanceType,
+    ServerlessOffer,
+    age_in_months,
+    load_catalog,
+    load_serverless,
+)
 from frugal.accounting.ledger import BatchRow, Ledger, LedgerRow, SqliteLedger
 from frugal.accounting.prices import Pricer, resolve_pricer
 from frugal.accounting.report import Report, ReportRow, build_report, resolve_window
@@ -16,6 +22,7 @@ __all__ = [
     "ReportRow",
     "ServerlessOffer",
     "SqliteLedger",
+    "age_in_months",
     "build_report",
     "format_tier_costs",
     "load_catalog",

@@ -1,13 +1,17 @@
 """Instance prices shipped as data (``catalog/*.yaml``), each file with its source and date.
 
 ``frugal plan --catalog FILE`` reads files of the same shape instead of the shipped ones, so a
-team can price its own discounts (and tests can price a hand-made catalog).
+team can price its own discounts (and tests can price a hand-made catalog). A row may carry its
+own ``source`` and ``as_of``, which override the file's for that row (a type added later, from
+another page). Prices age: ``age_in_months`` lets a caller warn when a date is old.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,12 @@ class InstanceType:
     memory_gib: float | None = None
     gpu: str | None = None
     burstable: bool = False  # a CPU credit type (t3, B-series): full speed only in bursts
+    # Of a burstable type: the share of each vCPU it may use on average (0.2 = 20%), and the
+    # price of CPU above it in $ per vCPU-hour (T3 Unlimited); None: it throttles instead.
+    baseline_cpu_share: float | None = None
+    surplus_usd_per_vcpu_hour: float | None = None
+    arch: str = "x86_64"  # arm64 (Graviton) is its own hardware class
+    accelerator: str | None = None  # a non-GPU accelerator (inferentia2): its own class
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +47,8 @@ class ServerlessOffer:
 
     Memory can be set from ``min_memory_mb`` to ``max_memory_mb`` in ``memory_step_mb`` steps,
     duration is billed in ``billing_step_ms`` steps, and ``mb_per_vcpu`` is the memory at which
-    the function gets one full vCPU (CPU share is proportional to memory).
+    the function gets one full vCPU (CPU share is proportional to memory). ``init_billed``: a
+    cold start's initialization is billed as duration (Lambda: since 2025-08-01).
     """
 
     name: str
@@ -51,6 +62,7 @@ class ServerlessOffer:
     max_memory_mb: int = 10_240
     billing_step_ms: float = 1.0
     mb_per_vcpu: float | None = None
+    init_billed: bool = True
 
 
 def _catalog_files(paths: Sequence[Path] | None) -> list[tuple[str, str]]:
@@ -88,31 +100,65 @@ def _documents(paths: Sequence[Path] | None) -> Iterable[tuple[str, dict[str, An
         yield name, data
 
 
+def _optional_float(spec: dict[str, Any], key: str) -> float | None:
+    value = spec.get(key)
+    return None if value is None else float(value)
+
+
+def _instance(name: str, spec: dict[str, Any], data: dict[str, Any]) -> InstanceType:
+    instance = InstanceType(
+        name=name,
+        provider=str(data["provider"]),
+        vcpus=int(spec["vcpus"]),
+        gpus=int(spec.get("gpus", 0)),
+        price_usd_per_hour=float(spec["price_usd_per_hour"]),
+        source=str(spec.get("source", data.get("source", ""))),
+        as_of=str(spec.get("as_of", data.get("as_of", ""))),
+        memory_gib=spec.get("memory_gib"),
+        gpu=spec.get("gpu"),
+        burstable=bool(spec.get("burstable", False)),
+        baseline_cpu_share=_optional_float(spec, "baseline_cpu_share"),
+        surplus_usd_per_vcpu_hour=_optional_float(spec, "surplus_usd_per_vcpu_hour"),
+        arch=str(spec.get("arch", "x86_64")),
+        accelerator=spec.get("accelerator"),
+    )
+    if instance.vcpus < 1 or instance.price_usd_per_hour <= 0:
+        raise ValueError("vcpus must be >= 1 and price_usd_per_hour > 0")
+    share = instance.baseline_cpu_share
+    if share is not None and not 0 < share <= 1:
+        raise ValueError(f"baseline_cpu_share must be in (0, 1], got {share}")
+    return instance
+
+
 def load_catalog(paths: Sequence[Path] | None = None) -> dict[str, InstanceType]:
     """Every instance type of every provider file (the shipped ones by default), by name."""
     catalog: dict[str, InstanceType] = {}
     for file, data in _documents(paths):
         for name, spec in (data.get("instances") or {}).items():
             try:
-                catalog[name] = InstanceType(
-                    name=name,
-                    provider=str(data["provider"]),
-                    vcpus=int(spec["vcpus"]),
-                    gpus=int(spec.get("gpus", 0)),
-                    price_usd_per_hour=float(spec["price_usd_per_hour"]),
-                    source=str(data.get("source", "")),
-                    as_of=str(data.get("as_of", "")),
-                    memory_gib=spec.get("memory_gib"),
-                    gpu=spec.get("gpu"),
-                    burstable=bool(spec.get("burstable", False)),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
+                catalog[name] = _instance(name, spec, data)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ConfigError(
-                    f"bad entry ({exc!r}): needs vcpus and price_usd_per_hour",
+                    f"bad entry ({exc}): needs vcpus and price_usd_per_hour",
                     field=f"instances.{name}",
                     file=file,
                 ) from None
     return catalog
+
+
+_AS_OF = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
+
+
+def age_in_months(as_of: str, today: date) -> int | None:
+    """Whole months from ``as_of`` ("2025-06" or "2025-06-30") to ``today``; None if undated."""
+    match = _AS_OF.match(as_of.strip())
+    if match is None:
+        return None
+    year, month = int(match[1]), int(match[2])
+    months = (today.year - year) * 12 + today.month - month
+    if match[3] is not None and today.day < int(match[3]):
+        months -= 1
+    return months
 
 
 def load_serverless(paths: Sequence[Path] | None = None) -> list[ServerlessOffer]:
@@ -124,7 +170,7 @@ def load_serverless(paths: Sequence[Path] | None = None) -> list[ServerlessOffer
                 known = {
                     k: spec[k]
                     for k in ("memory_step_mb", "min_memory_mb", "max_memory_mb",
-                              "billing_step_ms", "mb_per_vcpu")
+                              "billing_step_ms", "mb_per_vcpu", "init_billed")
                     if k in spec
                 }  # fmt: skip
                 offers.append(
@@ -136,7 +182,7 @@ def load_serverless(paths: Sequence[Path] | None = None) -> list[ServerlessOffer
                             spec["price_usd_per_million_requests"]
                         ),
                         source=str(spec.get("source", data.get("source", ""))),
-                        as_of=str(data.get("as_of", "")),
+                        as_of=str(spec.get("as_of", data.get("as_of", ""))),
                         **known,
                     )
                 )

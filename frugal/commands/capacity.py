@@ -42,6 +42,14 @@ _HEADROOM = click.FloatRange(0, 1, min_open=True)
     "batching.linger_ms set, give the larger of the two.",
 )
 @click.option(
+    "--keep-warm-s",
+    type=_POSITIVE,
+    default=600.0,
+    show_default=True,
+    help="How long a serverless environment stays warm after its last request (Lambda's is "
+    "not documented; 5-15 minutes is observed): sets how often a cold start happens.",
+)
+@click.option(
     "--provider",
     type=click.Choice(["aws", "gcp", "azure", "all"]),
     default="all",
@@ -70,21 +78,27 @@ def plan(
     budget_usd_month: float | None,
     headroom: float,
     max_wait_ms: float,
+    keep_warm_s: float,
     provider: str,
     config_path: Path | None,
     catalog_paths: tuple[Path, ...],
     out: Path | None,
 ) -> None:
-    """The cheapest instance type that serves --qps within --slo-ms, from measured profiles.
+    """The cheapest instance type or serverless function that serves --qps within --slo-ms,
+    from measured profiles.
 
     Only hardware with a profile is priced; other types are listed with the `frugal profile`
-    command that would measure them. Exit 1 when nothing meets the SLO (and the budget).
+    command that would measure them. Every option is held to one p99 latency rule; a profile
+    taken with `frugal profile --http` also counts the server's own CPU (docs/plan.md). Prints
+    which figures and which prices (source, date) it used. Exit 1 when nothing meets the SLO
+    (and the budget).
     """
     from frugal.optimize.plan import PlanInputs
     from frugal.optimize.plan_report import run_plan
 
     inputs = PlanInputs(qps=qps, slo_ms=slo_ms, headroom=headroom, provider=provider,
-                        budget_usd_month=budget_usd_month, max_wait_ms=max_wait_ms)  # fmt: skip
+                        budget_usd_month=budget_usd_month, max_wait_ms=max_wait_ms,
+                        keep_warm_s=keep_warm_s)  # fmt: skip
     result = run_plan(profile_paths=profile_paths, inputs=inputs, config_path=config_path,
                       catalog_paths=catalog_paths, out=out)  # fmt: skip
     if result.choice is None:

@@ -6,6 +6,7 @@ Thin: it parses options and calls ``frugal.optimize``; heavy imports stay inside
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +21,18 @@ def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> list
     if not sizes or sizes[0] < 1:
         raise click.BadParameter("batch sizes are whole numbers >= 1")
     return sizes
+
+
+def _concurrency(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        levels = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise click.BadParameter("a comma list of whole numbers, e.g. 1,4,16,64") from None
+    if not levels or levels[0] < 1:
+        raise click.BadParameter("concurrency levels are whole numbers >= 1")
+    if levels[-1] > 1024:
+        raise click.BadParameter("at most 1024 concurrent connections")
+    return levels
 
 
 DEVICE = click.option(
@@ -77,6 +90,35 @@ DEVICE = click.option(
     help="The profile JSON (read by frugal plan and check).",
 )
 @click.option("--plot", type=click.Path(path_type=Path), help="Also draw items/s and p99 (PNG).")
+@click.option(
+    "--http",
+    "http",
+    is_flag=True,
+    help="Also profile end to end: start a real `frugal serve` on the model and drive it over "
+    "HTTP at each --concurrency, recording req/s, p50/p99 and the server's CPU per request.",
+)
+@click.option(
+    "--concurrency",
+    default="1,4,16,64",
+    show_default=True,
+    callback=_concurrency,
+    help="With --http: requests kept in flight, one level after another.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="With --http: measured seconds per concurrency (after a warm-up of a quarter of it, "
+    "at most 1 s).",
+)
+@click.option(
+    "--server-workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="With --http: `frugal serve --workers` of the server driven.",
+)
 def profile(
     target: Path,
     model_name: str | None,
@@ -91,13 +133,22 @@ def profile(
     min_seconds: float,
     out: Path,
     plot: Path | None,
+    http: bool,
+    concurrency: list[int],
+    seconds: float,
+    server_workers: int,
 ) -> None:
     """Measure p50/p99 and items/s of one worker per batch size; suggest max_batch_size.
 
     MODEL_OR_CONFIG is a frugal.yaml (--model picks the model) or a model file (.onnx,
     .joblib/.pkl, .pt/.pth/.ts/.pt2). The model loads through frugal's runtimes, as the server
-    loads it.
+    loads it, and the load time is recorded (a serverless cold start's init time, for `frugal
+    plan`).
+    With --http the server's own work (HTTP, JSON, batching, ledger) is measured too, which
+    `frugal plan` needs to count the server's CPU (docs/profile.md#end-to-end---http).
     """
+    import time
+
     from frugal.optimize import limit_threads, load_target, profile_model, resolve_target
     from frugal.optimize.profile_output import plot_profile, print_profile
     from frugal.optimize.target import sample_items
@@ -105,7 +156,9 @@ def profile(
     resolved = resolve_target(
         target, model=model_name, runtime=runtime, threads=threads, device=device
     )
+    started = time.perf_counter()
     model = load_target(resolved)
+    load_s = time.perf_counter() - started
     items, _ = sample_items(resolved, model, data)
     with limit_threads(resolved.threads):
         result = profile_model(
@@ -119,7 +172,10 @@ def profile(
             threads=resolved.threads,
             slo_ms=slo_ms,
             record=resolved.record(),
+            model_load_s=load_s,
         )
+    if http:
+        result = _with_http(resolved, model, items, concurrency, seconds, server_workers, result)
     print_profile(result)
     try:
         result.save(out)
@@ -129,6 +185,31 @@ def profile(
     if plot is not None:
         plot_profile(result, plot)
         click.echo(f"wrote {plot}")
+
+
+def _with_http(
+    resolved: Any,
+    model: Any,
+    items: Any,
+    concurrency: list[int],
+    seconds: float,
+    workers: int,
+    result: Any,
+) -> Any:
+    """The profile with its end-to-end section, measured on a real `frugal serve`."""
+    import dataclasses
+
+    from frugal.config import load_config
+    from frugal.optimize.serve_profile import profile_http, run_folder, served_config
+    from frugal.optimize.target import CONFIG_SUFFIXES, input_specs
+
+    source = (
+        load_config(resolved.source) if resolved.source.suffix.lower() in CONFIG_SUFFIXES else None
+    )
+    with run_folder() as folder:
+        served = served_config(resolved, input_specs(resolved, model), items, folder, source)
+        section = profile_http(served, concurrency=concurrency, seconds=seconds, workers=workers)
+    return dataclasses.replace(result, http=section)
 
 
 __all__ = ["DEVICE", "profile"]

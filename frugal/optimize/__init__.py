@@ -12,6 +12,8 @@ from frugal.optimize.check import EndpointCost, compare, parse_increase
 from frugal.optimize.check_pricing import price_config
 from frugal.optimize.costing import Projection, project_cost
 from frugal.optimize.dataset import Dataset, load_dataset, synthesize_items
+from frugal.optimize.endtoend import HttpLevel, HttpProfile
+from frugal.optimize.loadgen import LoadResult, drive
 from frugal.optimize.plan import Plan, PlanInputs, PlanRow, choose_batch, make_plan
 from frugal.optimize.profile import (
     FORMAT,
@@ -34,12 +36,16 @@ from frugal.optimize.target import (
     resolve_target,
     sample_items,
 )
+from frugal.optimize.throughput import ReplicaThroughput, replica_throughput
 
 __all__ = [
     "FORMAT",
     "BreakEven",
     "Dataset",
     "EndpointCost",
+    "HttpLevel",
+    "HttpProfile",
+    "LoadResult",
     "Plan",
     "PlanInputs",
     "PlanRow",
@@ -47,11 +53,13 @@ __all__ = [
     "ProfilePoint",
     "ProfileRecord",
     "Projection",
+    "ReplicaThroughput",
     "ServerlessProjection",
     "Target",
     "break_even",
     "choose_batch",
     "compare",
+    "drive",
     "hardware_record",
     "input_specs",
     "knee_batch_size",
@@ -66,6 +74,7 @@ __all__ = [
     "profile_model",
     "project_cost",
     "read_profile",
+    "replica_throughput",
     "resolve_target",
     "sample_items",
     "suggest_batching",

@@ -11,13 +11,15 @@ slot: at batch size ``b`` a batch keeps the slot busy ``b / items_per_s`` second
 would record for each request if every batch were full. At a request rate ``qps`` the machines
 are also paid while idle, which the replica view adds:
 
-    capacity per replica  = slots x items_per_s
+    capacity per replica  = slots x items_per_s, or less when the server's own CPU bounds it
+                            (max_requests_per_s, from an end-to-end profile: throughput.py)
     replicas              = ceil(qps / (capacity x headroom))
     utilization           = qps / (replicas x capacity)
     $/month               = replicas x price_usd_per_hour x 730
     billed $ per 1k       = 1000 x replicas x price_per_second / qps = allocated / utilization
 
-One request is taken to be one item.
+One request is taken to be one item. When the server's CPU is the bound, the allocated cost of a
+request is the replica's price per second over that capacity (``limited_by: server CPU``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Projection:
     usd_per_month: float
     usd_per_1k: float  # billed: idle replicas included
     allocated_usd_per_1k: float  # busy slot time only, what the ledger records per request
+    limited_by: str = "model"  # or "server CPU": which bound set capacity_items_per_s
+    cpu_credit_usd_per_month: float = 0.0  # a burstable type's surplus CPU (in usd_per_month)
 
 
 def project_cost(
@@ -58,18 +62,26 @@ def project_cost(
     items_per_s_per_slot: float,
     qps: float,
     headroom: float,
+    max_requests_per_s: float | None = None,
 ) -> Projection:
-    """Price ``qps`` requests/s on replicas of an instance kept at most ``headroom`` busy."""
+    """Price ``qps`` requests/s on replicas of an instance kept at most ``headroom`` busy;
+    ``max_requests_per_s`` caps a replica below ``slots x items/s`` (the server's CPU)."""
     if qps <= 0 or not math.isfinite(qps):
         raise InvalidInput(f"qps must be > 0, got {qps}", field="qps")
     if not 0 < headroom <= 1:
         raise InvalidInput(f"headroom must be in (0, 1], got {headroom}", field="headroom")
     if slots < 1 or items_per_s_per_slot <= 0 or batch_size < 1:
         raise InvalidInput("slots, batch size and items/s must be positive", field="slots")
+    if max_requests_per_s is not None and not max_requests_per_s > 0:
+        raise InvalidInput("max_requests_per_s must be > 0", field="max_requests_per_s")
     pricer = Pricer(price_usd_per_hour=price_usd_per_hour, slots=slots)
     busy_s = batch_size / items_per_s_per_slot
     allocated_usd_per_1k = 1000.0 * pricer.item_cost_usd(busy_s, batch_size)
     capacity = slots * items_per_s_per_slot
+    limited_by = "model"
+    if max_requests_per_s is not None and max_requests_per_s < capacity:
+        capacity, limited_by = max_requests_per_s, "server CPU"
+        allocated_usd_per_1k = 1000.0 * price_usd_per_hour / 3600.0 / capacity
     # The small tolerance keeps 200 / (400 x 0.5) from becoming 2 replicas by rounding error.
     replicas = max(1, math.ceil(qps / (capacity * headroom) - 1e-9))
     usd_per_month = replicas * price_usd_per_hour * HOURS_PER_MONTH
@@ -86,4 +98,5 @@ def project_cost(
         usd_per_month=usd_per_month,
         usd_per_1k=1000.0 * usd_per_month / (qps * SECONDS_PER_MONTH),
         allocated_usd_per_1k=allocated_usd_per_1k,
+        limited_by=limited_by,
     )

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from frugal.errors import InvalidInput
+from frugal.optimize.endtoend import HttpProfile
 from frugal.runtimes.base import Model
 from frugal.types import Item
 
@@ -61,7 +62,12 @@ class ProfilePoint:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """A model's points on one worker, and the batching settings they suggest."""
+    """A model's points on one worker, and the batching settings they suggest.
+
+    ``model_load_s`` is how long loading the model took (a serverless cold start's init time);
+    ``http`` is the end-to-end section of ``frugal profile --http``. Both are absent from files
+    written before they existed, and such files still load.
+    """
 
     model: dict[str, Any]
     hardware: dict[str, Any]
@@ -69,6 +75,8 @@ class Profile:
     points: tuple[ProfilePoint, ...]
     slo_ms: float | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    model_load_s: float | None = None
+    http: HttpProfile | None = None
 
     @property
     def knee_batch_size(self) -> int:
@@ -97,6 +105,8 @@ class Profile:
             "slo_ms": self.slo_ms,
             "max_batch_within_slo": self.max_batch_within_slo,
             "suggested": self.suggested,
+            "model_load_s": self.model_load_s,
+            "http": self.http.to_dict() if self.http is not None else None,
         }
 
     def to_json(self) -> str:
@@ -132,9 +142,20 @@ class Profile:
                 points=points,
                 slo_ms=data.get("slo_ms"),
                 created_at=str(data["created_at"]),
+                model_load_s=_load_seconds(data.get("model_load_s")),
+                http=HttpProfile.from_dict(data["http"]) if data.get("http") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"{path}: malformed profile: {exc!r}", hint=hint) from None
+            what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+            raise InvalidInput(f"{path}: malformed profile: {what}", hint=hint) from None
+
+
+def _load_seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"model_load_s must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def profile_model(
@@ -150,6 +171,7 @@ def profile_model(
     threads: int = 1,
     slo_ms: float | None = None,
     record: dict[str, Any] | None = None,
+    model_load_s: float | None = None,
 ) -> Profile:
     """Time ``predict_batch`` at each batch size (items cycled to fill the batch)."""
     if not items:
@@ -183,6 +205,7 @@ def profile_model(
         threads=threads,
         points=tuple(points),
         slo_ms=slo_ms,
+        model_load_s=None if model_load_s is None else round(model_load_s, 4),
     )
 
 
@@ -288,10 +311,14 @@ def hardware_record(device: str) -> dict[str, Any]:
     }
 
 
-def hardware_class(gpu_name: str | None) -> str:
-    """``cpu``, or ``gpu:<short name>`` (``NVIDIA H100 80GB HBM3`` -> ``gpu:H100``)."""
+def hardware_class(gpu_name: str | None, machine: str | None = None) -> str:
+    """``cpu`` (x86-64), ``cpu:arm64`` (Graviton and other arm64), or ``gpu:<short name>``
+    (``NVIDIA H100 80GB HBM3`` -> ``gpu:H100``). An arm64 core is not priced from x86 timings."""
     if gpu_name is None:
-        return "cpu"
+        import platform
+
+        arch = (machine or platform.machine()).lower()
+        return "cpu:arm64" if arch in ("aarch64", "arm64") else "cpu"
     words = gpu_name.upper().replace("-", " ").split()
     for short in _GPU_NAMES:
         # "H100" matches H100 and H100PCIE-like words, but "A10" must not match "A10G"

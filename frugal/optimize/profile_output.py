@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from frugal.optimize.endtoend import HttpProfile
 from frugal.optimize.profile import Profile
 from frugal.plots import pyplot, save_figure
 
@@ -58,6 +59,41 @@ def print_profile(profile: Profile, console: Any = None) -> None:
             console.print(f"largest batch with p99 <= {profile.slo_ms:g} ms: {within}")
     console.print("suggested for frugal.yaml (max_wait_ms applies with workers > 1):")
     console.print(batching_yaml(profile), markup=False, highlight=False)
+    if profile.model_load_s is not None:
+        console.print(f"model load: {profile.model_load_s:.3f} s (a serverless cold start's init)")
+    if profile.http is not None:
+        print_http(profile.http, console)
+
+
+def print_http(http: HttpProfile, console: Any) -> None:
+    """The end-to-end levels as a table, and what the server's CPU per request means."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"end to end: frugal serve ({http.server_workers} worker(s), max_batch_size "
+        f"{http.max_batch_size}) on {http.cpu_model}, {http.cpu_cores} core(s), POST {http.path}"
+    )
+    columns = ["concurrency", "req/s", "p50 ms", "p99 ms", "server CPU ms/req", "server cores",
+               "client CPU ms/req", "errors"]  # fmt: skip
+    for name in columns:
+        table.add_column(name, justify="right")
+    for lv in http.levels:
+        table.add_row(
+            str(lv.concurrency),
+            f"{lv.req_per_s:,.0f}",
+            f"{lv.p50_ms:.3f}",
+            f"{lv.p99_ms:.3f}",
+            f"{1000 * lv.server_cpu_s_per_request:.3f}",
+            f"{lv.server_cores_busy:.2f}",
+            f"{1000 * lv.client_cpu_s_per_request:.3f}",
+            str(lv.errors),
+        )
+    console.print(table)
+    console.print(
+        "server CPU: the server process tree's CPU seconds over the requests it answered (HTTP, "
+        "JSON, batching, model, ledger), read from /proc; the load generator's own CPU is apart. "
+        "frugal plan bounds a replica by vCPUs / server CPU per request."
+    )
 
 
 def batching_yaml(profile: Profile) -> str:
@@ -71,11 +107,16 @@ def batching_yaml(profile: Profile) -> str:
 
 
 def plot_profile(profile: Profile, path: Path) -> None:
-    """items/s and p99 against batch size (log2 axis), the knee marked, as a PNG."""
+    """items/s and p99 against batch size (log2 axis), the knee marked, as a PNG; with an
+    end-to-end section, a second panel: req/s and p99 against concurrency."""
     plt = pyplot()
 
     sizes = [p.batch_size for p in profile.points]
-    fig, left = plt.subplots(figsize=(7, 4))
+    if profile.http is None:
+        fig, left = plt.subplots(figsize=(7, 4))
+    else:
+        fig, (left, e2e) = plt.subplots(1, 2, figsize=(13, 4))
+        _plot_http(e2e, profile.http, profile.slo_ms)
     left.plot(sizes, [p.items_per_s for p in profile.points], "o-", color="tab:blue")
     left.set_xscale("log", base=2)
     left.set_xlabel("batch size")
@@ -89,8 +130,33 @@ def plot_profile(profile: Profile, path: Path) -> None:
         right.axhline(profile.slo_ms, color="tab:red", linestyle=":", label="SLO")
     left.legend(loc="upper left")
     model = profile.model
-    left.set_title(f"{model['name']}:{model['version']} on {profile.hardware['hardware_class']}")
+    left.set_title(
+        f"model only: {model['name']}:{model['version']} on {profile.hardware['hardware_class']}"
+    )
     save_figure(fig, path)
 
 
-__all__ = ["batching_yaml", "plot_profile", "print_profile"]
+def _plot_http(axis: Any, http: HttpProfile, slo_ms: float | None) -> None:
+    levels = [lv.concurrency for lv in http.levels]
+    axis.plot(levels, [lv.req_per_s for lv in http.levels], "o-", color="tab:blue")
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("concurrent requests")
+    axis.set_ylabel("req/s (end to end)", color="tab:blue")
+    right = axis.twinx()
+    right.plot(levels, [lv.p99_ms for lv in http.levels], "s--", color="tab:red")
+    right.set_ylabel("client p99 ms", color="tab:red")
+    for lv in http.levels:
+        axis.annotate(
+            f"{1000 * lv.server_cpu_s_per_request:.2f} ms CPU",
+            (lv.concurrency, lv.req_per_s),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+        )
+    if slo_ms is not None:
+        right.axhline(slo_ms, color="tab:red", linestyle=":", label="SLO")
+    axis.set_title(f"end to end: frugal serve, {http.server_workers} worker(s)")
+
+
+__all__ = ["batching_yaml", "plot_profile", "print_http", "print_profile"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from frugal.accounting.catalog import InstanceType
 from frugal.errors import InvalidInput
+from frugal.optimize.endtoend import HttpProfile
 from frugal.optimize.profile import Profile, ProfilePoint
 
 
@@ -30,12 +31,14 @@ class ProfileRecord:
     model_path: str
     runtime: str
     device: str
-    hardware_class: str  # "cpu" or "gpu:<short name>", e.g. "gpu:T4"
+    hardware_class: str  # "cpu" (x86-64), "cpu:arm64" or "gpu:<short name>", e.g. "gpu:T4"
     cpu_model: str
     gpu_name: str | None
     threads: int
     points: tuple[ProfilePoint, ...]  # sorted by batch size
     slo_ms: float | None = None
+    model_load_s: float | None = None  # None: a profile written before load times were kept
+    http: HttpProfile | None = None  # the end-to-end section (frugal profile --http)
 
     def point_at_most(self, batch_size: int) -> ProfilePoint | None:
         """The largest measured batch <= ``batch_size``: a batch size that was not measured is
@@ -62,19 +65,29 @@ class ProfileRecord:
 
 
 def hardware_class_of(instance: InstanceType) -> str:
-    """``cpu`` for instances without GPUs, else ``gpu:<the catalog's gpu name>``."""
-    if instance.gpus == 0 or not instance.gpu:
-        return "cpu"
-    return f"gpu:{instance.gpu}"
+    """``gpu:<the catalog's gpu name>`` for GPU types, the accelerator's own name for others
+    (``inferentia2``), ``cpu:arm64`` for arm64 CPU types (Graviton), else ``cpu`` (x86-64)."""
+    if instance.gpus > 0 and instance.gpu:
+        return f"gpu:{instance.gpu}"
+    if instance.accelerator:
+        return instance.accelerator
+    return "cpu" if instance.arch == "x86_64" else f"cpu:{instance.arch}"
 
 
 def profile_command(profile: ProfileRecord, hardware_class: str, slo_ms: float) -> str:
-    """The command that measures this profile's model on hardware of ``hardware_class``."""
-    device = "cpu" if hardware_class == "cpu" else "cuda"
-    slug = hardware_class.replace("gpu:", "gpu-").lower()
+    """The command that measures this profile's model on hardware of ``hardware_class``, or why
+    no frugal runtime can (an accelerator such as Inferentia2 needs its own compiler)."""
+    if not (hardware_class.startswith(("cpu", "gpu:"))):
+        return (
+            f"no frugal runtime runs on {hardware_class} yet (it needs the model compiled with "
+            "the vendor's SDK, e.g. AWS Neuron); not priced"
+        )
+    device = "cuda" if hardware_class.startswith("gpu:") else "cpu"
+    slug = hardware_class.replace(":", "-").lower()
+    where = f"on an {hardware_class[4:]} machine: " if hardware_class.startswith("cpu:") else ""
     slo = f" --slo-ms {slo_ms:g}"
     return (
-        f"frugal profile {profile.model_path or profile.model_name} --device {device}"
+        f"{where}frugal profile {profile.model_path or profile.model_name} --device {device}"
         f" --threads {profile.threads}{slo} --out {profile.model_name}-{slug}.json"
     )
 
@@ -126,9 +139,11 @@ def _record(file: str, profile: Profile) -> ProfileRecord:
     if len({p.batch_size for p in points}) != len(points):
         raise ValueError("`points` lists a batch size twice")
     hardware_class = str(hardware["hardware_class"])
-    if hardware_class != "cpu" and not (hardware_class.startswith("gpu:") and hardware_class[4:]):
+    if hardware_class != "cpu" and not (
+        hardware_class.startswith(("gpu:", "cpu:")) and hardware_class[4:]
+    ):
         raise ValueError(
-            f"hardware.hardware_class must be cpu or gpu:<name>, got {hardware_class!r}"
+            f"hardware.hardware_class must be cpu, cpu:<arch> or gpu:<name>, got {hardware_class!r}"
         )
     if profile.threads < 1:
         raise ValueError(f"threads must be >= 1, got {profile.threads}")
@@ -147,4 +162,6 @@ def _record(file: str, profile: Profile) -> ProfileRecord:
         threads=profile.threads,
         points=points,
         slo_ms=profile.slo_ms,
+        model_load_s=profile.model_load_s,
+        http=profile.http,
     )

@@ -137,7 +137,7 @@ def test_plan_cli_cannot_meet_slo_exits_1(tmp_path: Path) -> None:
     """When no profiled type can meet the SLO, each says why and the plan exits 1."""
     result = invoke(*plan_args(tmp_path, CPU, T4), "--qps", "100", "--slo-ms", "0.5")
     assert result.exit_code == 1
-    assert "no profiled instance type can meet the 0.5 ms SLO" in result.output
+    assert "no profiled option can meet the 0.5 ms SLO" in result.output
     assert "gpu-t4: cannot meet SLO: batch-1 p99 8 ms > SLO 0.5 ms" in result.output
 
 
@@ -240,16 +240,6 @@ def test_project_cost_is_the_ledger_cost_over_utilization() -> None:
     assert p.replicas == math.ceil(300 / (800 * 0.7)) == 1
     assert p.allocated_usd_per_1k == pytest.approx(1000 * 0.36 / 3600 * (8 / 400) / 2 / 8)
     assert p.usd_per_1k == pytest.approx(p.allocated_usd_per_1k / p.utilization)
-
-
-def test_burstable_choice_names_the_steady_alternative(tmp_path: Path) -> None:
-    """A burstable cheapest type is flagged, with the cheapest non-burstable one beside it."""
-    catalog = {**CATALOG, "burst": InstanceType(name="burst", provider="aws", vcpus=2, gpus=0,
-               price_usd_per_hour=0.01, source="t", as_of="t", burstable=True)}  # fmt: skip
-    plan = make_plan(records(tmp_path, CPU), catalog, INPUTS)
-    assert plan.choice is not None and plan.choice.instance == "burst"
-    (note,) = [n for n in plan.notes if "is burstable" in n]
-    assert "the cheapest steady type is small-cpu at $219.00/month" in note
 
 
 def test_help_lists_plan_and_check() -> None:

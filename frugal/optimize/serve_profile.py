@@ -1,0 +1,293 @@
+"""``frugal profile --http``: a real ``frugal serve`` on the model, driven at rising concurrency.
+
+The server runs as its own process (``python -m frugal serve``) so that its CPU time can be read
+apart from the load generator's. It serves a config written for the run: the model as the
+target resolved it (file, sha256, runtime options, batching), behind one endpoint with no cache
+(repeated sample bodies would be cache hits, which is another lever's saving), its ledger in a
+temporary folder (profiling traffic never lands in the real ledger) and no ``auth`` section (it
+binds to 127.0.0.1). Everything else on the request path is what production runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from frugal.config import FrugalConfig, TensorSpec
+from frugal.errors import FrugalError, InvalidInput
+from frugal.optimize.endtoend import HttpLevel, HttpProfile
+from frugal.optimize.loadgen import LoadResult, cpu_seconds, drive
+from frugal.optimize.profile import cpu_model
+from frugal.optimize.target import Target
+from frugal.types import Item
+
+DEFAULT_CONCURRENCY = (1, 4, 16, 64)
+CLIENT = "frugal.optimize.loadgen: asyncio HTTP/1.1 keep-alive, closed loop"
+_PLACEHOLDER_INSTANCE = {"price_usd_per_hour": 1.0, "slots": 1}  # costs of this run are not read
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """The generated config and what to send to it."""
+
+    config_path: Path
+    path: str  # URL path of the endpoint
+    bodies: list[bytes]
+    max_batch_size: int
+    max_wait_ms: float
+
+
+def instance_json(item: Item) -> Any:
+    """One item as an element of ``instances`` in the simple JSON protocol."""
+    if isinstance(item, dict):
+        values = {name: instance_json(v) for name, v in item.items()}
+        return next(iter(values.values())) if len(values) == 1 else values
+    if hasattr(item, "tolist"):
+        return item.tolist()
+    return item
+
+
+def served_config(
+    target: Target,
+    inputs: Sequence[TensorSpec],
+    items: Sequence[Item],
+    folder: Path,
+    source: FrugalConfig | None = None,
+) -> ServedModel:
+    """Write the run's frugal.yaml into ``folder`` (rules in the module docstring)."""
+    model = target.config
+    update: dict[str, Any] = {}
+    if model.path is not None:
+        update["path"] = model.path.resolve()
+    if not model.inputs:
+        update["inputs"] = list(inputs)
+    model = model.model_copy(update=update)
+    endpoint = model.name
+    data: dict[str, Any] = {
+        "instance": (
+            source.instance.model_dump(mode="json", exclude_none=True)
+            if source is not None
+            else _PLACEHOLDER_INSTANCE
+        ),
+        "models": [model.model_dump(mode="json", exclude_none=True)],
+        "endpoints": [{"name": endpoint, "model": model.key}],
+        "ledger": {"path": str(folder / "ledger.db")},
+    }
+    if source is not None:
+        ledger = source.ledger.model_dump(mode="json", exclude_none=True)
+        data["ledger"] = {**ledger, "path": str(folder / "ledger.db")}
+        data["server"] = source.server.model_dump(mode="json", exclude_none=True)
+    path = folder / "frugal.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    bodies = [
+        json.dumps({"instances": [instance_json(item)]}, separators=(",", ":")).encode()
+        for item in items
+    ]
+    return ServedModel(
+        config_path=path,
+        path=f"/v1/endpoints/{endpoint}/predict",
+        bodies=bodies,
+        max_batch_size=model.batching.max_batch_size,
+        max_wait_ms=model.batching.max_wait_ms,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(
+    config_path: Path, *, workers: int = 1, ready_timeout_s: float = 120.0
+) -> Iterator[tuple[str, int]]:
+    """``python -m frugal serve`` on a free loopback port until the block ends: (base URL, pid).
+
+    Readiness is polled (``/v2/health/ready``): the server is another process and offers no
+    event to wait on. A server that exits or never gets ready is an error quoting its log.
+    """
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = config_path.parent / "serve.log"
+    command = [sys.executable, "-m", "frugal", "serve", str(config_path), "--host",
+               "127.0.0.1", "--port", str(port), "--workers", str(workers),
+               "--log-level", "warning"]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                if process.poll() is not None:
+                    raise FrugalError(
+                        f"frugal serve exited with {process.returncode} before it was ready:\n"
+                        + _tail(log_path)
+                    )
+                try:
+                    if client.get(f"{url}/v2/health/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise FrugalError(
+                        f"frugal serve was not ready after {ready_timeout_s:g} s:\n"
+                        + _tail(log_path)
+                    )
+                time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the server drains and exits 0), then SIGKILL its process group if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(process.pid, signal.SIGKILL)  # start_new_session: its own group, ours alone
+        process.wait()
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def check_answer(url: str, body: bytes) -> None:
+    """One request before the load: a refused sample is a clear error, not a run of 4xx."""
+    import httpx
+
+    response = httpx.post(url, content=body, headers={"content-type": "application/json"},
+                          timeout=60.0)  # fmt: skip
+    if response.status_code != 200:
+        raise InvalidInput(
+            f"the server answered {response.status_code} to a sample request: "
+            f"{response.text[:300]}",
+            hint="check --data against the model's inputs",
+        )
+
+
+def to_level(result: LoadResult) -> HttpLevel:
+    assert result.server_cpu_s_per_request is not None and result.server_cores_busy is not None
+    return HttpLevel(
+        concurrency=result.concurrency,
+        seconds=result.seconds,
+        requests=result.requests,
+        errors=result.errors,
+        req_per_s=result.req_per_s,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        mean_ms=result.mean_ms,
+        server_cpu_s_per_request=result.server_cpu_s_per_request,
+        server_cores_busy=result.server_cores_busy,
+        client_cpu_s_per_request=result.client_cpu_s / result.requests,
+    )
+
+
+def run_async(coroutine: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+    """Run the load generator on uvloop when it is installed (as uvicorn's server does): it
+    halves the client's CPU per request, which on a small machine is CPU the server lacks."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coroutine)
+
+
+def profile_http(
+    served: ServedModel,
+    *,
+    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+    seconds: float = 5.0,
+    warmup_s: float | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> HttpProfile:
+    """Start the server, drive each concurrency in turn, stop it; the levels as a section."""
+    from frugal.optimize.profile import _progress
+
+    levels: list[HttpLevel] = []
+    warmup = min(1.0, seconds / 4) if warmup_s is None else warmup_s
+    cpu_seconds(os.getpid())  # no /proc (not Linux): say so before starting anything
+    with running_server(served.config_path, workers=workers) as (base, pid):
+        url = base + served.path
+        check_answer(url, served.bodies[0])
+        with _progress(progress) as bar:
+            task = bar.add_task("driving the server", total=len(concurrency)) if bar else None
+            for c in concurrency:
+                if bar is not None and task is not None:
+                    bar.update(task, description=f"end to end: {c} concurrent for {seconds:g} s")
+                result = run_async(
+                    drive(url, served.bodies, c, seconds, warmup_s=warmup, server_pid=pid)
+                )
+                if result.requests == 0:
+                    raise FrugalError(
+                        f"no request was answered at concurrency {c} "
+                        f"({result.errors} errors in {result.seconds:.1f} s)",
+                        hint="lower --concurrency, or raise the model's batching.max_queue",
+                    )
+                levels.append(to_level(result))
+                if bar is not None and task is not None:
+                    bar.advance(task)
+    return HttpProfile(
+        levels=tuple(levels),
+        path=served.path,
+        server_workers=workers,
+        max_batch_size=served.max_batch_size,
+        max_wait_ms=served.max_wait_ms,
+        cpu_model=cpu_model(),
+        cpu_cores=len(os.sched_getaffinity(0)),
+        client=CLIENT,
+        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@contextmanager
+def run_folder() -> Iterator[Path]:
+    """A temporary folder for the run's config, ledger and server log."""
+    with tempfile.TemporaryDirectory(prefix="frugal-profile-http-") as folder:
+        yield Path(folder)
+
+
+__all__ = [
+    "CLIENT",
+    "DEFAULT_CONCURRENCY",
+    "ServedModel",
+    "check_answer",
+    "instance_json",
+    "profile_http",
+    "run_folder",
+    "running_server",
+    "served_config",
+]

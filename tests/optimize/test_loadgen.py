@@ -1,0 +1,75 @@
+"""The load generator: a real server on a free port, the server's CPU read from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from frugal.errors import InvalidInput
+from frugal.optimize.loadgen import cpu_seconds, drive, process_tree
+from tests.conftest import digits_config, free_port, write_config
+
+BODY = b'{"instances": [[' + b",".join([b"0.5"] * 64) + b"]]}"
+
+
+def test_drive_measures_a_real_server(serve: Any, digits_model_file: Path, tmp_path: Path) -> None:
+    """Two connections against the digits endpoint: every answer counted, none failed."""
+    server = serve(write_config(tmp_path, digits_config(digits_model_file, tmp_path)))
+    url = f"{server.url}/v1/endpoints/digits/predict"
+    result = asyncio.run(drive(url, [BODY], 2, 0.4, warmup_s=0.1, server_pid=os.getpid()))
+    assert result.concurrency == 2 and result.errors == 0 and result.requests > 0
+    assert result.req_per_s == pytest.approx(result.requests / result.seconds)
+    assert 0 < result.p50_ms <= result.p99_ms
+    # The server runs in this process here, so its CPU is this process's: positive, bounded.
+    assert result.server_cpu_s is not None and result.server_cpu_s > 0
+    assert result.server_cpu_s_per_request == pytest.approx(result.server_cpu_s / result.requests)
+
+
+def test_drive_counts_refusals_without_hanging() -> None:
+    """Nothing listens on the port: the window ends on time with errors and no answers."""
+    url = f"http://127.0.0.1:{free_port()}/v1/endpoints/x/predict"
+    started = time.monotonic()
+    result = asyncio.run(drive(url, [BODY], 4, 0.3, warmup_s=0.0))
+    assert result.requests == 0 and result.errors > 0
+    assert time.monotonic() - started < 10
+    assert result.server_cpu_s is None and result.server_cpu_s_per_request is None
+
+
+@pytest.mark.parametrize(
+    ("url", "concurrency", "seconds", "message"),
+    [
+        ("https://127.0.0.1:1/x", 1, 1.0, "plain http://host:port/path only"),
+        ("http://127.0.0.1:1/x", 0, 1.0, "concurrency must be >= 1"),
+        ("http://127.0.0.1:1/x", 1, 0.0, "seconds must be > 0"),
+    ],
+)
+def test_drive_refuses_bad_arguments(
+    url: str, concurrency: int, seconds: float, message: str
+) -> None:
+    """A TLS URL, no connections or no time are clear errors before any request."""
+    with pytest.raises(InvalidInput, match=message):
+        asyncio.run(drive(url, [BODY], concurrency, seconds))
+
+
+def test_cpu_seconds_follow_the_process_tree() -> None:
+    """A child is part of its parent's tree; CPU time only grows; a missing pid is an error."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        assert child.pid in process_tree(os.getpid())
+        before = cpu_seconds(os.getpid())
+        sum(i * i for i in range(2_000_000))
+        assert cpu_seconds(os.getpid()) > before
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+    with pytest.raises(InvalidInput, match="cannot read the CPU time of process"):
+        cpu_seconds(2**22 + 12345)
