@@ -56,6 +56,9 @@ class PartCost:
     batch_size: int
     items_per_s_per_slot: float
     usd_per_1k: float  # allocated $ per 1k items this model runs
+    # The whole server's CPU per request from the profile's end-to-end (``--http``) section;
+    # None for a model-only profile.
+    server_cpu_s_per_request: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,10 @@ class EndpointCost:
     shadow_usd_per_1k: float = 0.0  # the shadow copy's part of usd_per_1k, shown apart
     not_priced: str = ""  # what the projection leaves out: route.rules
     thresholds: tuple[float, ...] = ()  # a cascade's gate thresholds, as priced
+    # "end-to-end profile": capped by the server's measured CPU per request (every served
+    # model's profile has an ``http`` section); "model-only profile": the model's busy time only.
+    figures: str = "model-only profile"
+    server_cpu_s_per_request: float | None = None  # the endpoint's, end-to-end figures only
 
     def tier_reach(self) -> tuple[float, ...]:
         """A cascade's share of items reaching each tier, as priced."""

@@ -11,6 +11,14 @@ by the share of the endpoint's items each runs on.
 - ``route.rules``: not priced; the route is priced as if no rule matched (a rule's share of the
   traffic depends on callers, deadlines and load, none of which the config says), and the
   endpoint's ``not_priced`` says so.
+
+When every model the endpoint runs has an end-to-end profile (``frugal profile --http``), a
+replica is also capped by the server's own CPU, as ``frugal plan`` caps it
+(throughput.py): ``vcpus / cpu_s_per_request``, the endpoint's CPU per request being its models'
+(at their busiest measured level) weighted by their shares. That counts the server's HTTP work
+again for each escalated item, so for a cascade it is an upper bound. ``vcpus`` is
+``instance.vcpus``, else the catalog's, else the slots: never this machine's, so a gate gives the
+same answer in CI as on a laptop.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from frugal.optimize.route_shares import (
     shares_from_calibration,
     shares_from_ledger,
 )
+from frugal.optimize.throughput import END_TO_END, MODEL_ONLY, replica_throughput
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,9 @@ def price_config(
     instance = catalog.get(config.instance.type) if config.instance.type else None
     sources = shares or ShareSources()
     _check_calibrations(config, sources.calibrations)
+
+    vcpus = config.instance.vcpus or (instance.vcpus if instance is not None else None)
+    pricer = replace(pricer, cpus=float(vcpus or pricer.slots))
 
     def part(role: Role, ref: str, share: float) -> PartCost:
         model = config.find_model(ref)
@@ -129,12 +141,16 @@ def _endpoint(
     how: tuple[str, str] = ("", ""),
     not_priced: str = "",
 ) -> EndpointCost:
-    """The endpoint at its effective items/s: one item keeps a slot busy sum(share / items/s)."""
+    """The endpoint at its effective items/s: one item keeps a slot busy sum(share / items/s);
+    with end-to-end figures for every part, a replica is also capped by the server's CPU."""
     first = parts[0]
     if len(parts) == 1 and first.share == 1.0:
         items_per_s = first.items_per_s_per_slot  # one model: its rate exactly, as before routes
     else:
         items_per_s = 1.0 / sum(q.share / q.items_per_s_per_slot for q in parts)
+    cpu_s = None
+    if all(q.server_cpu_s_per_request is not None for q in parts):
+        cpu_s = sum(q.share * (q.server_cpu_s_per_request or 0.0) for q in parts)
     p = project_cost(
         price_usd_per_hour=pricer.price_usd_per_hour,
         slots=pricer.slots,
@@ -142,6 +158,7 @@ def _endpoint(
         items_per_s_per_slot=items_per_s,
         qps=qps,
         headroom=headroom,
+        max_requests_per_s=pricer.cpus / cpu_s if cpu_s else None,
     )
     served = [q for q in parts if q.role != "shadow"]
     one = served[0] if len(served) == 1 else None
@@ -166,6 +183,8 @@ def _endpoint(
         shares_detail=how[1],
         shadow_usd_per_1k=sum((q.share * q.usd_per_1k for q in parts if q.role == "shadow"), 0.0),
         not_priced=not_priced,
+        figures=END_TO_END if cpu_s is not None else MODEL_ONLY,
+        server_cpu_s_per_request=cpu_s,
     )
 
 
@@ -187,11 +206,13 @@ def _price_model(
             hint=f"re-profile with --batch-sizes 1,...,{model.batching.max_batch_size}",
         )
     usd = 1000.0 * pricer.item_cost_usd(point.batch_size / point.items_per_s, point.batch_size)
+    replica = replica_throughput(profile, point, vcpus=pricer.cpus, slots=pricer.slots)
     return PartCost(role=role, model=model.key, share=share, sha256=profile.model_sha256,
                     profile=profile.file, hardware_class=profile.hardware_class,
                     max_batch_size=model.batching.max_batch_size,
                     batch_size=point.batch_size, items_per_s_per_slot=point.items_per_s,
-                    usd_per_1k=usd)  # fmt: skip
+                    usd_per_1k=usd,
+                    server_cpu_s_per_request=replica.cpu_s_per_request)  # fmt: skip
 
 
 def _key(config: FrugalConfig, ref: str) -> str:

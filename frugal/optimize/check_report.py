@@ -20,6 +20,7 @@ from frugal.optimize.check_pricing import ShareSources, default_profile_paths, p
 from frugal.optimize.plan_report import plan_console, write_json
 from frugal.optimize.profiles import read_profiles
 from frugal.optimize.route_shares import read_calibration
+from frugal.optimize.throughput import END_TO_END
 
 
 def _pct(value: float | None) -> str:
@@ -129,6 +130,22 @@ def route_notes(rows: Sequence[Comparison]) -> list[tuple[str, str]]:
                     f"{name}: shadow {p.model} on {p.share:.0%} of requests: "
                     f"${p.share * p.usd_per_1k:.4g} per 1k, included in now $/1k", "",
                 ))  # fmt: skip
+        if now.figures == END_TO_END and now.server_cpu_s_per_request is not None:
+            lines.append((
+                f"{name}: end-to-end profile: a replica is capped by the server's measured CPU, "
+                f"{1000 * now.server_cpu_s_per_request:.3f} ms per request", "",
+            ))  # fmt: skip
+        else:
+            lines.append((
+                f"{name}: model-only profile: the server's own CPU is not counted (frugal "
+                "profile CONFIG --model NAME --http measures it)", "",
+            ))  # fmt: skip
+        if before is not None and before.figures != now.figures:
+            lines.append((
+                f"note: {name}'s baseline was priced from a {before.figures}, this run from an "
+                f"{now.figures}: the change is the accounting's, not the model's; "
+                "`frugal check --update` records the new figures", "yellow",
+            ))  # fmt: skip
         if now.not_priced:
             lines.append((
                 f"{name}: {now.not_priced} (route.rules) not priced: the route is priced as if "

@@ -57,8 +57,8 @@ def replica_throughput(
     profile: ProfileRecord,
     point: ProfilePoint,
     *,
-    vcpus: int,
-    slots: int,
+    vcpus: float,
+    slots: float,
     level: HttpLevel | None = None,
 ) -> ReplicaThroughput:
     """A replica's requests/s at ``point``'s batch: end-to-end figures when the profile has

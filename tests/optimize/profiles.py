@@ -51,6 +51,22 @@ def profile(
     }  # fmt: skip
 
 
+def level(c: int, rps: float, p99: float, cpu_ms: float, errors: int = 0) -> dict[str, Any]:
+    """One concurrency level of an end-to-end (``--http``) section."""
+    return {"concurrency": c, "seconds": 5.0, "requests": int(rps * 5), "errors": errors,
+            "req_per_s": rps, "p50_ms": p99 / 3, "p99_ms": p99, "mean_ms": p99 / 2,
+            "server_cpu_s_per_request": cpu_ms / 1000, "server_cores_busy": rps * cpu_ms / 1000,
+            "client_cpu_s_per_request": 0.00005}  # fmt: skip
+
+
+def end_to_end(base: dict[str, Any], *levels: dict[str, Any], load_s: float = 1.5) -> Any:
+    """``base`` with an end-to-end section of these levels and a model load time."""
+    http = {"path": "/v1/endpoints/digits/predict", "server_workers": 1, "max_batch_size": 32,
+            "max_wait_ms": 2.0, "cpu_model": "Test CPU", "cpu_cores": 2, "client": "test",
+            "levels": list(levels)}  # fmt: skip
+    return {**base, "model_load_s": load_s, "http": http}
+
+
 # CPU: batch 8 is 4x batch 1; batch 32 is faster still but its p99 is long.
 CPU = profile([point(1, 1.0, 1000.0), point(8, 4.0, 4000.0), point(32, 30.0, 6000.0)])
 # T4: slow at batch 1 (8 ms launch), very fast at batch 64.
