@@ -82,7 +82,7 @@ def config_for(workload: str, store: str, ledger: Path, redis_url: str | None) -
 def ledger_summary(ledger: Path, since: float, duration_s: float) -> dict[str, Any]:
     db = sqlite3.connect(ledger)
     rows = db.execute(
-        "SELECT cache, latency_ms, cost_usd, saved_usd FROM requests "
+        "SELECT cache, latency_ms, cost_usd, saved_usd, model_usd FROM requests "
         "WHERE ts >= ? AND status = 200",
         (since,),
     ).fetchall()
@@ -90,7 +90,8 @@ def ledger_summary(ledger: Path, since: float, duration_s: float) -> dict[str, A
     n = len(rows)
     hits = [r[1] for r in rows if r[0] == "hit"]  # answered from the store
     avoided = sum(1 for r in rows if r[0] in ("hit", "shared"))  # no model call of their own
-    allocated = sum(r[2] for r in rows)
+    allocated = sum(r[2] for r in rows)  # model + the server's own work
+    model = sum(r[4] for r in rows)
     billed = PRICE_PER_HOUR / 3600 * duration_s
     return {
         "ledger_requests": n,
@@ -98,6 +99,7 @@ def ledger_summary(ledger: Path, since: float, duration_s: float) -> dict[str, A
         "hit_p50_ms": float(np.percentile(hits, 50)) if hits else None,
         "hit_p99_ms": float(np.percentile(hits, 99)) if hits else None,
         "usd_per_1k_allocated": 1000 * allocated / n if n else None,
+        "usd_per_1k_model": 1000 * model / n if n else None,
         "usd_per_1k_billed": 1000 * billed / n if n else None,
         "saved_usd": sum(r[3] for r in rows),
     }
