@@ -47,8 +47,8 @@ def demo(n_requests: int, connections: int, workdir: Path | None) -> None:
     accuracy, and $ per 1k requests as model, overhead (the server's own work)
     and billed (the machine's price over the measured window), read from the
     run's ledger. Ends with one line per lever: how much cheaper (or dearer)
-    than the naive baseline in billed $/1k, at what accuracy. About a minute
-    on 2 cores at the defaults.
+    than the naive baseline in billed $/1k, at what accuracy. About 40 s on
+    2 cores at the defaults.
     """
     from frugal.demo import run_demo
 
