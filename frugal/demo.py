@@ -1,38 +1,36 @@
-"""``frugal demo``: train the quickstart models, serve them for real, and show what batching buys
-and what a calibrated cascade buys against the large model alone.
+"""``frugal demo``: train the quickstart models, serve them for real, and show what each lever buys
+against a naive baseline, in the machine's dollars and in accuracy.
 
-The server runs as its own process (``python -m frugal serve``) and is driven over HTTP, so the
-numbers are a real server's, on this machine. The first 1,200 digits train both models; the
-other 597, shuffled, give 300 to calibrate the cascade's threshold (``frugal.optimize.tier_runs``,
-in-process) and 297 for the traffic, whose answers are compared with their labels.
+Six runs, each a real ``frugal serve`` process (``frugal.optimize.running_server``) driven over
+HTTP by the same load generator as ``frugal profile --http`` (``frugal.optimize.drive``), with the
+same traffic: the naive baseline (the large model only, batch 1, no cache), then batching, a
+response cache, the small model alone, a cascade and all of them together. Every figure but
+latency and accuracy is read from the run's own ledger over its measured window, so the demo
+shows what ``frugal report`` would. The first 1,200 digits train both models; the other 597,
+shuffled, give 300 to calibrate the cascade's threshold (in-process, ``frugal.optimize.tier_runs``)
+and 297 for the traffic, whose answers are compared with their labels.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
-import os
-import socket
-import subprocess
+import json
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from frugal.accounting import build_report
-from frugal.errors import FrugalError
+from frugal.accounting import Report, build_report
+from frugal.demo_output import lever_lines, print_results
+from frugal.optimize import LoadResult, drive, run_async, running_server
 
 INSTANCE = {"type": "c7i.large"}
 TRAIN = slice(0, 1200)
@@ -40,6 +38,55 @@ TRAIN = slice(0, 1200)
 # writer, so a threshold calibrated on some writers and used on others would not hold.
 _UNSEEN = 1200 + np.random.default_rng(0).permutation(597)
 CALIBRATE, TRAFFIC = _UNSEEN[:300], _UNSEEN[300:]
+# Each server is warmed up (connections opened, first calls made) before its window opens, with
+# the calibration images: never the traffic's, so a cache starts its window cold.
+WARMUP_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRun:
+    """One run: the server's config and the endpoint the traffic goes to."""
+
+    name: str  # its files: frugal-<name>.yaml, ledger-<name>.db, serve-<name>.log
+    label: str  # its row in the table
+    lever: str  # its line in the ending (the baseline has none)
+    endpoint: str
+    max_batch_size: int
+    cache: bool = False
+
+
+# fmt: off
+BASELINE = DemoRun("baseline", "naive baseline", "", "digits-large", 1)
+RUNS = (
+    BASELINE,
+    DemoRun("batching", "+ batching", "batching (large model, batch ≤ 64)", "digits-large", 64),
+    DemoRun("cache", "+ cache", "batching + response cache (large model)", "digits-large", 64,
+            cache=True),
+    DemoRun("small", "small only", "right-size (the small model alone, batch ≤ 64)", "digits", 64),
+    DemoRun("cascade", "cascade", "cascade (small first, large when unsure, batch ≤ 64)",
+            "digits-cascade", 64),
+    DemoRun("all", "all levers", "all together (cascade + batching + cache)", "digits-cascade", 64,
+            cache=True),
+)
+# fmt: on
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A run's ledger over its measured window, what the client saw in it, and its accuracy."""
+
+    run: DemoRun
+    report: Report
+    load: LoadResult
+    accuracy: float  # share of the distinct traffic images answered right
+
+    @property
+    def requests(self) -> int:
+        return self.report.total.requests
+
+    def per_1k(self, usd: float) -> float:
+        """Dollars per 1,000 of the run's requests."""
+        return 1000 * usd / self.requests if self.requests else float("nan")
 
 
 def train_quickstart_models(dest: Path) -> dict[str, str]:
@@ -72,191 +119,29 @@ def quickstart_config(
     cache: bool = False,
     cascade_threshold: float | None = None,
 ) -> dict[str, Any]:
+    """The demo's frugal.yaml: both models, endpoints ``digits`` (small), ``digits-large`` and,
+    with a threshold, ``digits-cascade``; ``cache`` gives every endpoint a response cache."""
     inputs = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
     batching = {"max_batch_size": max_batch_size, "max_wait_ms": 2, "max_queue": 4096}
-    return {
-        "instance": INSTANCE,
-        "models": [
-            {
-                "name": "digits-small",
-                "version": "1",
-                "runtime": "sklearn",
-                "path": "digits-lr.joblib",
-                "sha256": shas["digits-lr.joblib"],
-                "inputs": inputs,
-                "batching": batching,
-            },
-            {
-                "name": "digits-large",
-                "version": "1",
-                "runtime": "sklearn",
-                "path": "digits-svc.joblib",
-                "sha256": shas["digits-svc.joblib"],
-                "inputs": inputs,
-                "batching": batching,
-            },
-        ],
-        "endpoints": [
-            {
-                "name": "digits",
-                "model": "digits-small",
-                **({"cache": {"ttl_s": 600}} if cache else {}),
-            },
-            {"name": "digits-large", "model": "digits-large"},
-            *(
-                []
-                if cascade_threshold is None
-                else [
-                    {
-                        "name": "digits-cascade",
-                        "route": {
-                            "cascade": [
-                                {
-                                    "model": "digits-small",
-                                    "accept": {"confidence": f">= {cascade_threshold!r}"},
-                                },
-                                {"model": "digits-large"},
-                            ]
-                        },
-                    }
-                ]
-            ),
-        ],
-        "ledger": {"path": ledger},
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    label: str
-    requests: int
-    errors: int
-    wall_s: float
-    p50_ms: float
-    p99_ms: float
-    mean_batch: float
-    hit_ratio: float
-    usd_per_1k_allocated: float
-    usd_per_1k_billed: float
-    accuracy: float
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.wall_s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_server(config: Path, port: int) -> Iterator[str]:
-    """A real ``frugal serve`` process; stopped with SIGTERM (graceful) when the block ends."""
-    log = (config.parent / f"{config.stem}.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "frugal",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise FrugalError(f"the server exited with {proc.returncode}; see {log.name}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise FrugalError(f"the server did not become ready in 60 s; see {log.name}")
-            time.sleep(0.1)  # a child process's readiness has nothing to await but the socket
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
-
-
-def drive(
-    url: str,
-    bodies: list[bytes],
-    n: int,
-    connections: int,
-    progress: Progress,
-    task: Any,
-    *,
-    endpoint: str = "digits",
-    labels: list[int] | None = None,
-) -> tuple[list[float], int, float, float]:
-    """Closed loop: ``connections`` keep-alive clients send ``n`` requests in all; returns the
-    latencies, the errors, the wall time and the share of the distinct bodies sent whose answer
-    matched ``labels`` (each image counted once, however popular: accuracy on the images, not
-    on the Zipf draw, which a few popular images would decide).
-
-    Why stdlib http.client in threads and not httpx: httpx spends milliseconds of CPU per
-    request, so on a small machine the client, not the server, would set the pace.
-    """
-    host, port = url.removeprefix("http://").split(":")
-    latencies: list[float] = []
-    errors = 0
-    sent = 0
-    right: dict[int, bool] = {}
-    lock = threading.Lock()
-    headers = {"content-type": "application/json"}
-
-    def worker() -> None:
-        nonlocal sent, errors
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        try:
-            while True:
-                with lock:
-                    if sent >= n:
-                        return
-                    i = sent % len(bodies)
-                    sent += 1
-                start = time.perf_counter()
-                conn.request("POST", f"/v1/endpoints/{endpoint}/predict", bodies[i], headers)
-                response = conn.getresponse()
-                answer = response.read()
-                elapsed = 1000 * (time.perf_counter() - start)
-                ok = response.status == 200
-                hit = ok and labels is not None and _answer(answer) == labels[i]
-                with lock:
-                    latencies.append(elapsed)
-                    errors += not ok
-                    right[i] = hit
-                progress.advance(task)
-        finally:
-            conn.close()
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
-    return latencies, errors, wall, sum(right.values()) / max(1, len(right))
-
-
-def _answer(body: bytes) -> Any:
-    import json
-
-    with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
-        return json.loads(body)["predictions"][0]
-    return None
+    cached = {"cache": {"ttl_s": 600}} if cache else {}
+    endpoints: list[dict[str, Any]] = [
+        {"name": "digits", "model": "digits-small", **cached},
+        {"name": "digits-large", "model": "digits-large", **cached},
+    ]
+    if cascade_threshold is not None:
+        tiers = [
+            {"model": "digits-small", "accept": {"confidence": f">= {cascade_threshold!r}"}},
+            {"model": "digits-large"},
+        ]
+        endpoints.append({"name": "digits-cascade", "route": {"cascade": tiers}, **cached})
+    models = [
+        {"name": name, "version": "1", "runtime": "sklearn", "path": path, "sha256": shas[path],
+         "inputs": inputs, "batching": batching}
+        for name, path in (("digits-small", "digits-lr.joblib"),
+                           ("digits-large", "digits-svc.joblib"))
+    ]  # fmt: skip
+    return {"instance": INSTANCE, "models": models, "endpoints": endpoints,
+            "ledger": {"path": ledger}}  # fmt: skip
 
 
 def calibrate_threshold(workdir: Path, shas: dict[str, str], console: Console) -> float:
@@ -290,10 +175,58 @@ def calibrate_threshold(workdir: Path, shas: dict[str, str], console: Console) -
     return threshold
 
 
-def run_demo(*, n_requests: int, connections: int, workdir: Path | None) -> list[RunResult]:
-    from sklearn.datasets import load_digits
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """The same requests for every run: traffic images drawn by Zipf(1.1) rank, as real traffic
+    repeats popular inputs; ``picks[k]`` is the image of request ``k``."""
 
-    console = Console(width=None if sys.stdout.isatty() else 128)  # a piped table stays whole
+    bodies: list[bytes]
+    picks: list[int]
+    labels: list[int]  # the label of each image, by image
+    warmup: list[bytes]  # the calibration images: never part of the traffic
+
+    @classmethod
+    def draw(cls, n_requests: int) -> Traffic:
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        rows = [_body(row) for row in x[TRAFFIC]]
+        ranks = np.arange(1, len(rows) + 1, dtype=np.float64) ** -1.1
+        picks = np.random.default_rng(0).choice(len(rows), size=n_requests, p=ranks / ranks.sum())
+        return cls(
+            bodies=[rows[i] for i in picks],
+            picks=[int(i) for i in picks],
+            labels=[int(label) for label in y[TRAFFIC]],
+            warmup=[_body(row) for row in x[CALIBRATE]],
+        )
+
+    @property
+    def distinct_images(self) -> int:
+        return len(set(self.picks))
+
+    def accuracy(self, answers: Sequence[tuple[int, bytes]]) -> float:
+        """The share of the distinct images sent whose every answer was right: accuracy on the
+        images, not on the Zipf draw, which a few popular images would decide."""
+        right: dict[int, bool] = {}
+        for k, body in answers:
+            image = self.picks[k]
+            right[image] = right.get(image, True) and _prediction(body) == self.labels[image]
+        return sum(right.values()) / len(right) if right else 0.0
+
+
+def _body(row: np.ndarray) -> bytes:
+    return b'{"instances": [[' + ",".join(f"{v:g}" for v in row).encode() + b"]]}"
+
+
+def _prediction(body: bytes) -> Any:
+    with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+        return json.loads(body)["predictions"][0]
+    return None
+
+
+def run_demo(*, n_requests: int, connections: int, workdir: Path | None) -> list[RunResult]:
+    """Train, calibrate, then measure every run of ``RUNS`` in turn and print what each costs."""
+    console = Console(width=None if sys.stdout.isatty() else 150)  # a piped table stays whole
     workdir = Path(tempfile.mkdtemp(prefix="frugal-demo-")) if workdir is None else workdir
     workdir.mkdir(parents=True, exist_ok=True)
     with console.status("training the quickstart models (scikit-learn digits)"):
@@ -301,79 +234,60 @@ def run_demo(*, n_requests: int, connections: int, workdir: Path | None) -> list
     console.print(f"models, configs and ledgers in [bold]{workdir}[/]")
     with console.status("calibrating the cascade's threshold"):
         threshold = calibrate_threshold(workdir, shas, console)
-    digits = load_digits()
-    x, y = digits.data[TRAFFIC], digits.target[TRAFFIC]
-    rows = [b'{"instances": [[' + ",".join(f"{v:g}" for v in row).encode() + b"]]}" for row in x]
-    # Real traffic repeats popular inputs: draw rows by Zipf(1.1) rank, the same in every run.
-    ranks = np.arange(1, len(rows) + 1, dtype=np.float64) ** -1.1
-    picks = np.random.default_rng(0).choice(len(rows), size=n_requests, p=ranks / ranks.sum())
-    bodies = [rows[i] for i in picks]
-    labels = [int(y[i]) for i in picks]
+    traffic = Traffic.draw(n_requests)
     results = []
-    runs = [
-        ("batch ≤ 64 + cache", "batch64-cache", 64, True, "digits"),
-        ("batch ≤ 64", "batch64", 64, False, "digits"),
-        ("batch 1", "batch1", 1, False, "digits"),
-        ("large only", "large", 64, False, "digits-large"),
-        (f"cascade ≥ {threshold:g}", "cascade", 64, False, "digits-cascade"),
-    ]
-    for label, name, max_batch, cache, endpoint in runs:
-        ledger = workdir / f"ledger-{name}.db"
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(ledger)
-        config = workdir / f"frugal-{name}.yaml"
+    for run in RUNS:
         settings = quickstart_config(
-            shas,
-            max_batch_size=max_batch,
-            ledger=ledger.name,
-            cache=cache,
-            cascade_threshold=threshold,
-        )
-        config.write_text(yaml.safe_dump(settings))
-        with running_server(config, free_port()) as url, _progress(console) as progress:
-            task = progress.add_task(label, total=n_requests)
-            latencies, errors, wall, accuracy = drive(
-                url, bodies, n_requests, connections, progress, task,
-                endpoint=endpoint, labels=labels,
-            )  # fmt: skip
-        report = build_report(ledger)
-        lat = np.array(latencies)
-        results.append(
-            RunResult(
-                label=label,
-                requests=len(latencies),
-                errors=errors,
-                wall_s=wall,
-                p50_ms=float(np.percentile(lat, 50)),
-                p99_ms=float(np.percentile(lat, 99)),
-                mean_batch=report.total.mean_batch_size,
-                hit_ratio=report.total.cache_hit_ratio,
-                usd_per_1k_allocated=report.total.usd_per_1k,
-                usd_per_1k_billed=1000 * report.billed_usd / max(1, report.total.requests),
-                accuracy=accuracy,
-            )
-        )
-    console.print(_table(results, connections))
-    console.print(
-        "allocated = the instance's price x each batch's busy time, shared by its items; "
-        "billed = price x the server's uptime (idle included). `frugal report --ledger "
-        f"{workdir / 'ledger-batch64.db'}` shows the ledger."
-    )
-    large, cascade = results[-2], results[-1]
-    if large.usd_per_1k_allocated > 0:
-        share = cascade.usd_per_1k_allocated / large.usd_per_1k_allocated
-        console.print(
-            f"cascade vs large only: {100 * share:.0f}% "
-            f"of its $ per 1k (allocated), accuracy {100 * cascade.accuracy:.1f}% vs "
-            f"{100 * large.accuracy:.1f}% on the {len(set(picks.tolist()))} distinct traffic "
-            "images (never trained or calibrated on)"
-        )
-        if share > 1:
-            console.print(
-                "the large model is cheap per item in full batches, and the escalated items reach "
-                "it a few at a time: this cascade does not pay here (docs/routing.md)"
-            )
+            shas, max_batch_size=run.max_batch_size, ledger=f"ledger-{run.name}.db",
+            cache=run.cache, cascade_threshold=threshold,
+        )  # fmt: skip
+        results.append(measure(run, settings, traffic, connections, workdir, console))
+    _write_windows(results, workdir)
+    print_results(console, results, connections=connections, workdir=workdir)
+    for line in lever_lines(results, distinct_images=traffic.distinct_images):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line each
     return results
+
+
+def measure(
+    run: DemoRun,
+    settings: dict[str, Any],
+    traffic: Traffic,
+    connections: int,
+    workdir: Path,
+    console: Console,
+) -> RunResult:
+    """Serve ``settings`` in a fresh process, send it the traffic, stop it (its ledger flushed),
+    and read the ledger over the measured window."""
+    ledger = workdir / f"ledger-{run.name}.db"
+    ledger.unlink(missing_ok=True)  # a rerun in the same folder starts a fresh ledger
+    config = workdir / f"frugal-{run.name}.yaml"
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    log = workdir / f"serve-{run.name}.log"
+    with running_server(config, log_path=log) as (base, _pid), _progress(console) as progress:
+        task = progress.add_task(run.label, total=len(traffic.bodies))
+        load = run_async(
+            drive(
+                f"{base}/v1/endpoints/{run.endpoint}/predict", traffic.bodies, connections,
+                requests=len(traffic.bodies), warmup_s=WARMUP_S, warmup_bodies=traffic.warmup,
+                keep_answers=True, on_request=lambda: progress.advance(task),
+            )
+        )  # fmt: skip
+    report = build_report(ledger, since=load.since, until=load.until)
+    return RunResult(run, report, load, traffic.accuracy(load.answers))
+
+
+def _write_windows(results: Sequence[RunResult], workdir: Path) -> None:
+    """``runs.json``: each run's files and measured window, to rebuild any figure with
+    ``frugal report`` (or ``build_report``) over the same window."""
+    runs = [
+        {"name": r.run.name, "label": r.run.label, "endpoint": r.run.endpoint,
+         "config": f"frugal-{r.run.name}.yaml", "ledger": f"ledger-{r.run.name}.db",
+         "since": r.load.since, "until": r.load.until, "accuracy": r.accuracy,
+         "client_errors": r.load.errors}
+        for r in results
+    ]  # fmt: skip
+    (workdir / "runs.json").write_text(json.dumps({"runs": runs}, indent=2) + "\n")
 
 
 def _progress(console: Console) -> Progress:
@@ -384,23 +298,9 @@ def _progress(console: Console) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # piped, a live bar would leave only blank lines
     )
 
 
-def _table(results: list[RunResult], connections: int) -> Table:
-    table = Table(title=f"digits, one row a request, {connections} connections, c7i.large prices")
-    table.add_column("run", no_wrap=True)
-    for name in ("requests", "err", "p50 ms", "p99 ms", "req/s", "batch", "hits",
-                 "accuracy", "$/1k alloc", "$/1k billed"):  # fmt: skip
-        table.add_column(name, justify="right")
-    for r in results:
-        table.add_row(
-            r.label, f"{r.requests:,}", str(r.errors), f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
-            f"{r.rps:,.0f}", f"{r.mean_batch:.1f}", f"{100 * r.hit_ratio:.0f}%",
-            f"{100 * r.accuracy:.1f}%",
-            f"{r.usd_per_1k_allocated:.2e}", f"{r.usd_per_1k_billed:.2e}",
-        )  # fmt: skip
-    return table
-
-
-__all__ = ["quickstart_config", "run_demo", "train_quickstart_models"]
+__all__ = ["RUNS", "DemoRun", "RunResult", "quickstart_config", "run_demo",
+           "train_quickstart_models"]  # fmt: skip

@@ -13,7 +13,7 @@ from frugal.optimize.check_pricing import price_config
 from frugal.optimize.costing import Projection, project_cost
 from frugal.optimize.dataset import Dataset, load_dataset, synthesize_items
 from frugal.optimize.endtoend import HttpLevel, HttpProfile
-from frugal.optimize.loadgen import LoadResult, drive
+from frugal.optimize.loadgen import LoadResult, drive, run_async
 from frugal.optimize.plan import Plan, PlanInputs, PlanRow, choose_batch, make_plan
 from frugal.optimize.profile import (
     FORMAT,
@@ -27,6 +27,7 @@ from frugal.optimize.profile import (
     suggest_batching,
 )
 from frugal.optimize.profiles import ProfileRecord, read_profile
+from frugal.optimize.server_process import free_port, running_server
 from frugal.optimize.serverless import BreakEven, ServerlessProjection, break_even
 from frugal.optimize.target import (
     Target,
@@ -60,6 +61,7 @@ __all__ = [
     "choose_batch",
     "compare",
     "drive",
+    "free_port",
     "hardware_record",
     "input_specs",
     "knee_batch_size",
@@ -76,6 +78,8 @@ __all__ = [
     "read_profile",
     "replica_throughput",
     "resolve_target",
+    "run_async",
+    "running_server",
     "sample_items",
     "suggest_batching",
     "synthesize_items",

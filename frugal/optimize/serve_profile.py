@@ -10,16 +10,10 @@ binds to 127.0.0.1). Everything else on the request path is what production runs
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,8 +25,9 @@ import yaml
 from frugal.config import FrugalConfig, TensorSpec
 from frugal.errors import FrugalError, InvalidInput
 from frugal.optimize.endtoend import HttpLevel, HttpProfile
-from frugal.optimize.loadgen import LoadResult, cpu_seconds, drive
+from frugal.optimize.loadgen import LoadResult, cpu_seconds, drive, run_async
 from frugal.optimize.profile import cpu_model
+from frugal.optimize.server_process import running_server
 from frugal.optimize.target import Target
 from frugal.types import Item
 
@@ -107,79 +102,6 @@ def served_config(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running_server(
-    config_path: Path, *, workers: int = 1, ready_timeout_s: float = 120.0
-) -> Iterator[tuple[str, int]]:
-    """``python -m frugal serve`` on a free loopback port until the block ends: (base URL, pid).
-
-    Readiness is polled (``/v2/health/ready``): the server is another process and offers no
-    event to wait on. A server that exits or never gets ready is an error quoting its log.
-    """
-    import httpx
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = config_path.parent / "serve.log"
-    command = [sys.executable, "-m", "frugal", "serve", str(config_path), "--host",
-               "127.0.0.1", "--port", str(port), "--workers", str(workers),
-               "--log-level", "warning"]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + ready_timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if process.poll() is not None:
-                    raise FrugalError(
-                        f"frugal serve exited with {process.returncode} before it was ready:\n"
-                        + _tail(log_path)
-                    )
-                try:
-                    if client.get(f"{url}/v2/health/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise FrugalError(
-                        f"frugal serve was not ready after {ready_timeout_s:g} s:\n"
-                        + _tail(log_path)
-                    )
-                time.sleep(0.1)
-        yield url, process.pid
-    finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the server drains and exits 0), then SIGKILL its process group if it hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        os.killpg(process.pid, signal.SIGKILL)  # start_new_session: its own group, ours alone
-        process.wait()
-
-
-def _tail(path: Path, chars: int = 2000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"
-
-
 def check_answer(url: str, body: bytes) -> None:
     """One request before the load: a refused sample is a clear error, not a run of 4xx."""
     import httpx
@@ -209,20 +131,6 @@ def to_level(result: LoadResult) -> HttpLevel:
         server_cores_busy=result.server_cores_busy,
         client_cpu_s_per_request=result.client_cpu_s / result.requests,
     )
-
-
-def run_async(coroutine: Coroutine[Any, Any, LoadResult]) -> LoadResult:
-    """Run the load generator on uvloop when it is installed (as uvicorn's server does): it
-    halves the client's CPU per request, which on a small machine is CPU the server lacks."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coroutine)
 
 
 def profile_http(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from frugal.errors import InvalidInput
+from frugal.errors import FrugalError, InvalidInput
+from frugal.optimize import run_async, running_server
 from frugal.optimize.loadgen import cpu_seconds, drive, process_tree
 from tests.conftest import digits_config, free_port, write_config
 
@@ -73,3 +76,60 @@ def test_cpu_seconds_follow_the_process_tree() -> None:
         child.wait(timeout=30)
     with pytest.raises(InvalidInput, match="cannot read the CPU time of process"):
         cpu_seconds(2**22 + 12345)
+
+
+def test_drive_sends_a_count_and_its_window_holds_exactly_those_requests(
+    digits_model_file: Path, tmp_path: Path
+) -> None:
+    """With ``requests=``, exactly that many are sent after a warm-up on other bodies; each
+    answer is kept with its body's index, and the server's ledger rows inside the window are
+    exactly the counted requests (the warm-up's fall before it)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    bodies = [b'{"instances": [[' + ",".join(f"{v:g}" for v in x[i]).encode() + b"]]}"
+              for i in range(1500, 1510)]  # fmt: skip
+    config = write_config(tmp_path, digits_config(digits_model_file, tmp_path))
+    seen: list[None] = []
+    with running_server(config, log_path=tmp_path / "serve.log") as (base, pid):
+        assert pid != os.getpid() and base.startswith("http://127.0.0.1:")
+        result = run_async(
+            drive(f"{base}/v1/endpoints/digits/predict", bodies, 3, requests=25, warmup_s=0.2,
+                  warmup_bodies=[BODY], keep_answers=True, on_request=lambda: seen.append(None))
+        )  # fmt: skip
+    assert result.requests == 25 and result.errors == 0 and len(seen) == 25
+    assert sorted(i for i, _ in result.answers) == sorted(k % 10 for k in range(25))
+    predicted = {i: json.loads(body)["predictions"][0] for i, body in result.answers}
+    assert sum(predicted[i] == y[1500 + i] for i in range(10)) >= 8  # a trained model answered
+    assert result.since < result.until
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        inside, outside = db.execute(
+            "SELECT SUM(ts >= ? AND ts <= ?), SUM(ts < ?) FROM requests",
+            (result.since, result.until, result.since),
+        ).fetchone()
+    assert inside == 25 and outside > 0  # the warm-up answered before the window opened
+
+
+def test_drive_needs_one_window_length() -> None:
+    """Both a duration and a count, or neither, or a count below 1, is a clear error."""
+    url = "http://127.0.0.1:1/x"
+    with pytest.raises(InvalidInput, match="either seconds or requests"):
+        asyncio.run(drive(url, [BODY], 1, 1.0, requests=5))
+    with pytest.raises(InvalidInput, match="either seconds or requests"):
+        asyncio.run(drive(url, [BODY], 1))
+    with pytest.raises(InvalidInput, match="requests must be >= 1"):
+        asyncio.run(drive(url, [BODY], 1, requests=0))
+
+
+def test_running_server_quotes_the_log_of_a_server_that_will_not_start(
+    digits_model_file: Path, tmp_path: Path
+) -> None:
+    """A config the server refuses (a wrong sha256) is a FrugalError with the server's own words
+    as soon as it exits, not a wait for the readiness timeout."""
+    settings = digits_config(digits_model_file, tmp_path)
+    settings["models"][0]["sha256"] = "0" * 64
+    config = write_config(tmp_path, settings)
+    with pytest.raises(FrugalError, match="exited with 2 before it was ready") as error:
+        with running_server(config):
+            pass
+    assert "sha256" in str(error.value)
