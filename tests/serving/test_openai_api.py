@@ -19,7 +19,7 @@ from frugal.access import KeyStore
 from frugal.config import parse_config
 from tests.conftest import TEST_INSTANCE, assert_charged
 from tests.llm_double import LLMDouble
-from tests.serving.test_auth import eventually
+from tests.waiting import eventually
 
 IN_PER_1M = 2.5
 OUT_PER_1M = 10.0
@@ -59,8 +59,11 @@ def rows(tmp_path: Path, where: str = "1") -> list[dict[str, Any]]:
 
 
 def ledger_has(tmp_path: Path, count: int, where: str = "1") -> list[dict[str, Any]]:
-    assert eventually(lambda: len(rows(tmp_path, where)) >= count)
-    return rows(tmp_path, where)
+    def enough() -> list[dict[str, Any]]:
+        found = rows(tmp_path, where)
+        return found if len(found) >= count else []
+
+    return eventually(enough, f"{count} ledger rows where {where}")
 
 
 _clients: list[openai.OpenAI] = []
