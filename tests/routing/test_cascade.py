@@ -20,6 +20,7 @@ from frugal.errors import ConfigError
 from frugal.runtimes import sha256_of
 from frugal.types import Prediction
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
+from tests.waiting import eventually
 
 THRESHOLD = 0.9
 
@@ -185,9 +186,12 @@ def test_cascade_over_http_records_the_route(
     assert r.json()["predictions"] == labels
     assert r.headers["x-frugal-model"] == ",".join(dict.fromkeys(answered_by))
     assert float(r.headers["x-frugal-cost-usd"]) > 0
-    time.sleep(0.1)
-    with sqlite3.connect(tmp_path / "ledger.db") as db:
-        (route,) = db.execute("SELECT route FROM requests").fetchone()
+
+    def routes() -> list[tuple[str]]:
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            return db.execute("SELECT route FROM requests").fetchall()
+
+    ((route,),) = eventually(routes, "the request's ledger row")
     kept = answered_by.count("small:1")
     assert route == f"small:1*{kept}>large:1*{len(rows) - kept}"
 

@@ -21,6 +21,7 @@ from frugal.runtimes import sha256_of
 from frugal.serving import build_engine
 from frugal.types import Prediction
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +140,14 @@ def test_degraded_requests_are_marked_in_the_ledger_and_the_tier_header_counts_w
     assert hurried.status_code == gold.status_code == 200
     assert hurried.headers["x-frugal-model"] == "small:1"
     assert gold.headers["x-frugal-model"] == "large:1"
-    time.sleep(0.1)
-    with sqlite3.connect(tmp_path / "ledger.db") as db:
-        rows = db.execute("SELECT model, route, degraded FROM requests ORDER BY ts").fetchall()
-    assert rows == [("small", "rule:hurry", 1), ("large", "rule:premium", 0)]
+
+    def rows() -> list[tuple[str, str, int]]:
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            found = db.execute("SELECT model, route, degraded FROM requests ORDER BY ts")
+            return found.fetchall()
+
+    written = eventually(lambda: r if len(r := rows()) == 2 else [], "two ledger rows")
+    assert written == [("small", "rule:hurry", 1), ("large", "rule:premium", 0)]
 
 
 @pytest.mark.parametrize(

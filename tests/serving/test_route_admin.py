@@ -19,6 +19,7 @@ from frugal.accounting import build_report
 from frugal.config import parse_config
 from frugal.runtimes import sha256_of
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
+from tests.waiting import eventually
 
 
 def split_config(versions: dict[str, Path], tmp_path: Path, **route: Any) -> dict[str, Any]:
@@ -238,7 +239,10 @@ def test_a_failing_version_is_named_in_its_errors_and_ledger_rows(
                for _ in range(40)]  # fmt: skip
     by_status = {(a.status_code, a.headers["x-frugal-model"]) for a in answers}
     assert by_status == {(200, "clf:1"), (500, "clf:2")}
-    time.sleep(0.1)
-    with sqlite3.connect(tmp_path / "ledger.db") as db:
-        rows = set(db.execute("SELECT status, model || ':' || version FROM requests").fetchall())
-    assert rows == {(200, "clf:1"), (500, "clf:2")}
+
+    def rows() -> list[tuple[int, str]]:
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            return db.execute("SELECT status, model || ':' || version FROM requests").fetchall()
+
+    written = eventually(lambda: r if len(r := rows()) == 40 else [], "40 ledger rows")
+    assert set(written) == {(200, "clf:1"), (500, "clf:2")}
