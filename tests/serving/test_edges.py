@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from frugal.errors import ArtifactError, ConfigError
 from frugal.runtimes import load_model, sha256_of
 from frugal.serving import build_engine
 from tests.conftest import TEST_INSTANCE, digits_config
+from tests.waiting import eventually
 
 GOOD = "great fine good lovely superb".split()
 BAD = "awful bad poor terrible dreadful".split()
@@ -129,12 +129,14 @@ def test_max_concurrency_refuses_with_json_503(serve: Any, tmp_path: Path) -> No
         first = pool.submit(httpx.post, url, json={"instances": ["a"]}, timeout=30)
         assert STARTED.wait(10)
         second = pool.submit(httpx.post, url, json={"instances": ["bb"]}, timeout=30)
+
         # The second request reaches the queue behind the busy model; uvicorn offers no event
         # for "request read", so watch the queue, bounded.
-        deadline = time.monotonic() + 10
-        while server.engine.batchers["m:1"].queue_depth < 1:
-            assert time.monotonic() < deadline and not second.done()
-            threading.Event().wait(0.01)
+        def queued() -> bool:
+            assert not second.done(), "the second request was answered while the model was busy"
+            return bool(server.engine.batchers["m:1"].queue_depth >= 1)
+
+        eventually(queued, "the second request to reach the queue")
         refused = httpx.post(url, json={"instances": ["ccc"]})
         GATE.set()
         assert [first.result().status_code, second.result().status_code] == [200, 200]

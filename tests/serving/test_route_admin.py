@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -168,14 +167,13 @@ def test_shadow_over_http_leaves_answers_alone_and_reports_its_cost_apart(
     v1 = joblib.load(digit_versions["1"])
     assert [a.json()["predictions"][0] for a in answers] == v1.predict(rows).tolist()
     assert {a.headers["x-frugal-model"] for a in answers} == {"clf:1"}
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # shadow rows land after their answers
+
+    def shadows() -> bool:  # shadow rows land after their answers
         with sqlite3.connect(tmp_path / "ledger.db") as db:
-            (shadows,) = db.execute("SELECT count(*) FROM requests WHERE shadow = 1").fetchone()
-        if shadows == len(rows):
-            break
-        time.sleep(0.05)
-    assert shadows == len(rows)
+            (count,) = db.execute("SELECT count(*) FROM requests WHERE shadow = 1").fetchone()
+        return bool(count == len(rows))
+
+    eventually(shadows, f"{len(rows)} shadow rows in the ledger")
     report = build_report(tmp_path / "ledger.db")
     by_key = {row.key: row for row in report.rows}
     assert set(by_key) == {"digits", "digits (shadow)"}
