@@ -39,7 +39,7 @@ class SlowLarge:
     """A large model that takes 50 ms a batch: queues build up behind it."""
 
     def predict_batch(self, items: Sequence[Any]) -> list[Prediction]:
-        time.sleep(0.05)
+        time.sleep(0.05)  # slow on purpose: the busy model the rules steer around
         return [Prediction(1, 1.0) for _ in items]
 
 

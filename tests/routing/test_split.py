@@ -65,7 +65,7 @@ class AlwaysFails:
 
 class Slow:
     def predict_batch(self, items: Sequence[Any]) -> list[Prediction]:
-        time.sleep(0.03)
+        time.sleep(0.03)  # slow on purpose: a canary whose p99 the rollback watch must catch
         return [Prediction(0, 1.0) for _ in items]
 
 

@@ -32,7 +32,7 @@ class SlowDigits:
         self.delay_s = delay_s
 
     def predict_batch(self, items):
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s)  # slow on purpose: requests queue up behind it
         return self.model.predict(np.stack(items)).tolist()
 
 
