@@ -104,6 +104,9 @@ def write_config(tmp_path: Path, data: dict[str, Any], name: str = "frugal.yaml"
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on now: for a test server, or a client that must fail.
+
+    The tests' one copy (``frugal/demo.py`` and ``bench/loadgen.py`` keep their own)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

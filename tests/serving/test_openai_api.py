@@ -17,7 +17,7 @@ import pytest
 
 from frugal.access import KeyStore
 from frugal.config import parse_config
-from tests.conftest import TEST_INSTANCE, assert_charged
+from tests.conftest import TEST_INSTANCE, assert_charged, free_port
 from tests.llm_double import LLMDouble
 from tests.waiting import eventually
 
@@ -237,8 +237,6 @@ def test_a_failing_upstream_falls_back_to_the_next_model_and_the_route_says_so(
 
 
 def test_an_unreachable_upstream_is_a_502_naming_the_model(serve: Any, tmp_path: Path) -> None:
-    from tests.conftest import free_port
-
     model = llm_model("gpt", f"http://127.0.0.1:{free_port()}/v1", max_retries=0)
     server = serve(parse_config(llm_config(tmp_path, [model])))
     answer = chat(server)
