@@ -21,9 +21,10 @@ import yaml
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from frugal.accounting import SqliteLedger
 from frugal.config import FrugalConfig, load_config
 from frugal.runtimes import sha256_of
-from frugal.serving import FrugalApp, build_engine
+from frugal.serving import Engine, FrugalApp, build_engine
 from tests.waiting import eventually
 
 DIGITS_INPUTS = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
@@ -130,7 +131,6 @@ class ServerInThread:
             **options,
         )
         self.server = uvicorn.Server(uv_config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerInThread:
@@ -197,6 +197,13 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def sqlite_ledger(engine: Engine) -> SqliteLedger:
+    """The engine's ledger as the SQLite store every test config builds (to close it)."""
+    ledger = engine.recorder.ledger
+    assert isinstance(ledger, SqliteLedger), ledger
+    return ledger
 
 
 @pytest.fixture

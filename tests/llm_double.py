@@ -61,7 +61,6 @@ class LLMDouble:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LLMDouble:

@@ -76,6 +76,7 @@ def test_a_killed_server_is_billed_to_its_last_heartbeat(
 
         last = eventually(idle_beat, "a heartbeat 0.3 s past the last request", timeout_s=30,
                           interval_s=0.05)  # fmt: skip
+        assert last is not None
         server.process.kill()
         server.process.wait()
     run = run_row(ledger)

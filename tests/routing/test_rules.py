@@ -69,7 +69,7 @@ def rules_config(models: dict[str, Path], tmp_path: Path, rules: list[dict[str, 
 async def test_tier_and_deadline_rules_pick_the_models_in_order(
     models: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"name": "premium", "when": {"tier": ["gold", "platinum"]}, "start": "large"},
         {"name": "hurry", "when": {"deadline_ms": "< 200"}, "model": "small", "degraded": True},
     ]
@@ -129,7 +129,8 @@ async def test_a_busy_large_model_degrades_to_the_small_one(
 def test_degraded_requests_are_marked_in_the_ledger_and_the_tier_header_counts_without_auth(
     serve: Any, models: dict[str, Path], tmp_path: Path, digits: Any
 ) -> None:
-    rules = [{"name": "hurry", "when": {"deadline_ms": "< 500"}, "model": "small",
+    rules: list[dict[str, Any]] = [{"name": "hurry", "when": {"deadline_ms": "< 500"},
+                                    "model": "small",
               "degraded": True},
              {"name": "premium", "when": {"tier": "gold"}, "start": "large"}]  # fmt: skip
     server = serve(parse_config(rules_config(models, tmp_path, rules)))

@@ -20,7 +20,7 @@ from frugal.config import parse_config
 from frugal.errors import ArtifactError, ConfigError
 from frugal.runtimes import load_model, sha256_of
 from frugal.serving import build_engine
-from tests.conftest import TEST_INSTANCE, digits_config
+from tests.conftest import TEST_INSTANCE, digits_config, sqlite_ledger
 from tests.waiting import eventually
 
 GOOD = "great fine good lovely superb".split()
@@ -162,8 +162,7 @@ def test_each_worker_process_bills_its_share(digits_model_file: Path, tmp_path: 
         assert engine.pricer.slots == 1
     finally:
         engine.slot_pool.shutdown()
-        assert engine.recorder.ledger is not None
-        engine.recorder.ledger.close()  # type: ignore[attr-defined]
+        sqlite_ledger(engine).close()
 
 
 def test_runtimes_refuse_what_they_would_ignore(digits_model_file: Path, tmp_path: Path) -> None:

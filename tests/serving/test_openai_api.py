@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from frugal.access import KeyStore
 from frugal.config import parse_config
@@ -119,7 +120,9 @@ def test_a_model_is_callable_by_name_and_unknown_names_get_404(
     )
     assert answer.choices[0].message.content == "echo hi"
     with pytest.raises(openai.NotFoundError) as missing:
-        sdk(server).chat.completions.create(model="nope", messages=[{"role": "user"}])
+        sdk(server).chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "hi"}]
+        )
     assert "served: chat, gpt:1" in missing.value.response.json()["error"]
     bad = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "chat", "messages": []})
     assert bad.status_code == 400 and bad.json()["field"] == "messages"
@@ -314,7 +317,8 @@ def test_endpoint_token_limits_reach_the_upstream(
     endpoint = {"name": "chat", "model": "gpt", "llm": {"max_tokens": 3, "max_prompt_tokens": 20}}
     config = llm_config(tmp_path, [llm_model("gpt", upstream.url)], endpoints=[endpoint])
     server = serve(parse_config(config))
-    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 200},
+    messages: list[ChatCompletionMessageParam] = [
+                {"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 200},
                 {"role": "user", "content": "one two three four five"}]  # fmt: skip
     answer = sdk(server).chat.completions.create(model="chat", messages=messages, max_tokens=99)
     assert answer.choices[0].message.content == "echo one two"  # 3 tokens
