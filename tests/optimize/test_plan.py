@@ -16,7 +16,7 @@ from frugal.accounting.catalog import InstanceType, ServerlessOffer
 from frugal.cli import main
 from frugal.config import InstanceConfig
 from frugal.optimize.costing import project_cost
-from frugal.optimize.plan import PlanInputs, apply_override, choose_batch, make_plan
+from frugal.optimize.plan import PlanInputs, PlanRow, apply_override, choose_batch, make_plan
 from frugal.optimize.profiles import ProfileRecord, read_profile
 from frugal.optimize.serverless import break_even, project_serverless
 from tests.optimize.profiles import CPU, T4, point, profile, write
@@ -67,7 +67,7 @@ def plan_args(tmp_path: Path, *profiles: dict[str, Any]) -> list[str]:
 def test_plan_picks_the_cheapest_type(tmp_path: Path) -> None:
     """At 10,000/s within 50 ms the 2-vCPU type wins: 3 replicas x $0.10/h = $219/month."""
     plan = make_plan(records(tmp_path, CPU, T4), CATALOG, INPUTS)
-    assert plan.choice is not None and plan.choice.instance == "small-cpu"
+    assert isinstance(plan.choice, PlanRow) and plan.choice.instance == "small-cpu"
     by_name = {r.instance: r.projection for r in plan.rows}
     small, big, t4 = by_name["small-cpu"], by_name["big-cpu"], by_name["gpu-t4"]
     assert small is not None and big is not None and t4 is not None
@@ -79,7 +79,8 @@ def test_plan_picks_the_cheapest_type(tmp_path: Path) -> None:
     assert (big.slots, big.replicas) == (8, 1) and big.usd_per_month == pytest.approx(0.32 * 730)
     assert (t4.batch_size, t4.slots, t4.replicas) == (64, 1, 1)
     assert [r.instance for r in plan.rows] == ["small-cpu", "big-cpu", "gpu-t4"]
-    assert [r.instance for r in plan.runners_up] == ["big-cpu", "gpu-t4"]
+    runners_up = [r.instance if isinstance(r, PlanRow) else r for r in plan.runners_up]
+    assert runners_up == ["big-cpu", "gpu-t4"]
 
 
 def test_plan_respects_the_slo(tmp_path: Path) -> None:
@@ -89,7 +90,7 @@ def test_plan_respects_the_slo(tmp_path: Path) -> None:
     t4 = next(r for r in plan.rows if r.instance == "gpu-t4")
     assert t4.status == "cannot meet SLO" and t4.projection is None
     assert "batch-1 p99 8 ms > SLO 7 ms" in t4.reason
-    assert plan.choice is not None and plan.choice.instance == "big-cpu"
+    assert isinstance(plan.choice, PlanRow) and plan.choice.instance == "big-cpu"
     p = plan.choice.projection
     assert p is not None and (p.batch_size, p.replicas) == (1, 3)  # 10,000 / (8 x 1,000 x 0.5)
     assert p.usd_per_month == pytest.approx(3 * 0.32 * 730)
@@ -188,7 +189,7 @@ def test_config_overrides_price_and_slots(tmp_path: Path) -> None:
     catalog, slots = apply_override(CATALOG, override)
     assert catalog["big-cpu"].price_usd_per_hour == 0.05 and slots == {"big-cpu": 4}
     plan = make_plan(records(tmp_path, CPU), catalog, INPUTS, slot_overrides=slots)
-    assert plan.choice is not None and plan.choice.instance == "big-cpu"
+    assert isinstance(plan.choice, PlanRow) and plan.choice.instance == "big-cpu"
     assert plan.choice.projection is not None and plan.choice.projection.slots == 4
     catalog, slots = apply_override(CATALOG, InstanceConfig(price_usd_per_hour=0.01, slots=1))
     assert catalog["custom"].provider == "custom" and slots == {"custom": 1}
