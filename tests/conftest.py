@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,15 @@ import yaml
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from frugal.accounting import SqliteLedger
 from frugal.config import FrugalConfig, load_config
 from frugal.runtimes import sha256_of
-from frugal.serving import FrugalApp, build_engine
+from frugal.serving import Engine, FrugalApp, build_engine
+from tests.waiting import eventually
 
 DIGITS_INPUTS = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
 TEST_INSTANCE = {"price_usd_per_hour": 0.36, "slots": 2}
+START_TIMEOUT_S = 60.0  # a server's start-up on the shared CI machine (imports, model loads)
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +105,9 @@ def write_config(tmp_path: Path, data: dict[str, Any], name: str = "frugal.yaml"
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on now: for a test server, or a client that must fail.
+
+    The tests' one copy (``frugal/demo.py`` and ``bench/loadgen.py`` keep their own)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -126,14 +131,13 @@ class ServerInThread:
             **options,
         )
         self.server = uvicorn.Server(uv_config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerInThread:
         self.thread.start()
-        started = threading.Event()
-        while not self.server.started and self.thread.is_alive():
-            started.wait(0.01)  # uvicorn exposes no start event; bounded by the thread's life
+        # uvicorn exposes no start event: watch its flag, or the thread ending without it.
+        eventually(lambda: self.server.started or not self.thread.is_alive(),
+                   f"uvicorn to start on port {self.port}", timeout_s=START_TIMEOUT_S)  # fmt: skip
         if not self.server.started:
             raise RuntimeError("test server did not start")
         return self
@@ -166,16 +170,21 @@ class ServerProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
                                             env=self.env)  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError(f"frugal serve did not become ready:\n{self.log_text()}")
+        try:
+            eventually(self._ready, f"frugal serve to be ready on port {self.port}",
+                       timeout_s=START_TIMEOUT_S, interval_s=0.05,
+                       ignoring=(httpx.HTTPError,))  # fmt: skip
+        except (AssertionError, RuntimeError) as exc:
+            self.__exit__()
+            raise RuntimeError(f"{exc}; its log:\n{self.log_text()}") from None
+        return self
+
+    def _ready(self) -> bool:
+        """The process answers ready, or has exited (which ends the wait at once)."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"frugal serve exited with {self.process.returncode}")
+        return httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -188,6 +197,13 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def sqlite_ledger(engine: Engine) -> SqliteLedger:
+    """The engine's ledger as the SQLite store every test config builds (to close it)."""
+    ledger = engine.recorder.ledger
+    assert isinstance(ledger, SqliteLedger), ledger
+    return ledger
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 EASY_LOGPROB = -0.05
 HARD_LOGPROB = -2.0
@@ -60,14 +61,15 @@ class LLMDouble:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LLMDouble:
         self.thread.start()
-        waiting = threading.Event()
-        while not self.server.started and self.thread.is_alive():
-            waiting.wait(0.01)
+        # uvicorn exposes no start event: watch its flag, or the thread ending without it.
+        eventually(lambda: self.server.started or not self.thread.is_alive(),
+                   f"the upstream double to start on port {self.port}", timeout_s=60)  # fmt: skip
+        if not self.server.started:
+            raise RuntimeError("the upstream double did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,7 +32,8 @@ def tensors(draw: st.DrawFn) -> tuple[TensorSpec, np.ndarray]:
     values = draw(st.lists(elements, min_size=count, max_size=count))
     dtype: Any = object if datatype == "BYTES" else None
     array = np.array(values, dtype=dtype).reshape([batch, *inner])
-    spec = TensorSpec(name="x", datatype=datatype, shape=[-1, *inner])
+    # Validated as a frugal.yaml's inputs are: the drawn name is checked against the Literal.
+    spec = TensorSpec.model_validate({"name": "x", "datatype": datatype, "shape": [-1, *inner]})
     return spec, array
 
 

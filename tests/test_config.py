@@ -46,7 +46,8 @@ def test_valid_config_loads(tmp_path: Path) -> None:
     assert cfg.instance.price_usd_per_hour == 0.36
     assert [m.key for m in cfg.models] == ["a:1"]
     assert cfg.models[0].batching.max_wait_ms == 2.0
-    assert cfg.find_model(cfg.endpoints[0].model) is cfg.models[0]
+    endpoint = cfg.endpoints[0]
+    assert endpoint.model is not None and cfg.find_model(endpoint.model) is cfg.models[0]
 
 
 def test_bad_value_in_second_model_names_its_path(tmp_path: Path) -> None:

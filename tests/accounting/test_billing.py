@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -21,6 +20,7 @@ from frugal.errors import ConfigError
 from tests.accounting.test_ledger import write_old_ledger
 from tests.accounting.test_report import assert_parts_add_up, request_row
 from tests.conftest import ServerProcess, digits_config, write_config
+from tests.waiting import eventually
 
 PRICE = 3.6  # $/h: a dollar per 1,000 s
 USD_PER_S = PRICE / 3600
@@ -64,18 +64,19 @@ def test_a_killed_server_is_billed_to_its_last_heartbeat(
             for i in range(5):
                 body = {"instances": x[i : i + 2].tolist()}
                 assert client.post("/v1/endpoints/digits/predict", json=body).status_code == 200
+
         # The server is another process: its heartbeat in the file is the only state to watch.
-        # Wait (bounded) until it has beaten a while past the last request, idle.
-        deadline = time.monotonic() + 30
-        while True:
+        # Wait until it has beaten a while past the last request, idle.
+        def idle_beat() -> float | None:
             with closing(sqlite3.connect(ledger)) as db:
                 ((heartbeat, last),) = db.execute(
                     "SELECT heartbeat, (SELECT MAX(ts) FROM requests) FROM runs"
                 ).fetchall()
-            if last is not None and heartbeat >= last + 0.3:
-                break
-            assert time.monotonic() < deadline, "no heartbeat past the last request in 30 s"
-            threading.Event().wait(0.05)
+            return float(last) if last is not None and heartbeat >= last + 0.3 else None
+
+        last = eventually(idle_beat, "a heartbeat 0.3 s past the last request", timeout_s=30,
+                          interval_s=0.05)  # fmt: skip
+        assert last is not None
         server.process.kill()
         server.process.wait()
     run = run_row(ledger)

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from frugal.cache.store import CacheEntry
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -46,23 +46,21 @@ class RedisServer:
     def _wait_until_ready(self) -> None:
         import redis
 
-        deadline = time.monotonic() + START_TIMEOUT_S
+        def answers(client: redis.Redis) -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}: {self._log_text()}"
+                )
+            return bool(client.ping())
+
+        # The server gives no readiness signal but its port.
         with redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited with {self.process.returncode}: {self._log_text()}"
-                    )
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"redis-server on port {self.port} did not answer within "
-                            f"{START_TIMEOUT_S} s: {self._log_text()}"
-                        ) from None
-                    time.sleep(0.01)  # the server gives no readiness signal but its port
+            try:
+                eventually(lambda: answers(client), f"redis-server on port {self.port}",
+                           timeout_s=START_TIMEOUT_S,
+                           ignoring=(redis.ConnectionError,))  # fmt: skip
+            except AssertionError as exc:
+                raise RuntimeError(f"{exc}: {self._log_text()}") from None
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections open, nothing answered."""

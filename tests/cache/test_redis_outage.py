@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 from frugal.config import parse_config
 from tests.cache.conftest import RedisServer
 from tests.conftest import TEST_INSTANCE
+from tests.waiting import eventually
 
 
 def test_redis_killed_mid_load_fails_no_request_and_recovers(
@@ -42,10 +42,10 @@ def test_redis_killed_mid_load_fails_no_request_and_recovers(
     assert during[0].json()["predictions"] == ["aa"]
     assert server.engine.endpoints["e"].cache.store.stats().errors > 0
     redis_server_factory(port=port)  # Redis returns on the same address
-    deadline = time.monotonic() + 20  # the breaker retries after its reset time (5 s)
-    while True:
+
+    def recovered() -> bool:
         ask("d")
-        if ask("d").headers["x-frugal-cache"] == "hit":
-            break
-        assert time.monotonic() < deadline, "the cache did not recover"
-        time.sleep(0.2)
+        return ask("d").headers["x-frugal-cache"] == "hit"
+
+    # The breaker retries after its reset time (5 s).
+    eventually(recovered, "the cache to hit again", timeout_s=20, interval_s=0.2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from frugal.cache import CacheStage, MemoryStore
 from frugal.config import CacheConfig, parse_config
 from frugal.types import ItemOutcome, Prediction
 from tests.conftest import TEST_INSTANCE
+from tests.waiting import eventually_async
 
 CALLS: list[list[Any]] = []  # every batch the counting model received
 GATE = threading.Event()
@@ -126,11 +126,12 @@ def test_single_flight_100_concurrent_identical_requests(serve: Any, tmp_path: P
                                                 json={"instances": ["slow"]}))
                 for _ in range(100)
             ]  # fmt: skip
+
             # The leader waits on GATE inside the model; release it once the other 99 follow.
-            deadline = time.monotonic() + 20
-            while stage.following < 99:
-                assert time.monotonic() < deadline, f"only {stage.following} followers"
-                await asyncio.sleep(0.01)
+            async def followed() -> bool:
+                return stage.following >= 99
+
+            await eventually_async(followed, "99 followers", timeout_s=20)
             GATE.set()
             return list(await asyncio.gather(*tasks))
 

@@ -14,7 +14,7 @@ from frugal.cli import main
 from frugal.config import parse_config
 from frugal.errors import ConfigError
 from frugal.serving import build_engine
-from tests.conftest import TEST_INSTANCE
+from tests.conftest import TEST_INSTANCE, free_port
 
 
 def config(tmp_path: Path, **cache: Any) -> Any:
@@ -59,7 +59,7 @@ def test_cache_cli_stats_and_invalidate(serve: Any, tmp_path: Path) -> None:
     assert "50.0%" in shown.output
     cleared = runner.invoke(main, ["cache", "invalidate", "--url", server.url, "--endpoint", "e"])
     assert cleared.exit_code == 0 and "invalidated 1 entries" in cleared.output
-    down = runner.invoke(main, ["cache", "stats", "--url", "http://127.0.0.1:9"])
+    down = runner.invoke(main, ["cache", "stats", "--url", f"http://127.0.0.1:{free_port()}"])
     assert down.exit_code == 2 and "cannot reach" in down.output
 
 

@@ -39,7 +39,7 @@ class Project:
     def __init__(self, tmp_path: Path, model_file: Path) -> None:
         self.dir = tmp_path
         self.sha256 = sha256_of(model_file)
-        self.config = {
+        self.config: dict[str, Any] = {
             "instance": {"type": "c7i.large", "price_usd_per_hour": 0.10},
             "models": [{"name": "digits", "runtime": "sklearn", "path": str(model_file),
                         "sha256": self.sha256, "batching": {"max_batch_size": 16}}],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -73,11 +73,11 @@ def test_hardware_class_short_names(name: str | None, expected: str) -> None:
 
 @pytest.mark.parametrize("runtime", ["sklearn", "onnx"])
 def test_profile_model_measures_each_batch(
-    runtime: str, models_dir: Path, digits01: Digits
+    runtime: Literal["sklearn", "onnx"], models_dir: Path, digits01: Digits
 ) -> None:
     """Every batch size gets a point; batching raises items/s over batch 1 (loosely)."""
     path = models_dir / ("digits-lr.joblib" if runtime == "sklearn" else "digits-lr.onnx")
-    config = ModelConfig(name="digits", runtime=runtime, path=path, sha256=sha256_of(path))  # type: ignore[arg-type]
+    config = ModelConfig(name="digits", runtime=runtime, path=path, sha256=sha256_of(path))
     model = load_model(config)
     items = list(digits01[0][:64])
     profile = profile_model(model, items, [1, 8, 32], warmup=1, min_repeats=5, min_seconds=0.05,

@@ -18,7 +18,8 @@ from frugal.cli import main
 from frugal.runtimes import sha256_of
 from tests.optimize.conftest import Digits, write_csv
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
+import torch
 
 FAST = ("--min-repeats", "3", "--min-seconds", "0", "--batch-size", "8", "--device", "cpu")
 # The torch runtime passes on torch.jit.load's deprecation warning on purpose.
@@ -36,10 +37,10 @@ def listing(*folders: Path) -> list[str]:
 def load(path: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.load(str(path))
+        return torch.jit.load(str(path))  # type: ignore[no-untyped-call]
 
 
-class TwoLayer(torch.nn.Module):  # type: ignore[misc]
+class TwoLayer(torch.nn.Module):
     """Not a Sequential: structured pruning zeros its rows but cannot rebuild it smaller."""
 
     def __init__(self) -> None:
@@ -48,7 +49,8 @@ class TwoLayer(torch.nn.Module):  # type: ignore[misc]
         self.out = torch.nn.Linear(64, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(x)))
+        out: torch.Tensor = self.out(torch.relu(self.hidden(x)))
+        return out
 
 
 def train(model: Any, digits: Digits, path: Path) -> Path:
@@ -57,9 +59,10 @@ def train(model: Any, digits: Digits, path: Path) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     xt, yt = torch.from_numpy(x[:1200]), torch.from_numpy(y[:1200])
     for _ in range(5):
-        for i in torch.randperm(len(xt)).split(64):
+        for i in torch.randperm(len(xt)).split(64):  # type: ignore[no-untyped-call]
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
+            loss = torch.nn.functional.cross_entropy(model(xt[i]), yt[i])
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -87,7 +90,7 @@ def zeros_share(path: Path, layers: list[str]) -> float:
     """Zeros counted here, independently, in the saved file's weights of ``layers``."""
     modules = dict(load(path).named_modules())
     weights = [modules[name].weight.detach() for name in layers]
-    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    return sum(int((w == 0).sum()) for w in weights) / sum(int(w.numel()) for w in weights)
 
 
 def test_unstructured_sparsity_matches_the_saved_zeros(
@@ -203,7 +206,7 @@ def test_bad_inputs_exit_2_and_write_nothing(
     x, y = digits01
     joblib.dump(LogisticRegression(max_iter=1000).fit(x[:300], y[:300]), "lr.joblib")
     Path("mlp.pt").write_bytes(torch_mlp.read_bytes())
-    torch.jit.script(TwoLayer().eval()).save("two.pt")
+    torch.jit.script(TwoLayer().eval()).save("two.pt")  # type: ignore[no-untyped-call]
     before = listing(tmp_path)
     result = invoke("prune", model, *args, *FAST)
     assert result.exit_code == 2, result.output

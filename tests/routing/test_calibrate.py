@@ -52,5 +52,7 @@ def test_write_changes_only_the_threshold(digits: Path, tmp_path: Path) -> None:
     assert threshold != 0.92
     assert config.read_text() == before.replace('">= 0.92"', f'">= {threshold!r}"')
     loaded = load_config(config)
-    gate = loaded.endpoints[1].route.cascade[0].accept  # type: ignore[union-attr]
+    route = loaded.endpoints[1].route
+    assert route is not None and route.cascade is not None
+    gate = route.cascade[0].accept
     assert gate is not None and gate.comparison == (">=", threshold)

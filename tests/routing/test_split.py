@@ -18,13 +18,14 @@ import joblib
 import numpy as np
 import pytest
 
-from frugal.access import AuditLog
+from frugal.access import AuditEntry, AuditLog
 from frugal.config import parse_config
 from frugal.runtimes import sha256_of
 from frugal.serving import build_engine
 from frugal.serving.engine import Engine
 from frugal.types import Prediction
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
+from tests.waiting import eventually_async
 
 BATCHING = {"max_batch_size": 64, "max_wait_ms": 1, "max_queue": 20000, "timeout_ms": 30000}
 
@@ -64,7 +65,7 @@ class AlwaysFails:
 
 class Slow:
     def predict_batch(self, items: Sequence[Any]) -> list[Prediction]:
-        time.sleep(0.03)
+        time.sleep(0.03)  # slow on purpose: a canary whose p99 the rollback watch must catch
         return [Prediction(0, 1.0) for _ in items]
 
 
@@ -223,9 +224,18 @@ async def test_a_bad_canary_is_rolled_back_with_an_audited_event(
     rows = [r.tolist() for r in digits[0][1300:1400]]
     try:
         first = await send(engine, rows, 300, concurrency=4)
-        await asyncio.sleep(0.3)  # the watch judges at most every 0.25 s, on a request's answer
-        await send(engine, rows, 4, concurrency=1)
-        await asyncio.sleep(0.2)  # the audit row is written off the loop
+
+        async def rolled_back() -> bool:
+            # The watch judges on a request's answer, at most every 0.25 s: keep asking.
+            await send(engine, rows, 1, concurrency=1)
+            return engine.routes.splits["digits"].router.weights["clf:2"] == 0.0
+
+        async def audited() -> list[AuditEntry]:  # the audit row is written off the loop
+            entries = AuditLog(tmp_path / "ledger.db").entries()
+            return [e for e in entries if e.action == "route.auto_rollback"]
+
+        await eventually_async(rolled_back, "the watch to roll the canary back", interval_s=0.05)
+        await eventually_async(audited, "the rollback's audit row")
         later = await send(engine, rows, 100, concurrency=4)
     finally:
         await engine.drain()

@@ -17,5 +17,5 @@ from frugal.routing.sweep import candidates
 def test_candidates_make_every_distinct_cut(scores: list[float], op: str) -> None:
     """The short decimal thresholds split the scores in every distinct way, each once."""
     values = np.asarray(scores)
-    cuts = {tuple(OPERATORS[op](values, t)) for t in candidates(values, op)}
+    cuts = {tuple(OPERATORS[op](s, t) for s in scores) for t in candidates(values, op)}
     assert len(cuts) == len(candidates(values, op)) == len(np.unique(values)) + 1

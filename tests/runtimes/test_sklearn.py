@@ -27,4 +27,5 @@ def test_margin_is_the_top_probability_minus_the_runner_up(
     )  # fmt: skip
     predictions = model.predict_batch(list(x[1200:1300]))
     assert [p.margin for p in predictions] == pytest.approx((proba[:, -1] - proba[:, -2]).tolist())
-    assert all(0.0 <= p.margin <= p.confidence for p in predictions if p.margin is not None)
+    assert all(0.0 <= p.margin <= p.confidence for p in predictions
+               if p.margin is not None and p.confidence is not None)  # fmt: skip

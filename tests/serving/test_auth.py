@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from frugal.cli import main
 from frugal.config import parse_config
 from frugal.types import Prediction
 from tests.conftest import TEST_INSTANCE, digits_config, write_config
+from tests.waiting import eventually
 
 
 class Words:
@@ -65,16 +66,6 @@ def predict(server: Any, secret: str | None, endpoint: str = "digits", n: int = 
                       headers=headers, timeout=30)  # fmt: skip
 
 
-def eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
-    """Polls until ``check`` holds (the server reloads keys every 50 ms here); bounded."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
 def ledger_rows(tmp_path: Path, where: str = "1") -> list[tuple[Any, ...]]:
     with sqlite3.connect(tmp_path / "ledger.db") as db:
         return db.execute(
@@ -102,7 +93,7 @@ def test_roles_and_endpoint_lists_get_403(secure: Any, tmp_path: Path) -> None:
     user = new_key(tmp_path, "app", "user", endpoints=["digits"])
     viewer = new_key(tmp_path, "grafana", "viewer")
     admin = new_key(tmp_path, "ops", "admin")
-    assert eventually(lambda: predict(secure, user).status_code == 200)
+    eventually(lambda: predict(secure, user).status_code == 200, "key 'app' to load")
     words = predict(secure, user, "words", instances=["a b"])
     assert words.status_code == 403 and "'words'" in words.json()["error"]
     assert words.json()["hint"] == "it may call: digits"
@@ -121,11 +112,11 @@ def test_refused_requests_reach_no_model_and_write_no_ledger_row(
     secure: Any, tmp_path: Path
 ) -> None:
     user = new_key(tmp_path, "app", "user")
-    assert eventually(lambda: predict(secure, user).status_code == 200)
+    eventually(lambda: predict(secure, user).status_code == 200, "key 'app' to load")
     for _ in range(5):
         assert predict(secure, "frg_nope").status_code == 401
         assert predict(secure, None).status_code == 401
-    time.sleep(0.1)  # five ledger flush intervals
+    secure.__exit__()  # a stop flushes the ledger: a row the refusals wrote would be there now
     assert [r[:2] for r in ledger_rows(tmp_path)] == [("app", 200)]
     with sqlite3.connect(tmp_path / "ledger.db") as db:
         assert db.execute("SELECT COUNT(*) FROM batches").fetchone() == (1,)
@@ -134,7 +125,7 @@ def test_refused_requests_reach_no_model_and_write_no_ledger_row(
 def test_rate_limit_answers_429_with_retry_after(secure: Any, tmp_path: Path) -> None:
     limited = new_key(tmp_path, "bursty", "user", rps=2)
     other = new_key(tmp_path, "calm", "user")
-    assert eventually(lambda: predict(secure, other).status_code == 200)
+    eventually(lambda: predict(secure, other).status_code == 200, "key 'calm' to load")
     started = time.monotonic()
     answers = [predict(secure, limited) for _ in range(8)]
     elapsed = time.monotonic() - started
@@ -157,7 +148,7 @@ def test_dollar_budget_answers_429_naming_it_and_charges_nothing_more(
     config = auth_config(digits_model_file, tmp_path)
     server = serve(parse_config(config))
     secret = new_key(tmp_path, "tight", "user", budget_usd_day=1e-12)
-    assert eventually(lambda: predict(server, secret).status_code != 401)
+    eventually(lambda: predict(server, secret).status_code != 401, "key 'tight' to load")
     refused = predict(server, secret)
     assert refused.status_code == 429
     body = refused.json()
@@ -166,24 +157,24 @@ def test_dollar_budget_answers_429_naming_it_and_charges_nothing_more(
     assert "retry-after" not in refused.headers
     for _ in range(3):
         assert predict(server, secret).status_code == 429
-    time.sleep(0.1)
+    server.__exit__()  # a stop flushes the ledger: a row the refusals wrote would be there now
     assert [r[:2] for r in ledger_rows(tmp_path)] == [("tight", 200)]
 
     # The budget is read from the ledger: a restarted server still refuses.
-    server.__exit__()
     again = serve(parse_config(config))
     assert predict(again, secret).status_code == 429
 
 
 def test_token_budget_counts_the_tokens_models_report(secure: Any, tmp_path: Path) -> None:
     secret = new_key(tmp_path, "wordy", "user", tokens_day=5)
-    assert eventually(lambda: predict(secure, secret, "words", instances=["a b c"]).status_code
-                      == 200)  # fmt: skip
+    words = ["a b c"]
+    eventually(lambda: predict(secure, secret, "words", instances=words).status_code == 200,
+               "key 'wordy' to load")  # fmt: skip
     assert predict(secure, secret, "words", instances=["d e f"]).status_code == 200
     refused = predict(secure, secret, "words", instances=["g"])
     assert refused.status_code == 429 and refused.json()["budget"]["name"] == "tokens_day"
     assert refused.json()["budget"]["spent"] == 6
-    time.sleep(0.1)
+    secure.__exit__()  # a stop flushes the ledger: a row the refusal wrote would be there now
     assert sorted(r[3] for r in ledger_rows(tmp_path, "key_name = 'wordy'")) == [3, 3]
 
 
@@ -197,19 +188,19 @@ def test_key_lifecycle_through_the_cli(secure: Any, tmp_path: Path) -> None:
     assert created.exit_code == 0, created.output
     old = created.stdout.strip().splitlines()[-1]
     assert old.startswith("frg_")
-    assert eventually(lambda: predict(secure, old).status_code == 200)
+    eventually(lambda: predict(secure, old).status_code == 200, "key 'team-a' to load")
 
     rotated = runner.invoke(main, ["keys", "rotate", "team-a", "--config", str(config)])
     assert rotated.exit_code == 0
     new = rotated.stdout.strip().splitlines()[-1]
     assert new != old
-    assert eventually(lambda: predict(secure, old).status_code == 401)
+    eventually(lambda: predict(secure, old).status_code == 401, "the old secret refused")
     assert predict(secure, new).status_code == 200
 
     listed = runner.invoke(main, ["keys", "list", "--config", str(config)])
     assert "team-a" in listed.output and new not in listed.output and old not in listed.output
     assert runner.invoke(main, ["keys", "revoke", "team-a", "--config", str(config)]).exit_code == 0
-    assert eventually(lambda: predict(secure, new).status_code == 401)
+    eventually(lambda: predict(secure, new).status_code == 401, "the revoked key to be refused")
     actions = [(e.action, e.target) for e in AuditLog(tmp_path / "ledger.db").entries()]
     assert ("key.create", "team-a") in actions and ("key.rotate", "team-a") in actions
     assert ("key.revoke", "team-a") in actions and ("model.load", "digits:1") in actions
@@ -218,7 +209,7 @@ def test_key_lifecycle_through_the_cli(secure: Any, tmp_path: Path) -> None:
 def test_admin_api_manages_keys_and_audits_who_did_it(secure: Any, tmp_path: Path) -> None:
     admin = new_key(tmp_path, "ops", "admin")
     url = f"{secure.url}/admin/keys"
-    assert eventually(lambda: httpx.get(url, headers=bearer(admin)).status_code == 200)
+    eventually(lambda: httpx.get(url, headers=bearer(admin)).status_code == 200, "key 'ops'")
     spec = {"name": "svc", "role": "user", "tier": "pro", "rps": 10}
     created = httpx.post(url, headers=bearer(admin), json=spec)
     assert created.status_code == 201
@@ -234,7 +225,7 @@ def test_admin_api_manages_keys_and_audits_who_did_it(secure: Any, tmp_path: Pat
     assert predict(secure, secret).status_code == 401
     assert httpx.post(f"{url}/ghost/revoke", headers=bearer(admin)).status_code == 404
     user = new_key(tmp_path, "plain", "user")
-    assert eventually(lambda: httpx.get(url, headers=bearer(user)).status_code == 403)
+    eventually(lambda: httpx.get(url, headers=bearer(user)).status_code == 403, "key 'plain'")
     entries = AuditLog(tmp_path / "ledger.db").entries()
     assert [(e.actor, e.action, e.target) for e in entries if e.action.startswith("key.")] == [
         ("ops", "key.create", "svc"), ("ops", "key.revoke", "svc")
@@ -248,13 +239,13 @@ def test_secrets_never_reach_logs_metrics_or_the_ledger(
     caplog.set_level(logging.DEBUG)
     admin = new_key(tmp_path, "ops", "admin")
     user = new_key(tmp_path, "app", "user", rps=1)
-    assert eventually(lambda: predict(secure, user).status_code == 200)
+    eventually(lambda: predict(secure, user).status_code == 200, "key 'app' to load")
     predict(secure, user)  # rate limited
     predict(secure, user[:-2] + "zz")  # a wrong secret, close to a real one
     made = httpx.post(f"{secure.url}/admin/keys", headers=bearer(admin), json={"name": "n"})
     rotated = httpx.post(f"{secure.url}/admin/keys/n/rotate", headers=bearer(admin))
     metrics = httpx.get(f"{secure.url}/metrics", headers=bearer(admin)).text
-    time.sleep(0.1)
+    secure.__exit__()  # a stop flushes the ledger and audit log: all they will ever hold
     secrets = [admin, user, made.json()["secret"], rotated.json()["secret"]]
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("*.db*"))
     for secret in secrets:
@@ -279,7 +270,7 @@ def test_user_scoped_cache_never_crosses_keys(
         assert r.status_code == 200
         return r.headers["x-frugal-cache"]
 
-    assert eventually(lambda: predict(server, b).status_code == 200)
+    eventually(lambda: predict(server, b).status_code == 200, "key 'b' to load")
     assert [call(a), call(a), call(b), call(b)] == ["miss", "hit", "miss", "hit"]
 
 
@@ -290,12 +281,16 @@ def test_capture_stores_redacted_payloads_only_when_asked(
     data["endpoints"][1]["capture"] = {"redact_patterns": [r"secret-\w+"], "retention_days": 1}
     server = serve(parse_config(data))
     secret = new_key(tmp_path, "app", "user")
-    assert eventually(lambda: predict(server, secret).status_code == 200)  # digits: no capture
+    # digits: no capture
+    eventually(lambda: predict(server, secret).status_code == 200, "key 'app' to load")
     assert predict(server, secret, "words", instances=["my secret-sauce"]).status_code == 200
-    time.sleep(0.1)
-    with sqlite3.connect(tmp_path / "ledger.db") as db:
-        rows = db.execute("SELECT endpoint, key_name, request, response, expires - ts "
-                          "FROM payloads").fetchall()  # fmt: skip
+
+    def payloads() -> list[tuple[Any, ...]]:
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            return db.execute("SELECT endpoint, key_name, request, response, expires - ts "
+                              "FROM payloads").fetchall()  # fmt: skip
+
+    rows = eventually(payloads, "the captured payload's row")
     assert rows == [("words", "app", '{"instances":["my [redacted]"]}',
                      '{"predictions":[2]}', pytest.approx(86400))]  # fmt: skip
 

@@ -185,8 +185,8 @@ async def test_linger_lets_a_lone_item_wait_for_company(
     stats: list[BatchStats] = []
     batcher = make(sklearn_model, pool, stats, max_batch_size=8, linger_ms=200)
     first = batcher.submit([x[0]], FOREVER)
-    await asyncio.sleep(0.02)
-    assert batcher.queue_depth == 1  # lingering, not sent
+    await asyncio.sleep(0.02)  # not a wait for state: time in which a batcher without linger
+    assert batcher.queue_depth == 1  # would have sent it; this one lingers, not sent
     second = batcher.submit([x[1], x[2]], FOREVER)
     outcomes = [*await first.wait(), *await second.wait()]
     assert [o.prediction.value for o in outcomes if o.prediction] == list(y[:3])
@@ -204,7 +204,7 @@ async def test_linger_never_holds_a_full_batch_or_a_drain(
     start = time.monotonic()
     await batcher.submit([x[i] for i in range(4)], FOREVER).wait()
     lone = batcher.submit([x[4]], FOREVER)
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # not a wait for state: the lone item lingers before drain()
     await batcher.drain()
     await lone.wait()
     assert time.monotonic() - start < 5.0  # neither waited out the 10 s linger
@@ -225,7 +225,7 @@ async def test_drain_answers_everything_queued(sklearn_model: Any, pool: Any, di
     subs = [batcher.submit([x[i]], FOREVER) for i in range(50)]
     await model.wait_busy()
     draining = asyncio.ensure_future(batcher.drain())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: drain() starts and stops taking items
     with pytest.raises(Overloaded):
         batcher.submit([x[0]], FOREVER)
     model.gate.set()

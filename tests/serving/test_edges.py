@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from frugal.config import parse_config
 from frugal.errors import ArtifactError, ConfigError
 from frugal.runtimes import load_model, sha256_of
 from frugal.serving import build_engine
-from tests.conftest import TEST_INSTANCE, digits_config
+from tests.conftest import TEST_INSTANCE, digits_config, sqlite_ledger
+from tests.waiting import eventually
 
 GOOD = "great fine good lovely superb".split()
 BAD = "awful bad poor terrible dreadful".split()
@@ -129,12 +129,14 @@ def test_max_concurrency_refuses_with_json_503(serve: Any, tmp_path: Path) -> No
         first = pool.submit(httpx.post, url, json={"instances": ["a"]}, timeout=30)
         assert STARTED.wait(10)
         second = pool.submit(httpx.post, url, json={"instances": ["bb"]}, timeout=30)
+
         # The second request reaches the queue behind the busy model; uvicorn offers no event
         # for "request read", so watch the queue, bounded.
-        deadline = time.monotonic() + 10
-        while server.engine.batchers["m:1"].queue_depth < 1:
-            assert time.monotonic() < deadline and not second.done()
-            threading.Event().wait(0.01)
+        def queued() -> bool:
+            assert not second.done(), "the second request was answered while the model was busy"
+            return bool(server.engine.batchers["m:1"].queue_depth >= 1)
+
+        eventually(queued, "the second request to reach the queue")
         refused = httpx.post(url, json={"instances": ["ccc"]})
         GATE.set()
         assert [first.result().status_code, second.result().status_code] == [200, 200]
@@ -160,8 +162,7 @@ def test_each_worker_process_bills_its_share(digits_model_file: Path, tmp_path: 
         assert engine.pricer.slots == 1
     finally:
         engine.slot_pool.shutdown()
-        assert engine.recorder.ledger is not None
-        engine.recorder.ledger.close()  # type: ignore[attr-defined]
+        sqlite_ledger(engine).close()
 
 
 def test_runtimes_refuse_what_they_would_ignore(digits_model_file: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from frugal.config import parse_config
 from frugal.errors import InvalidInput, NotFound
 from frugal.serving import Engine, build_engine
-from tests.conftest import digits_config
+from tests.conftest import digits_config, sqlite_ledger
 
 
 @pytest.fixture
@@ -37,8 +37,7 @@ def engine(digits_model_file: Path, tmp_path: Path) -> Iterator[Engine]:
     built = build_engine(parse_config(data))
     yield built
     built.slot_pool.shutdown()
-    if built.recorder.ledger is not None:
-        built.recorder.ledger.close()  # type: ignore[attr-defined]
+    sqlite_ledger(built).close()
 
 
 def rows(digits: Any, n: int) -> list[list[float]]:
@@ -110,7 +109,7 @@ def test_a_model_name_resolves_to_its_last_version(engine: Engine) -> None:
 async def test_infer_takes_v2_tensors(engine: Engine, digits: Any) -> None:
     """A v2 request addresses a model version directly with a batch tensor."""
     data = np.asarray(rows(digits, 3), dtype=np.float32)
-    tensors = [{"name": "pixels", "datatype": "FP32", "shape": [3, 64],
+    tensors: list[dict[str, object]] = [{"name": "pixels", "datatype": "FP32", "shape": [3, 64],
                 "data": data.ravel().tolist()}]  # fmt: skip
     answer = await engine.infer("digits:1", tensors, deadline=time.monotonic() + 30)
     assert len(answer.outcomes) == 3 and answer.first_error is None

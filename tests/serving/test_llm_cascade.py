@@ -264,7 +264,9 @@ def test_mean_logprob_needs_every_token_logprob() -> None:
 
     assert mean_logprob(body(-0.5, -1.5)) == pytest.approx(-1.0)
     assert mean_logprob(body(HARD_LOGPROB)) == HARD_LOGPROB
-    for bad in (body(), body(-0.1, None), body(float("nan")), body(True), {"choices": []}, {}):
+    bads: list[dict[str, Any]] = [body(), body(-0.1, None), body(float("nan")), body(True),
+                                  {"choices": []}, {}]  # fmt: skip
+    for bad in bads:
         assert mean_logprob(bad) is None
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from frugal.access import KeyStore
 from frugal.config import parse_config
-from tests.conftest import TEST_INSTANCE, assert_charged
+from tests.conftest import TEST_INSTANCE, assert_charged, free_port
 from tests.llm_double import LLMDouble
-from tests.serving.test_auth import eventually
+from tests.waiting import eventually
 
 IN_PER_1M = 2.5
 OUT_PER_1M = 10.0
@@ -59,8 +60,11 @@ def rows(tmp_path: Path, where: str = "1") -> list[dict[str, Any]]:
 
 
 def ledger_has(tmp_path: Path, count: int, where: str = "1") -> list[dict[str, Any]]:
-    assert eventually(lambda: len(rows(tmp_path, where)) >= count)
-    return rows(tmp_path, where)
+    def enough() -> list[dict[str, Any]]:
+        found = rows(tmp_path, where)
+        return found if len(found) >= count else []
+
+    return eventually(enough, f"{count} ledger rows where {where}")
 
 
 _clients: list[openai.OpenAI] = []
@@ -116,7 +120,9 @@ def test_a_model_is_callable_by_name_and_unknown_names_get_404(
     )
     assert answer.choices[0].message.content == "echo hi"
     with pytest.raises(openai.NotFoundError) as missing:
-        sdk(server).chat.completions.create(model="nope", messages=[{"role": "user"}])
+        sdk(server).chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "hi"}]
+        )
     assert "served: chat, gpt:1" in missing.value.response.json()["error"]
     bad = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "chat", "messages": []})
     assert bad.status_code == 400 and bad.json()["field"] == "messages"
@@ -234,8 +240,6 @@ def test_a_failing_upstream_falls_back_to_the_next_model_and_the_route_says_so(
 
 
 def test_an_unreachable_upstream_is_a_502_naming_the_model(serve: Any, tmp_path: Path) -> None:
-    from tests.conftest import free_port
-
     model = llm_model("gpt", f"http://127.0.0.1:{free_port()}/v1", max_retries=0)
     server = serve(parse_config(llm_config(tmp_path, [model])))
     answer = chat(server)
@@ -313,7 +317,8 @@ def test_endpoint_token_limits_reach_the_upstream(
     endpoint = {"name": "chat", "model": "gpt", "llm": {"max_tokens": 3, "max_prompt_tokens": 20}}
     config = llm_config(tmp_path, [llm_model("gpt", upstream.url)], endpoints=[endpoint])
     server = serve(parse_config(config))
-    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 200},
+    messages: list[ChatCompletionMessageParam] = [
+                {"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 200},
                 {"role": "user", "content": "one two three four five"}]  # fmt: skip
     answer = sdk(server).chat.completions.create(model="chat", messages=messages, max_tokens=99)
     assert answer.choices[0].message.content == "echo one two"  # 3 tokens

@@ -24,7 +24,7 @@ from frugal.observability import ServingMetrics
 from frugal.serving import Finished, Recorder, build_engine
 from frugal.serving.recorder import tier_costs
 from frugal.types import BatchStats
-from tests.conftest import ServerProcess, digits_config, write_config
+from tests.conftest import ServerProcess, digits_config, sqlite_ledger, write_config
 
 PRICER = Pricer(price_usd_per_hour=3.6, slots=2, cpus=2)  # $0.001 a second, $0.0005 a CPU-second
 
@@ -138,7 +138,7 @@ async def test_a_cascaded_request_keeps_each_tier_s_dollars(
                                       deadline=time.monotonic() + 30)  # fmt: skip
     finally:
         await engine.drain()
-        engine.recorder.ledger.close()  # type: ignore[union-attr]
+        sqlite_ledger(engine).close()
     text = tier_costs(Finished("both", "digits:2", "r", 0.0, 200, outcomes=answer.outcomes))
     small, large = [part.split("=") for part in text.split(";")]
     assert (small[0], large[0]) == ("digits:1", "digits:2")

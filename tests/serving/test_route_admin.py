@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from frugal.accounting import build_report
 from frugal.config import parse_config
 from frugal.runtimes import sha256_of
 from tests.conftest import DIGITS_INPUTS, TEST_INSTANCE
+from tests.waiting import eventually
 
 
 def split_config(versions: dict[str, Path], tmp_path: Path, **route: Any) -> dict[str, Any]:
@@ -167,14 +167,13 @@ def test_shadow_over_http_leaves_answers_alone_and_reports_its_cost_apart(
     v1 = joblib.load(digit_versions["1"])
     assert [a.json()["predictions"][0] for a in answers] == v1.predict(rows).tolist()
     assert {a.headers["x-frugal-model"] for a in answers} == {"clf:1"}
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # shadow rows land after their answers
+
+    def shadows() -> bool:  # shadow rows land after their answers
         with sqlite3.connect(tmp_path / "ledger.db") as db:
-            (shadows,) = db.execute("SELECT count(*) FROM requests WHERE shadow = 1").fetchone()
-        if shadows == len(rows):
-            break
-        time.sleep(0.05)
-    assert shadows == len(rows)
+            (count,) = db.execute("SELECT count(*) FROM requests WHERE shadow = 1").fetchone()
+        return bool(count == len(rows))
+
+    eventually(shadows, f"{len(rows)} shadow rows in the ledger")
     report = build_report(tmp_path / "ledger.db")
     by_key = {row.key: row for row in report.rows}
     assert set(by_key) == {"digits", "digits (shadow)"}
@@ -238,7 +237,10 @@ def test_a_failing_version_is_named_in_its_errors_and_ledger_rows(
                for _ in range(40)]  # fmt: skip
     by_status = {(a.status_code, a.headers["x-frugal-model"]) for a in answers}
     assert by_status == {(200, "clf:1"), (500, "clf:2")}
-    time.sleep(0.1)
-    with sqlite3.connect(tmp_path / "ledger.db") as db:
-        rows = set(db.execute("SELECT status, model || ':' || version FROM requests").fetchall())
-    assert rows == {(200, "clf:1"), (500, "clf:2")}
+
+    def rows() -> list[tuple[int, str]]:
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            return db.execute("SELECT status, model || ':' || version FROM requests").fetchall()
+
+    written = eventually(lambda: r if len(r := rows()) == 40 else [], "40 ledger rows")
+    assert set(written) == {(200, "clf:1"), (500, "clf:2")}

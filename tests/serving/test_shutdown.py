@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,8 @@ import httpx
 import yaml
 
 from frugal.runtimes import sha256_of
-from tests.conftest import TEST_INSTANCE, free_port
+from tests.conftest import TEST_INSTANCE, ServerProcess, free_port
+from tests.waiting import eventually
 
 SLOW_MODEL = '''
 import time
@@ -32,21 +32,13 @@ class SlowDigits:
         self.delay_s = delay_s
 
     def predict_batch(self, items):
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s)  # slow on purpose: requests queue up behind it
         return self.model.predict(np.stack(items)).tolist()
 
 
 def make(model_path, delay_s=0.02):
     return SlowDigits(model_path, delay_s)
 '''
-
-
-def wait_until(condition: Any, timeout_s: float = 30.0) -> None:
-    """Polls a server-side condition (a child process offers nothing to await), bounded."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def queue_depth(url: str) -> float:
@@ -78,32 +70,14 @@ def test_sigterm_answers_every_queued_request(
         "ledger": {"path": str(tmp_path / "ledger.db")},
     }
     (tmp_path / "frugal.yaml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "frugal",
-            "serve",
-            str(tmp_path / "frugal.yaml"),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: _ready(url))
+    with ServerProcess(tmp_path / "frugal.yaml", "--log-level", "warning") as server:
+        assert server.process is not None
         x, y = digits
         n = 250
 
         async def send_all() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=n)
-            async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
                 tasks = [
                     asyncio.create_task(
                         client.post(
@@ -112,17 +86,15 @@ def test_sigterm_answers_every_queued_request(
                     )
                     for i in range(n)
                 ]
-                await asyncio.to_thread(wait_until, lambda: queue_depth(url) >= 200)
-                proc.send_signal(signal.SIGTERM)
+                # A child process offers nothing to await: watch its queue gauge, off the loop.
+                await asyncio.to_thread(eventually, lambda: queue_depth(server.url) >= 200,
+                                        "200 requests queued", timeout_s=30)  # fmt: skip
+                assert server.process is not None
+                server.process.send_signal(signal.SIGTERM)
                 return list(await asyncio.gather(*tasks))
 
         responses = asyncio.run(send_all())
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+        assert server.process.wait(timeout=60) == 0
     assert [r.status_code for r in responses] == [200] * n
     assert [r.json()["predictions"][0] for r in responses] == [int(v) for v in y[:n]]
     db = sqlite3.connect(tmp_path / "ledger.db")
@@ -130,13 +102,6 @@ def test_sigterm_answers_every_queued_request(
     stopped = db.execute("SELECT stopped FROM runs").fetchone()[0]
     assert rows == (n, n)
     assert stopped is not None
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v2/health/ready").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def test_sha256_mismatch_refuses_to_start(tmp_path: Path, digits_model_file: Path) -> None:
