@@ -21,7 +21,7 @@ from frugal.optimize.profile import hardware_class
 from frugal.optimize.profiles import ProfileRecord, read_profile
 from frugal.optimize.serverless import ServerlessProjection
 from frugal.optimize.throughput import replica_throughput
-from tests.optimize.profiles import CPU, point, profile, write
+from tests.optimize.profiles import CPU, end_to_end, level, point, profile, write
 
 TODAY = date(2026, 12, 6)
 
@@ -35,20 +35,6 @@ CATALOG = {"small-cpu": instance("small-cpu", 2, 0.10), "big-cpu": instance("big
 FN = ServerlessOffer(name="fn", provider="aws", price_usd_per_gb_second=0.0000166667,
                      price_usd_per_million_requests=0.20, source="https://example.com/fn",
                      as_of="2026-11", mb_per_vcpu=1769)  # fmt: skip
-
-
-def level(c: int, rps: float, p99: float, cpu_ms: float, errors: int = 0) -> dict[str, Any]:
-    return {"concurrency": c, "seconds": 5.0, "requests": int(rps * 5), "errors": errors,
-            "req_per_s": rps, "p50_ms": p99 / 3, "p99_ms": p99, "mean_ms": p99 / 2,
-            "server_cpu_s_per_request": cpu_ms / 1000, "server_cores_busy": rps * cpu_ms / 1000,
-            "client_cpu_s_per_request": 0.00005}  # fmt: skip
-
-
-def end_to_end(base: dict[str, Any], *levels: dict[str, Any], load_s: float = 1.5) -> Any:
-    http = {"path": "/v1/endpoints/digits/predict", "server_workers": 1, "max_batch_size": 32,
-            "max_wait_ms": 2.0, "cpu_model": "Test CPU", "cpu_cores": 2, "client": "test",
-            "levels": list(levels)}  # fmt: skip
-    return {**base, "model_load_s": load_s, "http": http}
 
 
 # 700 req/s at 1 connection (0.8 ms of server CPU each), 2,500 at 16 (0.4 ms), 2,600 at 64.
