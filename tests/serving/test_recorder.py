@@ -229,3 +229,40 @@ def test_utilization_matches_the_process_cpu_the_os_reports(
     assert report.overhead_usd > 0
     assert math.isclose(reported, measured, rel_tol=0.2), (reported, measured)
     assert np.isclose(report.overhead_usd + report.model_usd, report.allocated_usd)
+
+
+async def test_report_by_version_charges_each_cascade_tier_what_its_batches_cost(
+    serve: Any, digits_model_file: Path, tmp_path: Path, digits: Any
+) -> None:
+    """Through a real server, a cascade's rows carry each tier's dollars, so `frugal report
+    --by version` charges the small and the large version what their own batches cost."""
+    data = digits_config(digits_model_file, tmp_path)
+    data["models"].append(dict(data["models"][0], version="2"))
+    data["endpoints"] = [
+        {
+            "name": "both",
+            "route": {
+                "cascade": [
+                    {"model": "digits:1", "accept": {"confidence": ">= 0.99"}},
+                    {"model": "digits:2"},
+                ]
+            },
+        }
+    ]
+    server = serve(parse_config(data))  # fmt: skip
+    x, _ = digits
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        answers = await asyncio.gather(*(
+            client.post("/v1/endpoints/both/predict", json={"instances": [r.tolist()]})
+            for r in x[1500:1600]
+        ))  # fmt: skip
+    assert all(a.status_code == 200 for a in answers)
+    await asyncio.to_thread(server.__exit__)  # drain: every row and batch is in the ledger
+    ledger = tmp_path / "ledger.db"
+    with sqlite3.connect(ledger) as db:
+        batch_usd = dict(db.execute("SELECT version, SUM(cost_usd) FROM batches GROUP BY version"))
+        escalated = db.execute("SELECT COUNT(*) FROM requests WHERE tier_costs != ''").fetchone()
+    assert escalated[0] > 0  # some items went on to the large version
+    rows = {r.key: r for r in build_report(ledger, by="version").rows}
+    for version in ("1", "2"):
+        assert rows[f"digits:{version}"].model_usd == pytest.approx(batch_usd[version], rel=1e-9)
