@@ -57,7 +57,7 @@ def predict(profile: Path, instance: str, slo_ms: float) -> dict[str, Any]:
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     target = resolve_target(args.config, model=args.model, threads=1, device="cpu")
     model = load_target(target)
-    items, _ = sample_items(target, model, None)
+    items, _ = sample_items(target, model, args.data)
     runs = []
     with run_folder() as folder:
         served = served_config(target, input_specs(target, model), items, folder,
@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, required=True)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--model")
+    parser.add_argument(
+        "--data", type=Path, help="items for a model whose inputs cannot be made up (text)"
+    )
     parser.add_argument("--instance", default="c7i.large")
     parser.add_argument("--slo-ms", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
