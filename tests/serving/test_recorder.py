@@ -114,24 +114,20 @@ async def test_shadow_copies_take_no_share_and_charge_no_budget(
     assert by_id["shadow"][1:4] == (pytest.approx(3e-6), pytest.approx(3e-6), 0.0)
 
 
+def two_version_cascade(model_file: Path, tmp_path: Path) -> dict[str, Any]:
+    """Endpoint ``both``: digits version 1 keeps what it is sure of, version 2 the rest."""
+    data = digits_config(model_file, tmp_path)
+    data["models"].append(dict(data["models"][0], version="2"))
+    cascade = [{"model": "digits:1", "accept": {"confidence": ">= 0.99"}}, {"model": "digits:2"}]
+    data["endpoints"] = [{"name": "both", "route": {"cascade": cascade}}]
+    return data
+
+
 async def test_a_cascaded_request_keeps_each_tier_s_dollars(
     digits_model_file: Path, tmp_path: Path, digits: Any
 ) -> None:
     """tier_costs lists the model dollars of every version that ran the request's items."""
-    data = digits_config(digits_model_file, tmp_path)
-    data["models"].append(dict(data["models"][0], version="2"))
-    data["endpoints"] = [
-        {
-            "name": "both",
-            "route": {
-                "cascade": [
-                    {"model": "digits:1", "accept": {"confidence": ">= 0.99"}},
-                    {"model": "digits:2"},
-                ]
-            },
-        }
-    ]
-    engine = build_engine(parse_config(data))  # fmt: skip
+    engine = build_engine(parse_config(two_version_cascade(digits_model_file, tmp_path)))
     x, _ = digits
     try:
         answer = await engine.predict(engine.endpoint("both"), [r.tolist() for r in x[1500:1540]],
@@ -236,20 +232,7 @@ async def test_report_by_version_charges_each_cascade_tier_what_its_batches_cost
 ) -> None:
     """Through a real server, a cascade's rows carry each tier's dollars, so `frugal report
     --by version` charges the small and the large version what their own batches cost."""
-    data = digits_config(digits_model_file, tmp_path)
-    data["models"].append(dict(data["models"][0], version="2"))
-    data["endpoints"] = [
-        {
-            "name": "both",
-            "route": {
-                "cascade": [
-                    {"model": "digits:1", "accept": {"confidence": ">= 0.99"}},
-                    {"model": "digits:2"},
-                ]
-            },
-        }
-    ]
-    server = serve(parse_config(data))  # fmt: skip
+    server = serve(parse_config(two_version_cascade(digits_model_file, tmp_path)))
     x, _ = digits
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         answers = await asyncio.gather(*(
