@@ -15,9 +15,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 log = logging.getLogger("frugal.ledger")
 
@@ -123,6 +124,12 @@ class Ledger(Protocol):
 
     def record(self, row: LedgerRow) -> None: ...
 
+    def add_overhead(self, overhead_usd: float) -> None:
+        """Every request recorded since the last call, shadow copies aside, gains
+        ``overhead_usd`` of the server's work (its cost was its model share): one call per cost
+        interval, never a call per row."""
+        ...
+
     def record_batch(self, row: BatchRow) -> None: ...
 
     def record_payload(self, row: PayloadRow) -> None: ...
@@ -153,6 +160,8 @@ class SqliteLedger:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._closed = False
+        # This run's request rows up to this rowid have their overhead share; the last inserted.
+        self._shared_up_to = self._last_rowid = 0
 
     def open(
         self,
@@ -205,6 +214,13 @@ class SqliteLedger:
              int(row.degraded), int(row.shadow), model_usd, row.overhead_usd, row.tier_costs),
         ))  # fmt: skip
 
+    def add_overhead(self, overhead_usd: float) -> None:
+        # A marker in the queue, after the interval's rows: the writer turns it into one UPDATE
+        # of the rows inserted since the last marker. Holding the rows back and writing them
+        # once with their share made the event loop (or the writer, holding the GIL) build a
+        # second's thousands of rows at once: a p99 spike every interval.
+        self._queue.put(("overhead", (overhead_usd,)))
+
     def record_payload(self, row: PayloadRow) -> None:
         self._queue.put((
             "payloads",
@@ -254,6 +270,7 @@ class SqliteLedger:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             pending: dict[str, list[tuple[object, ...]]] = {}
+            marks: list[tuple[int, float]] = []  # (requests rows queued before it, its share)
             waiters: list[threading.Event] = []
             while True:
                 try:
@@ -264,6 +281,9 @@ class SqliteLedger:
                     waiters.append(entry)
                 elif entry[0] == "stop":
                     stop = True
+                elif entry[0] == "overhead":  # after the rows queued before it: keep the order
+                    share = cast(float, entry[1][0])
+                    marks.append((len(pending.get("requests", ())), share))
                 else:
                     pending.setdefault(entry[0], []).append(entry[1])
             # The heartbeat rides on this thread: it wakes every flush interval anyway, so a beat
@@ -271,24 +291,53 @@ class SqliteLedger:
             # carries one too (same transaction, no extra write), so the heartbeat is never older
             # than a committed row and a killed run's bill covers everything it recorded.
             beat = time.monotonic()
-            if pending or beat - last_beat >= self.heartbeat_s:
+            if pending or marks or beat - last_beat >= self.heartbeat_s:
                 pending.setdefault("runs_heartbeat", []).append((time.time(), self.run_id))
                 last_beat = beat
-            if pending:
-                self._commit(db, pending)
+            if pending:  # marks come with a heartbeat, so a lone marker is committed too
+                self._commit(db, pending, marks)
             for waiter in waiters:
                 waiter.set()
         db.close()
 
-    def _commit(self, db: sqlite3.Connection, pending: dict[str, list[tuple[object, ...]]]) -> None:
+    def _insert_requests(
+        self,
+        db: sqlite3.Connection,
+        rows: list[tuple[object, ...]],
+        marks: Sequence[tuple[int, float]],
+    ) -> tuple[int, int]:
+        """Insert the rows in queue order, applying each cost interval's overhead where its
+        marker stood. Returns (the last rowid whose share is settled, the last rowid inserted)."""
+        shared_up_to, last = self._shared_up_to, self._last_rowid
+        start = 0
+        for upto, share in marks:
+            if upto > start:
+                _insert_many(db, "requests", rows[start:upto])
+                last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                start = upto
+            db.execute(_ADD_OVERHEAD, (share, share, shared_up_to, self.run_id))
+            shared_up_to = last
+        if start < len(rows):
+            _insert_many(db, "requests", rows[start:])
+            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return shared_up_to, last
+
+    def _commit(
+        self,
+        db: sqlite3.Connection,
+        pending: dict[str, list[tuple[object, ...]]],
+        marks: Sequence[tuple[int, float]] = (),
+    ) -> None:
         for attempt in range(50):
             try:
                 with db:
+                    settled = self._insert_requests(db, pending.get("requests", []), marks)
                     for table, rows in pending.items():
                         if table in _RUN_UPDATES:
                             db.executemany(_RUN_UPDATES[table], rows)
-                        else:
+                        elif table != "requests":
                             _insert_many(db, table, rows)
+                self._shared_up_to, self._last_rowid = settled
                 return
             except sqlite3.OperationalError as exc:  # locked by another worker process: retry
                 if attempt == 49:
@@ -298,11 +347,20 @@ class SqliteLedger:
 
 
 # What the writer stamps on its run's row: (time, run_id) each.
+# The rows of this run after a rowid (its own, inserted since the last cost interval closed) gain
+# their share of the server's work; shadow copies answered no one and take none.
+_ADD_OVERHEAD = (
+    "UPDATE requests SET overhead_usd = ?, cost_usd = model_usd + ? "
+    "WHERE rowid > ? AND run_id = ? AND shadow = 0"
+)
+
 _RUN_UPDATES = {
     "runs_stop": "UPDATE runs SET stopped = ? WHERE run_id = ?",
     "runs_ready": "UPDATE runs SET ready = COALESCE(ready, ?) WHERE run_id = ?",
     "runs_heartbeat": "UPDATE runs SET heartbeat = MAX(COALESCE(heartbeat, 0), ?) WHERE run_id = ?",
 }
+
+
 _ROWS_PER_INSERT = 500  # x 23 columns stays under SQLite's 32,766 bound parameters
 
 

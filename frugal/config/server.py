@@ -20,7 +20,7 @@ class LedgerConfig(_Section):
     # the writer wakes every flush interval, so beats come at least that far apart.
     heartbeat_s: Annotated[float, Field(gt=0, le=300)] = 2.0
     # How often the server's measured CPU is priced and shared by the requests that finished:
-    # their rows wait for it, so it is also how late a row reaches the ledger.
+    # also how late a row's overhead_usd is filled in after the row itself.
     cost_interval_ms: Annotated[float, Field(ge=10, le=60_000)] = 1000.0
     retention_days: Annotated[float, Field(gt=0)] | None = None  # absent: rows are kept
 

@@ -6,7 +6,7 @@ Labels are bounded: endpoint, model version, status, release reason. Never reque
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from prometheus_client import (
@@ -132,19 +132,17 @@ class ServingMetrics:
             cost.inc(cost_usd)
 
     def observe_overhead(
-        self, requests: Sequence[tuple[str, str]], share_usd: float, *, cpu_s: float
+        self, answered: Mapping[tuple[str, str], int], share_usd: float, *, cpu_s: float
     ) -> None:
-        """An interval closed: each (endpoint, model) request answered in it gets its share."""
+        """An interval closed: each request it answered, counted by (endpoint, model), gets
+        ``share_usd`` of the server's work."""
         self.server_cpu.inc(cpu_s)
         if not share_usd:
             return
-        counts: dict[tuple[str, str], int] = {}
-        for key in requests:
-            counts[key] = counts.get(key, 0) + 1
-        for (endpoint, model), count in counts.items():
+        for (endpoint, model), count in answered.items():
             self.cost.labels(endpoint, model).inc(share_usd * count)
             self.overhead.labels(endpoint, model).inc(share_usd * count)
-        self._overhead_usd_total += share_usd * len(requests)
+        self._overhead_usd_total += share_usd * sum(answered.values())
 
     def observe_tier(
         self, endpoint: str, model: str, accepted: int, escalated: int, failed: int

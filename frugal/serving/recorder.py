@@ -7,9 +7,10 @@ rows or charges budgets, so what a request costs is decided in one spot.
 A request's cost has two parts (docs/cost-model.md). The model's share is known when it
 finishes: its items' shares of their batches (or an upstream's token bill). The server's own
 work is measured per interval (accounting/overhead.py) and shared equally by the requests that
-finished in it, so rows wait here until their interval closes (``interval_s``, 1 s by default)
-and reach the ledger with both parts. The answer's ``x-frugal-cost-usd`` cannot wait: it says
-the model's share plus the overhead per request of the interval before.
+finished in it: a row reaches the ledger at once with its model share, and when its interval
+closes (``interval_s``, 1 s by default) the ledger adds its share of the work to it. The
+answer's ``x-frugal-cost-usd`` cannot wait: it says the model's share plus the overhead per
+request of the interval before.
 """
 
 from __future__ import annotations
@@ -54,17 +55,6 @@ class Finished:
     shadow: bool = False  # shadow spend: in the ledger, not in request metrics or budgets
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """A finished request waiting for its interval's overhead share."""
-
-    done: Finished
-    ts: float  # unix seconds it finished
-    latency_s: float
-    model_usd: float
-    tokens: int
-
-
 class Recorder:
     """Books requests and batches; called on the event loop, never blocks it."""
 
@@ -85,7 +75,9 @@ class Recorder:
         self.interval_s = interval_s
         self.meter = meter if meter is not None else OverheadMeter(pricer)
         self._mean_item_cost: dict[str, float] = {}
-        self._held: list[_Held] = []
+        # How many requests (not shadows) each (endpoint, model) answered in this interval:
+        # what its overhead is shared by.
+        self._answered: dict[tuple[str, str], int] = {}
         self._interval_model_usd = 0.0  # batches priced since the interval opened
         self.overhead_per_request_usd = 0.0  # the last closed interval's share: headers use it
 
@@ -97,9 +89,12 @@ class Recorder:
         latency_s = time.monotonic() - done.received
         model_usd = math.fsum(o.cost_usd for o in done.outcomes) + done.upstream_usd
         tokens = tokens_of(done.outcomes) if done.tokens is None else done.tokens
-        self._held.append(_Held(done, time.time(), latency_s, model_usd, tokens))
+        if self.ledger is not None:  # its cost is its model share until its interval closes
+            self.ledger.record(_row(done, latency_s, model_usd, tokens))
         if done.shadow:
             return model_usd
+        key = (done.endpoint, done.model)
+        self._answered[key] = self._answered.get(key, 0) + 1
         cost_usd = model_usd + self.overhead_per_request_usd
         self.metrics.observe_request(done.endpoint, done.model, done.status, latency_s, model_usd)
         if self.budgets is not None and done.key and (cost_usd or tokens):
@@ -107,23 +102,19 @@ class Recorder:
         return cost_usd
 
     def close_interval(self) -> None:
-        """Measures the server's CPU since the last call, shares its price among the requests
-        that finished since, and sends their rows to the ledger."""
-        held, self._held = self._held, []
+        """Measures the server's CPU since the last call and shares its price among the
+        requests that finished since (their rows gain it in the ledger)."""
+        answered, self._answered = self._answered, {}
         model_usd, self._interval_model_usd = self._interval_model_usd, 0.0
         overhead_usd = self.meter.close_interval(model_usd)
-        answered = sum(1 for h in held if not h.done.shadow)
+        requests = sum(answered.values())
         # No request finished (an idle server's health checks and scrapes): that CPU stays idle.
-        share = overhead_usd / answered if answered else 0.0
-        if answered:
+        share = overhead_usd / requests if requests else 0.0
+        if requests:
             self.overhead_per_request_usd = share
-        self.metrics.observe_overhead(
-            [(h.done.endpoint, h.done.model) for h in held if not h.done.shadow], share,
-            cpu_s=self.meter.last_cpu_s,
-        )  # fmt: skip
+        self.metrics.observe_overhead(answered, share, cpu_s=self.meter.last_cpu_s)
         if self.ledger is not None:
-            for h in held:
-                self.ledger.record(_row(h, 0.0 if h.done.shadow else share))
+            self.ledger.add_overhead(share)
 
     async def run(self) -> None:
         """Closes an interval every ``interval_s`` until cancelled (the app's lifespan)."""
@@ -190,12 +181,12 @@ def tier_costs(done: Finished) -> str:
     return format_tier_costs(by_model.items())
 
 
-def _row(held: _Held, overhead_usd: float) -> LedgerRow:
-    done = held.done
+def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> LedgerRow:
+    """The request's row so far: its cost is its model share until its interval closes."""
     batches = [o.batch for o in done.outcomes if o.batch is not None]
     name, _, version = done.model.partition(":")
     return LedgerRow(
-        ts=held.ts,
+        ts=time.time(),
         request_id=done.request_id,
         endpoint=done.endpoint,
         model=name or "-",
@@ -204,18 +195,17 @@ def _row(held: _Held, overhead_usd: float) -> LedgerRow:
         batch_size=sum(b.size for b in batches) / len(batches) if batches else 0.0,
         queue_ms=1000 * max((o.queue_s for o in done.outcomes), default=0.0),
         compute_ms=1000 * max((b.busy_s for b in batches), default=0.0),
-        latency_ms=1000 * held.latency_s,
-        cost_usd=held.model_usd + overhead_usd,
+        latency_ms=1000 * latency_s,
+        cost_usd=model_usd,
         status=done.status,
         cache=done.cache,
         saved_usd=done.saved_usd,
         key=done.key,
-        tokens=held.tokens,
+        tokens=tokens,
         route=done.route,
         degraded=done.degraded,
         shadow=done.shadow,
-        model_usd=held.model_usd,
-        overhead_usd=overhead_usd,
+        model_usd=model_usd,
         tier_costs=tier_costs(done),
     )
 

@@ -335,3 +335,29 @@ def test_a_ledger_from_before_heartbeats_gains_the_columns(tmp_path: Path) -> No
         ("r1", 1e-6, 0.0, 0.0, ""),
         ("r1", 1e-6, 7e-7, 3e-7, ""),
     ]
+
+
+async def test_each_cost_interval_s_rows_gain_its_overhead_share(tmp_path: Path) -> None:
+    """add_overhead gives every row recorded since the last call (shadow copies aside) the
+    share, keeping cost = model + overhead; rows after it wait for the next interval's."""
+    ledger = SqliteLedger(tmp_path / "ledger.db", flush_interval_ms=5)
+    ledger.open(instance="test", price_usd_per_hour=1.0, slots=1)
+    for i in range(3):
+        ledger.record(replace(request_row(i, cost=2e-6), model_usd=2e-6))
+    ledger.record(replace(request_row(3, cost=5e-6), model_usd=5e-6, shadow=True))
+    ledger.add_overhead(1e-6)
+    await ledger.flush()  # the marker and the rows before it in one commit ...
+    ledger.record(replace(request_row(4, cost=2e-6), model_usd=2e-6))
+    ledger.add_overhead(0.0)  # ... or in separate ones
+    ledger.record(replace(request_row(5, cost=2e-6), model_usd=2e-6))
+    await ledger.flush()
+    ledger.add_overhead(4e-6)
+    ledger.close()
+    with closing(sqlite3.connect(ledger.path)) as db:
+        got = db.execute(
+            "SELECT cost_usd, model_usd, overhead_usd, shadow FROM requests ORDER BY request_id"
+        ).fetchall()
+    assert got[:3] == [(pytest.approx(3e-6), pytest.approx(2e-6), pytest.approx(1e-6), 0)] * 3
+    assert got[3] == (pytest.approx(5e-6), pytest.approx(5e-6), 0.0, 1)
+    assert got[4] == (pytest.approx(2e-6), pytest.approx(2e-6), 0.0, 0)
+    assert got[5] == (pytest.approx(6e-6), pytest.approx(2e-6), pytest.approx(4e-6), 0)
