@@ -81,9 +81,7 @@ class OverheadMeter:
         self._wall = wall
         self._started = wall()
         self._clock()  # start counting from now
-        self.cpu_s_total = 0.0
-        self.last_cpu_s = 0.0
-        self.overhead_usd_total = 0.0
+        self.last_cpu_s = 0.0  # the last interval's, for the metrics
 
     def close_interval(self, model_usd: float) -> float:
         """The overhead dollars of the interval since the last call; ``model_usd`` is what the
@@ -91,11 +89,8 @@ class OverheadMeter:
         now = self._wall()
         wall_s, self._started = now - self._started, now
         cpu_s = self.last_cpu_s = self._clock()
-        self.cpu_s_total += cpu_s
         unused_usd = max(0.0, self.pricer.billed_usd(wall_s) - model_usd)
-        overhead_usd = min(self.pricer.cpu_usd(cpu_s), unused_usd)
-        self.overhead_usd_total += overhead_usd
-        return overhead_usd
+        return min(self.pricer.cpu_usd(cpu_s), unused_usd)
 
 
 __all__ = ["MODEL_THREAD_PREFIX", "CpuClock", "OverheadMeter", "ThreadCpuClock"]
