@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from frugal.accounting import SqliteLedger
 from frugal.config import FrugalConfig, load_config
+from frugal.optimize import free_port
 from frugal.runtimes import sha256_of
 from frugal.serving import Engine, FrugalApp, build_engine
 from tests.waiting import eventually
@@ -102,15 +102,6 @@ def write_config(tmp_path: Path, data: dict[str, Any], name: str = "frugal.yaml"
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now: for a test server, or a client that must fail.
-
-    The tests' one copy (``frugal/demo.py`` and ``bench/loadgen.py`` keep their own)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerInThread:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.conftest import free_port
+from frugal.optimize import free_port
 from tests.waiting import eventually
 
 EASY_LOGPROB = -0.05

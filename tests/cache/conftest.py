@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from frugal.cache.store import CacheEntry
-from tests.conftest import free_port
+from frugal.optimize import free_port
 from tests.waiting import eventually
 
 START_TIMEOUT_S = 10.0

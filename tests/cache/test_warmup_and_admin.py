@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from frugal.cli import main
 from frugal.config import parse_config
 from frugal.errors import ConfigError
+from frugal.optimize import free_port
 from frugal.serving import build_engine
-from tests.conftest import TEST_INSTANCE, free_port
+from tests.conftest import TEST_INSTANCE
 
 
 def config(tmp_path: Path, **cache: Any) -> Any:

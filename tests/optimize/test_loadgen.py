@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from frugal.errors import FrugalError, InvalidInput
-from frugal.optimize import run_async, running_server
+from frugal.optimize import free_port, run_async, running_server
 from frugal.optimize.loadgen import cpu_seconds, drive, process_tree
-from tests.conftest import digits_config, free_port, write_config
+from tests.conftest import digits_config, write_config
 
 BODY = b'{"instances": [[' + b",".join([b"0.5"] * 64) + b"]]}"
 

@@ -18,7 +18,8 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from frugal.access import KeyStore
 from frugal.config import parse_config
-from tests.conftest import TEST_INSTANCE, assert_charged, free_port
+from frugal.optimize import free_port
+from tests.conftest import TEST_INSTANCE, assert_charged
 from tests.llm_double import LLMDouble
 from tests.waiting import eventually
 

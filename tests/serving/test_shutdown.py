@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import yaml
 
+from frugal.optimize import free_port
 from frugal.runtimes import sha256_of
-from tests.conftest import TEST_INSTANCE, ServerProcess, free_port
+from tests.conftest import TEST_INSTANCE, ServerProcess
 from tests.waiting import eventually
 
 SLOW_MODEL = '''

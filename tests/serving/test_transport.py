@@ -16,8 +16,9 @@ import pytest
 
 from frugal.config import parse_config
 from frugal.errors import ConfigError
+from frugal.optimize import free_port
 from frugal.serving.server import check_exposure, is_loopback
-from tests.conftest import ServerProcess, digits_config, free_port, write_config
+from tests.conftest import ServerProcess, digits_config, write_config
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
