@@ -74,6 +74,11 @@ class HeadersTooLarge(InvalidInput):
     """The request's headers are over ``server.max_header_bytes``."""
 
 
+class RequestTimeout(InvalidInput):
+    """The client sent its headers or body slower than ``server.header_timeout_s`` /
+    ``body_timeout_s`` allow: a slow client must not hold a connection, a slot or shutdown."""
+
+
 class MethodNotAllowed(InvalidInput):
     """The path exists, but not for this HTTP method (the reply's Allow lists those it takes)."""
 
@@ -164,6 +169,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "Unauthorized",
     "UnsupportedMediaType",
     "UpstreamFailed",

@@ -25,6 +25,7 @@ from frugal.config import FrugalConfig, load_config
 from frugal.optimize import free_port
 from frugal.runtimes import sha256_of
 from frugal.serving import Engine, FrugalApp, build_engine
+from frugal.serving.protocol import FrugalHttpProtocol
 from tests.waiting import eventually
 
 DIGITS_INPUTS = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
@@ -119,7 +120,7 @@ class ServerInThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=None,
-            **options,
+            **({"http": FrugalHttpProtocol} | options),
         )
         self.server = uvicorn.Server(uv_config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

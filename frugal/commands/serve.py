@@ -45,7 +45,8 @@ def serve(
 
     Every model file is checked against its sha256 before the port opens. Without an `auth`
     section the server binds to loopback only. SIGTERM or Ctrl-C turns readiness off, answers
-    every queued request, flushes the ledger and exits 0.
+    every queued request (for up to server.drain_timeout_s, then 503), flushes the ledger and
+    exits 0; a second signal answers what is still queued 503 at once, a third quits.
     """
     from frugal.serving import serve as run
 

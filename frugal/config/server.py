@@ -44,11 +44,30 @@ class CorsConfig(_Section):
 
 
 class ServerConfig(_Section):
+    """What one server process accepts; docs/serving.md#under-hostile-load says why each
+    bound exists and what a client sees past it."""
+
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     max_body_bytes: Annotated[int, Field(ge=1)] = 1_048_576
     max_header_bytes: Annotated[int, Field(ge=256)] = 16_384  # all header names and values
     max_concurrency: Annotated[int, Field(ge=1)] | None = None  # open requests, then 503
+    # A request's headers must arrive within header_timeout_s of its first byte (or of the
+    # connection opening), its body within body_timeout_s of its headers: then 408.
+    header_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # Bodies still arriving from one client address; another request from it is a 429.
+    max_slow_bodies_per_client: Annotated[int, Field(ge=1)] | None = 8
+    # Open connections; past it, inference requests get 503 + Retry-After and the connection closes.
+    max_connections: Annotated[int, Field(ge=1)] | None = 1024
+    backlog: Annotated[int, Field(ge=1, le=65535)] = 1024  # the kernel's accept queue
+    # The event loop's lag past which inference requests are refused (503) before their body is
+    # read: the server's own CPU, not the model's, is then the bottleneck.
+    max_loop_lag_ms: Annotated[float, Field(gt=0)] | None = 100.0
+    # On SIGTERM, how long open requests may take; past it they are answered 503 and recorded.
+    drain_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    # Health probes on their own port and thread, answered however busy the event loop is.
+    health_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     cors: CorsConfig | None = None
 
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -109,6 +110,12 @@ class ServingMetrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
             registry=r,
         )
+
+    def watch_server(self, gauges: Mapping[str, tuple[str, Callable[[], float]]]) -> None:
+        """The server's own load, read when scraped: ``{name: (help, read)}`` (docs/serving.md
+        #under-hostile-load lists them: open requests, bodies being read, connections, loop lag)."""
+        for name, (help_text, read) in gauges.items():
+            Gauge(name, help_text, registry=self.registry).set_function(read)
 
     def watch_batchers(self, state: Callable[[], Iterable[BatcherState]]) -> None:
         """Queue depths and fitted batch costs are read when scraped: no hot-path updates."""

@@ -22,29 +22,37 @@ from frugal.access import AuditLog, KeyStore, RateLimiter
 from frugal.accounting import SqliteLedger
 from frugal.accounting.retention import prune
 from frugal.config import FrugalConfig
-from frugal.errors import HeadersTooLarge, Overloaded
+from frugal.errors import FrugalError, HeadersTooLarge, Overloaded
 from frugal.serving.admission import Admission
 from frugal.serving.assembly import build_engine
 from frugal.serving.engine import Engine
-from frugal.serving.errors import crash_reply, reply_for, status_of
+from frugal.serving.errors import CRASH_STATUS, NOT_READY_STATUS, crash_reply, reply_for, status_of
 from frugal.serving.exchange import (
     ClientGone,
     Exchange,
     Receive,
     Reply,
     Send,
+    json_reply,
     match_inference_route,
     send_reply,
 )
+from frugal.serving.health_port import HealthPort
 from frugal.serving.inference import Inference
+from frugal.serving.intake import Intake
 from frugal.serving.openai_api import LLMRoutes, build_clients
+from frugal.serving.protocol import Limits
 from frugal.serving.recorder import Finished
 from frugal.serving.request_ids import new_request_id, request_id_from
 from frugal.serving.routes import ControlRoutes
+from frugal.serving.shedding import Shedder
 
 log = logging.getLogger("frugal.serving")
 Scope = MutableMapping[str, Any]
 RETENTION_INTERVAL_S = 3600.0
+# Served by the dispatcher ahead of everything else (no auth, no body, no Starlette), so a
+# probe costs the least the loop can do; with server.health_port, also from their own thread.
+HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 
 
 class FrugalApp:
@@ -61,6 +69,15 @@ class FrugalApp:
         self._llm: LLMRoutes | None = None
         self._open = 0  # inference requests being answered, for server.max_concurrency
         self._background: list[asyncio.Task[None]] = []
+        server = config.server
+        self.intake = Intake(server.body_timeout_s, server.max_slow_bodies_per_client)
+        self.protocol_limits = Limits(
+            server.header_timeout_s, server.max_header_bytes, on_refusal=self._count_refusal
+        )
+        self.shedder = Shedder(server, self.protocol_limits)
+        self._health_port: HealthPort | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
         self.audit = AuditLog(config.ledger.path) if config.ledger.enabled else None
         routes = ControlRoutes(self)
         self.starlette = Starlette(
@@ -114,10 +131,17 @@ class FrugalApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
+        self.shedder.lag.start()
+        port = self.config.server.health_port
+        if port is not None:  # up while models load: live at once, ready when they are
+            self._health_port = HealthPort(self.config.server.host, port, self)
+            self._health_port.start()
         if self._engine is None:
             self._engine = await asyncio.to_thread(
                 functools.partial(build_engine, self.config, processes=self.processes)
             )
+        self._watch_load()
         await self._start_admission()
         self._inference = Inference(self.config, self.engine, self.admission)
         self._llm = LLMRoutes(self.config, build_clients(self.config))
@@ -139,6 +163,17 @@ class FrugalApp:
             yield
         finally:
             await self.shutdown()
+
+    def _watch_load(self) -> None:
+        limits = self.protocol_limits
+        self.engine.metrics.watch_server({
+            "frugal_open_requests": ("Inference requests being answered.", lambda: self._open),
+            "frugal_bodies_reading": ("Request bodies still arriving.",
+                                      lambda: self.intake.waiting),
+            "frugal_connections": ("Open HTTP connections.", lambda: len(limits.connections)),
+            "frugal_loop_lag_seconds": ("How far the event loop runs behind.",
+                                        self.shedder.lag.now_s),
+        })  # fmt: skip
 
     async def _start_admission(self) -> None:
         auth = self.config.auth
@@ -174,8 +209,43 @@ class FrugalApp:
                 log.exception("retention: pruning the ledger failed; will retry")
             await asyncio.sleep(RETENTION_INTERVAL_S)
 
+    # ---- shutdown: bounded, and nothing accepted goes unanswered or unrecorded -------------
+
+    def begin_drain(self) -> None:
+        """The first SIGTERM/SIGINT: readiness off at once; what is open may take
+        ``server.drain_timeout_s``, then it is answered 503 (and recorded)."""
+        if self._engine is not None:
+            self._engine.ready = False
+        if self._loop is not None and self._drain_timer is None:
+            self._loop.call_soon_threadsafe(self._arm_drain_bound)
+
+    def _arm_drain_bound(self) -> None:
+        bound_s = self.config.server.drain_timeout_s
+        log.info("draining: readiness off; %d open request(s) have %g s to finish "
+                 "(server.drain_timeout_s)", self._open, bound_s)  # fmt: skip
+        self.intake.cut(after_s=bound_s)
+        assert self._loop is not None
+        self._drain_timer = self._loop.call_later(bound_s, self._cut, "drain_timeout_s passed")
+
+    def cut_now(self) -> None:
+        """A second signal: stop waiting; answer what is queued or still arriving 503 now."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._cut, "a second signal")
+
+    def _cut(self, why: str) -> None:
+        self.intake.cut()
+        aborted = self._engine.abort_queued() if self._engine is not None else 0
+        log.warning("shutdown: %s; %d queued item(s) and %d body read(s) answered 503, "
+                    "%d request(s) still running", why, aborted, self.intake.waiting,
+                    self._open)  # fmt: skip
+
     async def shutdown(self) -> None:
         """Answer what is queued, flush the ledger, stamp the run's end."""
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        await self.shedder.lag.stop()
+        if self._health_port is not None:
+            await asyncio.to_thread(self._health_port.stop)
         for task in self._background:
             task.cancel()
         if self._admission is not None:
@@ -193,51 +263,80 @@ class FrugalApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if header_bytes(scope["headers"]) > self.config.server.max_header_bytes:
-                await send_reply(send, self._headers_too_large())
+            path = scope["path"]
+            if path in HEALTH_PATHS and scope["method"] in ("GET", "HEAD"):
+                await send_reply(send, self.health_reply(path))
                 return
-            route = match_inference_route(scope["method"], scope["path"])
+            if header_bytes(scope["headers"]) > self.config.server.max_header_bytes:
+                await send_reply(send, self._headers_too_large())  # h11 (httptools: protocol.py)
+                return
+            route = match_inference_route(scope["method"], path)
             if route is not None:
-                exchange = Exchange.from_scope(scope, receive)
-                request_id = request_id_from(exchange.headers)
-                client = scope["client"][0] if scope.get("client") else None
-                limit = self.config.server.max_concurrency
-                try:
-                    if limit is not None and self._open >= limit:
-                        reply = self._over_concurrency(request_id, limit)
-                    else:
-                        self._open += 1
-                        try:
-                            reply = await self.inference.handle(
-                                route[0], exchange, route[1], client, request_id
-                            )
-                        finally:
-                            self._open -= 1
-                except ClientGone:
-                    return
-                except Exception:  # never a traceback to the client; the log has it
-                    log.exception("request %s: unexpected error", request_id)
-                    reply = crash_reply(request_id)
-                await send_reply(send, reply)
+                await self._inference_request(route, scope, receive, send)
                 return
         await self.starlette(scope, receive, send)
+
+    def health_reply(self, path: str) -> Reply:
+        if path == "/v2/health/live":
+            return json_reply({"live": True}, 200, {})
+        ready = self.is_ready
+        return json_reply({"ready": ready}, 200 if ready else NOT_READY_STATUS, {})
+
+    async def _inference_request(
+        self, route: tuple[str, dict[str, str]], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        exchange = Exchange.from_scope(scope, receive)
+        client = scope["client"][0] if scope.get("client") else None
+        exchange.intake, exchange.client = self.intake, client
+        request_id = request_id_from(exchange.headers)
+        refusal = self.shedder.refusal(self._open)
+        try:
+            if refusal is not None:  # before the body is read: the cheapest answer there is
+                reply = self._shed(request_id, *refusal)
+            else:
+                self._open += 1
+                try:
+                    reply = await self.inference.handle(
+                        route[0], exchange, route[1], client, request_id
+                    )
+                finally:
+                    self._open -= 1
+        except ClientGone:
+            return
+        except asyncio.CancelledError:  # uvicorn's last resort past the drain bound
+            self._record(request_id, NOT_READY_STATUS)
+            error = Overloaded("the server is shutting down", retry_after_s=1.0)
+            with contextlib.suppress(Exception):
+                await send_reply(send, reply_for(error, request_id))
+            raise
+        except Exception:  # never a traceback to the client; the log has it, and the ledger
+            log.exception("request %s: unexpected error", request_id)
+            self._record(request_id, CRASH_STATUS)
+            reply = crash_reply(request_id)
+        await send_reply(send, reply)
+
+    def _record(self, request_id: str, status: int) -> None:
+        """A row for an answer no route recorded (a refusal before the route, a crash)."""
+        if self._engine is not None:
+            self.engine.recorder.finish(Finished("-", "-", request_id, time.monotonic(), status))
+
+    def _count_refusal(self, reason: str) -> None:
+        if self._engine is not None:
+            self.engine.metrics.observe_refusal(reason)
 
     def _headers_too_large(self) -> Reply:
         limit = self.config.server.max_header_bytes
         error = HeadersTooLarge(f"headers are over the {limit}-byte limit", field="headers")
-        self.admission.metrics.observe_refusal("headers_too_large")
+        self._count_refusal("headers_too_large")
         return reply_for(error, new_request_id())  # the client's id is in the headers refused
 
-    def _over_concurrency(self, request_id: str, limit: int) -> Reply:
-        error = Overloaded(
-            f"{limit} requests are already open (server.max_concurrency)",
-            retry_after_s=1.0,
-            hint="retry after Retry-After seconds, or raise server.max_concurrency",
-        )
-        self.engine.recorder.finish(
-            Finished("-", "-", request_id, time.monotonic(), status_of(error))
-        )
-        return reply_for(error, request_id)
+    def _shed(self, request_id: str, reason: str, error: FrugalError) -> Reply:
+        self._count_refusal(reason)
+        self._record(request_id, status_of(error))
+        reply = reply_for(error, request_id)
+        if reason == "connections":  # the client should come back on a new connection
+            reply.headers["connection"] = "close"
+        return reply
 
 
 def header_bytes(headers: list[tuple[bytes, bytes]]) -> int:

@@ -151,6 +151,14 @@ class Batcher:
         self._dispatch()
         await self._idle.wait()
 
+    def abort_queued(self, error: FrugalError) -> int:
+        """Shutdown's bound passed: what is still queued is answered ``error`` and never runs
+        (each request records its row as usual); returns how many items that was."""
+        count = sum(1 for p in self._queue if not p.future.done())
+        self._fail_all(error)
+        self._check_idle()
+        return count
+
     # ---- when batches go ------------------------------------------------------------------
 
     def _dispatch(self) -> None:

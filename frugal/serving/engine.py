@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from frugal.accounting import Pricer
 from frugal.cache import CacheStage
 from frugal.config import FrugalConfig, ModelConfig, ShadowConfig
-from frugal.errors import DeadlineExceeded, FrugalError, InvalidInput, NotFound
+from frugal.errors import DeadlineExceeded, FrugalError, InvalidInput, NotFound, Overloaded
 from frugal.observability import ServingMetrics
 from frugal.routing import Router, RouteRequest
 from frugal.routing.shadow import compare
@@ -276,6 +276,15 @@ class Engine:
         if header_ms is not None:
             timeout_ms = min(timeout_ms, header_ms)
         return received + timeout_ms / 1000
+
+    def abort_queued(self) -> int:
+        """Past the drain bound (server.drain_timeout_s, or a second signal): every item still
+        queued is answered 503 now instead of waiting its turn; items running finish."""
+        error = Overloaded(
+            "the server is shutting down and this request had not reached its model",
+            retry_after_s=1.0, hint="send it again to another replica",
+        )  # fmt: skip
+        return sum(batcher.abort_queued(error) for batcher in self.batchers.values())
 
     async def drain(self) -> None:
         """Stop readiness, answer every queued item, flush the ledger: nothing accepted is lost."""

@@ -23,6 +23,7 @@ from frugal.errors import (
     Overloaded,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
     UpstreamFailed,
@@ -34,6 +35,7 @@ from frugal.serving.exchange import Reply, json_reply
 STATUS: tuple[tuple[type[FrugalError], int], ...] = (
     (PayloadTooLarge, 413),
     (HeadersTooLarge, 431),
+    (RequestTimeout, 408),
     (UnsupportedMediaType, 415),
     (MethodNotAllowed, 405),
     (InvalidInput, 400),

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from frugal.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from frugal.serving.intake import ClientGone, Intake
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -31,10 +32,6 @@ HEADERS_READ = frozenset(
 )
 
 
-class ClientGone(Exception):
-    """The client disconnected before its body arrived: there is nobody to answer."""
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
@@ -42,14 +39,23 @@ class Reply:
     headers: dict[str, str]
 
 
+UNBOUNDED = Intake(body_timeout_s=3600.0)  # for an Exchange its server gave no Intake
+
+
 class Exchange:
-    """The headers inference reads, and the body, read with a size limit."""
+    """The headers inference reads, and the body, read with a size limit and the server's
+    read deadline (``intake``; ``client`` is the address its slow-body count is kept by)."""
 
-    __slots__ = ("_receive", "headers")
+    __slots__ = ("_receive", "client", "headers", "intake")
 
-    def __init__(self, headers: dict[str, str], receive: Receive) -> None:
+    def __init__(
+        self, headers: dict[str, str], receive: Receive, *, intake: Intake = UNBOUNDED,
+        client: str | None = None,
+    ) -> None:  # fmt: skip
         self.headers = headers
         self._receive = receive
+        self.intake = intake
+        self.client = client
 
     @classmethod
     def from_scope(cls, scope: MutableMapping[str, Any], receive: Receive) -> Exchange:
@@ -68,20 +74,7 @@ class Exchange:
             raise PayloadTooLarge(
                 f"body of {declared} bytes is over the {limit}-byte limit", field="body"
             )
-        chunks = []
-        size = 0
-        more = True
-        while more:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body is over the {limit}-byte limit", field="body")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raw = await self.intake.read(self._receive, self.client, limit)
         if not raw:
             raise InvalidInput("the body is empty; send a JSON object", field="body")
         try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
+import socket
 import types
 from pathlib import Path
 from typing import Any
@@ -15,24 +17,39 @@ from frugal.config import FrugalConfig, load_config
 from frugal.errors import ConfigError, InvalidInput
 from frugal.serving.app import FrugalApp
 from frugal.serving.assembly import assemble, start_engine
+from frugal.serving.protocol import FrugalHttpProtocol
 
 CONFIG_ENV = "FRUGAL_CONFIG"
 PROCESSES_ENV = "FRUGAL_PROCESSES"
+# uvicorn cancels what is still open this long after the drain bound, as a last resort: by then
+# the app has answered every queued item and body read 503 (FrugalApp._cut).
+DRAIN_GRACE_S = 5.0
 log = logging.getLogger("frugal.serving")
 
 
 class _Server(uvicorn.Server):
+    """uvicorn's server with frugal's signals: the first drains (readiness off at once, bounded
+    by ``server.drain_timeout_s``); the second answers what is queued 503 now, recorded, instead
+    of uvicorn's abort; only a third quits at once."""
+
     def __init__(self, config: uvicorn.Config, app: FrugalApp) -> None:
         super().__init__(config)
         self.frugal = app
+        self.signals = 0
 
     def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
-        # Load balancers stop sending as soon as readiness fails; queued work is still answered.
-        if self.frugal._engine is not None:
-            self.frugal.engine.ready = False
-        super().handle_exit(sig, frame)
-        # uvicorn re-raises the signal once shut down (exit -15); a drained shutdown exits 0.
-        self._captured_signals.clear()
+        self.signals += 1
+        self.should_exit = True
+        if self.signals == 1:
+            self.frugal.begin_drain()
+        elif self.signals == 2:
+            log.warning("second signal: answering queued requests 503 now; a third quits at once")
+            self.frugal.cut_now()
+        else:
+            log.error("third signal: quitting without waiting for open requests")
+            self.force_exit = True
+        # Not uvicorn's: it re-raises the signal once shut down (exit -15); a drained shutdown
+        # exits 0.
 
 
 def uvicorn_options(config: FrugalConfig, host: str | None, port: int | None) -> dict[str, Any]:
@@ -43,7 +60,10 @@ def uvicorn_options(config: FrugalConfig, host: str | None, port: int | None) ->
         "access_log": False,
         "proxy_headers": False,  # clients are not behind a trusted proxy by default
         "server_header": False,
-        "timeout_graceful_shutdown": None,  # wait for every queued request: nothing is dropped
+        "backlog": config.server.backlog,
+        # The app bounds the drain itself (FrugalApp.begin_drain); this is the backstop.
+        "timeout_graceful_shutdown": math.ceil(config.server.drain_timeout_s + DRAIN_GRACE_S),
+        "h11_max_incomplete_event_size": config.server.max_header_bytes,
     }
     try:
         import uvloop  # noqa: F401
@@ -54,7 +74,7 @@ def uvicorn_options(config: FrugalConfig, host: str | None, port: int | None) ->
     try:
         import httptools  # noqa: F401
 
-        options["http"] = "httptools"
+        options["http"] = FrugalHttpProtocol  # header deadline and byte cap (protocol.py)
     except ImportError:
         options["http"] = "h11"
     return options
@@ -123,8 +143,32 @@ def serve(
         os.environ["FRUGAL_LOG_LEVEL"] = log_level
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
+    if config.server.health_port is not None and workers > 1:
+        raise ConfigError(
+            "server.health_port serves one process; with --workers > 1 probe /v2/health/* "
+            "on the main port", field="server.health_port", file=str(config_path),
+        )  # fmt: skip
+    # The port first: a server that cannot listen stops here, before it opens a ledger run or
+    # writes an audit row for models it never served.
+    sock = bind(options["host"], options["port"])
     app = FrugalApp(config, engine=start_engine(assembly))
-    _Server(uvicorn.Config(app.asgi, **options), app).run()
+    _Server(uvicorn.Config(app.asgi, **options), app).run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on host:port, or an error naming ``--port`` (not a traceback)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}", field="--port",
+                           hint="another process holds the port: stop it, or pick another "
+                           "with --port") from None  # fmt: skip
+    sock.set_inheritable(True)
+    return sock
 
 
 def app_from_env() -> Any:
