@@ -61,7 +61,7 @@ class FrugalApp:
         self._llm: LLMRoutes | None = None
         self._open = 0  # inference requests being answered, for server.max_concurrency
         self._background: list[asyncio.Task[None]] = []
-        self.audit = AuditLog(config.ledger.path) if config.ledger.enabled else None
+        self.audit = AuditLog.from_config(config.ledger) if config.ledger.enabled else None
         routes = ControlRoutes(self)
         self.starlette = Starlette(
             routes=routes.table(),
