@@ -18,12 +18,14 @@ written before a key was configured stay verifiable; once a row is keyed, every 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import hashlib
 import hmac
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ class Verdict:
     broken_seq: int | None = None  # the first row that does not fit, where one does not
     reason: str = ""  # why the chain fails; empty when it holds
     anchor: str = ""  # where the expected head was found, when one was given
+    expected_head: Head | None = None  # the head checked, once read
 
     @property
     def ok(self) -> bool:
@@ -128,16 +131,25 @@ class AuditLog:
             raise ConfigError(f"not a frugal ledger: {exc}", file=str(self.path)) from None
         return db
 
-    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]] | None:
+    def _read(
+        self, sql: str, args: tuple[Any, ...] = (), *, held: Callable[[], object] | None = None
+    ) -> list[tuple[Any, ...]] | None:
         """Rows of the audit table (``scheme`` last), or None when the table is missing.
 
-        Never creates the file or the table: a dropped table must stay visible as missing."""
+        Never creates the file or the table: a dropped table must stay visible as missing.
+        ``held`` runs first while appends are held off (the write lock, where the file can be
+        written), so what it reads, such as the head file, agrees with the rows."""
         if not self.path.is_file():
             hint = "run `frugal serve` first, or name the ledger with --ledger"
             raise ConfigError("no ledger here", file=str(self.path), hint=hint)
         try:
-            db = sqlite3.connect(self.path, timeout=10.0)
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             try:
+                if held is not None:
+                    # A read-only file (an auditor's copy) takes no write lock: read without it.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        db.execute("BEGIN IMMEDIATE")
+                    held()
                 columns = _columns(db)
                 if not columns:
                     return None
@@ -241,12 +253,21 @@ class AuditLog:
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4], _detail(r[5]), r[6], r[7], r[8])
                 for r in rows or []]  # fmt: skip
 
-    def verify(self, *, expect_head: Head | None = None) -> Verdict:
+    def verify(self, *, expect_head: Head | Callable[[], Head | None] | None = None) -> Verdict:
         """Walk the chain from the first row; the first row that does not fit is named.
 
-        Raises ConfigError when keyed rows cannot be checked (no key, or another key's rows):
-        the verdict then would be a guess."""
-        rows = self._read("SELECT {columns} FROM audit ORDER BY seq")
+        ``expect_head`` may be a function (reading a head file): it is called while appends are
+        held off, since an append writes the head file just before it commits. Raises
+        ConfigError when keyed rows cannot be checked (no key, or another key's rows): the
+        verdict then would be a guess."""
+        expected: list[Head | None] = [None if callable(expect_head) else expect_head]
+
+        def read_head() -> None:
+            if callable(expect_head):
+                expected[0] = expect_head()
+
+        rows = self._read("SELECT {columns} FROM audit ORDER BY seq", held=read_head)
+        expect_head = expected[0]
         if rows is None:
             return Verdict(0, GENESIS, reason="the ledger has no audit table (it was dropped, or "
                            "this file never held an audit log)")  # fmt: skip
@@ -338,6 +359,7 @@ class _Walk:
 
 def _check_head(verdict: Verdict, expect: Head, hashes: dict[int, str]) -> Verdict:
     """The expected head must be a row of the chain: its head, or a row before newer appends."""
+    verdict = dataclasses.replace(verdict, expected_head=expect)
     if expect.seq is not None:
         found = hashes.get(expect.seq)
         if found is None:
@@ -356,11 +378,11 @@ def _check_head(verdict: Verdict, expect: Head, hashes: dict[int, str]) -> Verdi
         seq = matches[0]
     after = verdict.head_seq - seq
     anchor = f"row {seq}" + (f" ({after} rows appended since)" if after else " (the head)")
-    return Verdict(verdict.rows, verdict.head, verdict.head_seq, verdict.keyed_rows, anchor=anchor)
+    return dataclasses.replace(verdict, anchor=anchor)
 
 
 def _fail(verdict: Verdict, reason: str) -> Verdict:
-    return Verdict(verdict.rows, verdict.head, verdict.head_seq, verdict.keyed_rows, reason=reason)
+    return dataclasses.replace(verdict, reason=reason)
 
 
 def _columns(db: sqlite3.Connection) -> set[str]:

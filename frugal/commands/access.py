@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -237,6 +239,9 @@ def audit_verify(
     log = _anchored(ledger_path, config_path, key_file)
     expected, source = _expected_head(expect_head, log.head_file)
     verdict = log.verify(expect_head=expected)
+    if expected is not None and verdict.expected_head is None and verdict.ok:
+        warning = f"warning: head file {source} does not exist yet: the head is not checked"
+        click.secho(f"{warning} (it is written on the next append)", fg="yellow", err=True)
     if not verdict.ok:
         where = f" at row {verdict.broken_seq}" if verdict.broken_seq is not None else ""
         click.secho(f"audit log BROKEN{where}: {verdict.reason}", fg="red", err=True)
@@ -249,8 +254,8 @@ def audit_verify(
     elif verdict.rows:
         click.echo("unkeyed: whoever can write the ledger can rewrite this chain; "
                    "ledger.audit_key_file keys it (docs/security.md)")  # fmt: skip
-    if expected is not None:
-        click.echo(f"expected head {expected} ({source}) found at {verdict.anchor}")
+    if verdict.expected_head is not None:
+        click.echo(f"expected head {verdict.expected_head} ({source}) found at {verdict.anchor}")
     elif verdict.rows:
         click.echo("keep the head elsewhere to also detect removal of the newest rows: "
                    f"--expect-head {verdict.head_seq}:{verdict.head}")  # fmt: skip
@@ -308,24 +313,28 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _expected_head(text: str | None, head_file: Path | None) -> tuple[Head | None, str]:
-    """The head --expect-head names, or the config's head file; and where it came from."""
+def _expected_head(
+    text: str | None, head_file: Path | None
+) -> tuple[Head | Callable[[], Head | None] | None, str]:
+    """The head --expect-head names, or the config's head file; and where it came from.
+
+    A file is read by ``verify`` while appends are held off, so it agrees with the rows."""
     from frugal.access import parse_head, read_head_file
 
     if text is None:
         if head_file is None:
             return None, ""
-        head = read_head_file(head_file, source="ledger.audit_head_file")
-        if head is None:
-            warning = f"warning: head file {head_file} does not exist yet: the head is not checked"
-            click.secho(f"{warning} (it is written on the next append)", fg="yellow", err=True)
-        return head, str(head_file)
+        return partial(read_head_file, head_file, source="ledger.audit_head_file"), str(head_file)
     if text.startswith("@"):
         file = Path(text[1:])
-        head = read_head_file(file, source="--expect-head")
-        if head is None:
-            raise ConfigError("no such head file", field="--expect-head", file=str(file))
-        return head, str(file)
+
+        def read() -> Head:
+            head = read_head_file(file, source="--expect-head")
+            if head is None:
+                raise ConfigError("no such head file", field="--expect-head", file=str(file))
+            return head
+
+        return read, str(file)
     return parse_head(text, source="--expect-head"), "--expect-head"
 
 

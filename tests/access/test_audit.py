@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import sqlite3
@@ -208,3 +209,30 @@ def test_a_new_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="a key is never overwritten"):
         write_new_key(path)
     assert read_audit_key(path) == key
+
+
+def test_verify_reading_the_head_file_during_appends_never_sees_a_head_ahead_of_the_rows(
+    tmp_path: Path, key: AuditKey
+) -> None:
+    """An append writes the head file just before it commits; verify reads it under the lock."""
+    head_file = tmp_path / "audit.head"
+    log = AuditLog(tmp_path / "ledger.db", key=key, head_file=head_file)
+    log.append("server", "model.load", "digits:1")
+    done = threading.Event()
+
+    def writer() -> None:
+        for i in range(60):
+            log.append("cli:ops", "test", str(i))
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reasons = []
+    for _ in range(200):
+        verdict = log.verify(expect_head=functools.partial(read_head_file, head_file, source="t"))
+        reasons.append(verdict.reason)
+        if done.is_set():
+            break
+    thread.join()
+    assert reasons and set(reasons) == {""}, [r for r in reasons if r][:3]
+    assert log.verify(expect_head=read_head_file(head_file, source="t")).rows == 61
