@@ -20,7 +20,7 @@ from frugal.commands.exits import EXIT_VERDICT
 from frugal.errors import ConfigError
 
 if TYPE_CHECKING:
-    from frugal.access import AuditLog, Head
+    from frugal.access import AuditEntry, AuditLog, Head
     from frugal.config import LedgerConfig
 
 _CONFIG = click.option(
@@ -55,6 +55,11 @@ def _audit_log(ledger: LedgerConfig) -> AuditLog:
     log = AuditLog.from_config(ledger)
     log.check_append()
     return log
+
+
+def _exported(entry: AuditEntry) -> None:
+    """The new head on stderr: the command's one log line, as the server logs each append."""
+    click.echo(f"audit head {entry.seq}:{entry.hash}", err=True)
 
 
 def _ledger_path(ledger_path: Path | None, config_path: Path) -> Path:
@@ -114,10 +119,10 @@ def keys_create(
         name, role, tier=tier, endpoints=allowed, rps=rps, budget_usd_day=budget_usd_day,
         tokens_day=int(tokens_day) if tokens_day is not None else None,
     )  # fmt: skip
-    audit_log.append(
+    _exported(audit_log.append(
         cli_actor(), "key.create", name, role=role, tier=tier, endpoints=allowed, rps=rps,
         budget_usd_day=budget_usd_day, tokens_day=key.tokens_day,
-    )  # fmt: skip
+    ))  # fmt: skip
     click.echo(f"created key {name!r} (role {role}); its secret, shown this once:", err=True)
     click.echo(secret)
 
@@ -161,7 +166,7 @@ def keys_revoke(name: str, config_path: Path) -> None:
     keys_path, ledger = _paths(config_path)
     audit_log = _audit_log(ledger)
     KeyStore(keys_path).revoke(name)
-    audit_log.append(cli_actor(), "key.revoke", name)
+    _exported(audit_log.append(cli_actor(), "key.revoke", name))
     click.echo(f"revoked key {name!r}")
 
 
@@ -175,7 +180,7 @@ def keys_rotate(name: str, config_path: Path) -> None:
     keys_path, ledger = _paths(config_path)
     audit_log = _audit_log(ledger)
     _, secret = KeyStore(keys_path).rotate(name)
-    audit_log.append(cli_actor(), "key.rotate", name)
+    _exported(audit_log.append(cli_actor(), "key.rotate", name))
     click.echo(f"rotated key {name!r}; its new secret, shown this once:", err=True)
     click.echo(secret)
 
@@ -376,7 +381,7 @@ def ledger_prune(
     detail: dict[str, Any] = {"older_than": older_than, "key": key_name,
                               "requests": pruned.requests, "batches": pruned.batches,
                               "runs": pruned.runs, "payloads": pruned.payloads}  # fmt: skip
-    audit_log.append(cli_actor(), "ledger.prune", key_name or "*", **detail)
+    _exported(audit_log.append(cli_actor(), "ledger.prune", key_name or "*", **detail))
     click.echo(
         f"deleted {pruned.requests} request rows, {pruned.batches} batch rows, "
         f"{pruned.runs} runs and {pruned.payloads} payloads from {path}"

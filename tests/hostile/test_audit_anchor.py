@@ -62,6 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, digits_model_file: Path) ->
     assert made.returncode == 0, made.stderr
     created = frugal("keys", "create", "--name", "ops", "--role", "admin", cwd=folder)  # row 1
     assert created.returncode == 0, created.stderr
+    assert re.search(r"^audit head 1:[0-9a-f]{64}$", created.stderr, re.M), created.stderr
     with ServerProcess(folder / "frugal.yaml") as server:  # row 2: model.load
         admin_creates_keys(server, created.stdout.strip(), ("reader", "viewer"), ("team", "user"))
     log = server.log_text()
