@@ -4,6 +4,14 @@ The admission stage that uses them is ``frugal/serving/admission.py``; daily bud
 over the ledger (``frugal/accounting/budgets.py``). See docs/security.md.
 """
 
+from frugal.access.anchor import (
+    AuditKey,
+    Head,
+    parse_head,
+    read_audit_key,
+    read_head_file,
+    write_new_key,
+)
 from frugal.access.audit import AuditEntry, AuditLog, Verdict, cli_actor
 from frugal.access.capture import Capture, Redactor
 from frugal.access.keys import (
@@ -23,8 +31,10 @@ __all__ = [
     "SECRET_PREFIX",
     "ApiKey",
     "AuditEntry",
+    "AuditKey",
     "AuditLog",
     "Capture",
+    "Head",
     "KeyRing",
     "KeyStore",
     "KeyWatcher",
@@ -35,4 +45,8 @@ __all__ = [
     "Verdict",
     "cli_actor",
     "digest_of",
+    "parse_head",
+    "read_audit_key",
+    "read_head_file",
+    "write_new_key",
 ]

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from frugal.commands.durations import parse_duration, parse_since
 from frugal.commands.exits import EXIT_VERDICT
 from frugal.errors import ConfigError
+
+if TYPE_CHECKING:
+    from frugal.access import AuditEntry, AuditLog, Head
+    from frugal.config import LedgerConfig
 
 _CONFIG = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), default="frugal.yaml",
@@ -27,8 +33,8 @@ _LEDGER = click.option(
 )  # fmt: skip
 
 
-def _paths(config_path: Path) -> tuple[Path, Path]:
-    """(keys database, ledger) of the config; keys need an `auth` section."""
+def _paths(config_path: Path) -> tuple[Path, LedgerConfig]:
+    """(keys database, ledger section) of the config; keys need an `auth` section."""
     from frugal.config import load_config
 
     config = load_config(config_path)
@@ -39,7 +45,21 @@ def _paths(config_path: Path) -> tuple[Path, Path]:
             file=str(config_path),
             hint="add `auth: {keys: frugal-keys.db}` (docs/security.md)",
         )
-    return config.auth.keys, config.ledger.path
+    return config.auth.keys, config.ledger
+
+
+def _audit_log(ledger: LedgerConfig) -> AuditLog:
+    """The config's audit log, checked before the command changes anything it then audits."""
+    from frugal.access import AuditLog
+
+    log = AuditLog.from_config(ledger)
+    log.check_append()
+    return log
+
+
+def _exported(entry: AuditEntry) -> None:
+    """The new head on stderr: the command's one log line, as the server logs each append."""
+    click.echo(f"audit head {entry.seq}:{entry.hash}", err=True)
 
 
 def _ledger_path(ledger_path: Path | None, config_path: Path) -> Path:
@@ -90,18 +110,19 @@ def keys_create(
     SECRET=$(frugal keys create --name team-a --role user --rps 50 --budget-usd-day 5)
     curl -H "Authorization: Bearer $SECRET" ...
     """
-    from frugal.access import AuditLog, KeyStore, cli_actor
+    from frugal.access import KeyStore, cli_actor
 
-    keys_path, ledger_path = _paths(config_path)
+    keys_path, ledger = _paths(config_path)
+    audit_log = _audit_log(ledger)
     allowed = [e.strip() for e in endpoints.split(",") if e.strip()] if endpoints else None
     key, secret = KeyStore(keys_path).create(
         name, role, tier=tier, endpoints=allowed, rps=rps, budget_usd_day=budget_usd_day,
         tokens_day=int(tokens_day) if tokens_day is not None else None,
     )  # fmt: skip
-    AuditLog(ledger_path).append(
+    _exported(audit_log.append(
         cli_actor(), "key.create", name, role=role, tier=tier, endpoints=allowed, rps=rps,
         budget_usd_day=budget_usd_day, tokens_day=key.tokens_day,
-    )  # fmt: skip
+    ))  # fmt: skip
     click.echo(f"created key {name!r} (role {role}); its secret, shown this once:", err=True)
     click.echo(secret)
 
@@ -140,11 +161,12 @@ def _num(value: float | None) -> str:
 @_CONFIG
 def keys_revoke(name: str, config_path: Path) -> None:
     """Revoke NAME: its secret stops working (a running server reloads keys within a second)."""
-    from frugal.access import AuditLog, KeyStore, cli_actor
+    from frugal.access import KeyStore, cli_actor
 
-    keys_path, ledger_path = _paths(config_path)
+    keys_path, ledger = _paths(config_path)
+    audit_log = _audit_log(ledger)
     KeyStore(keys_path).revoke(name)
-    AuditLog(ledger_path).append(cli_actor(), "key.revoke", name)
+    _exported(audit_log.append(cli_actor(), "key.revoke", name))
     click.echo(f"revoked key {name!r}")
 
 
@@ -153,11 +175,12 @@ def keys_revoke(name: str, config_path: Path) -> None:
 @_CONFIG
 def keys_rotate(name: str, config_path: Path) -> None:
     """Give NAME a new secret (printed once on stdout); the old secret stops working."""
-    from frugal.access import AuditLog, KeyStore, cli_actor
+    from frugal.access import KeyStore, cli_actor
 
-    keys_path, ledger_path = _paths(config_path)
+    keys_path, ledger = _paths(config_path)
+    audit_log = _audit_log(ledger)
     _, secret = KeyStore(keys_path).rotate(name)
-    AuditLog(ledger_path).append(cli_actor(), "key.rotate", name)
+    _exported(audit_log.append(cli_actor(), "key.rotate", name))
     click.echo(f"rotated key {name!r}; its new secret, shown this once:", err=True)
     click.echo(secret)
 
@@ -194,22 +217,130 @@ def audit_show(since: str | None, ledger_path: Path | None, config_path: Path) -
 
 
 @audit.command("verify")
+@click.option(
+    "--key-file", type=click.Path(path_type=Path),
+    help="The chain's HMAC key file (default: ledger.audit_key_file of the config).",
+)  # fmt: skip
+@click.option(
+    "--expect-head", metavar="SEQ:HASH|HASH|@FILE",
+    help="Exit 1 unless this row is in the chain: a head from the log or a head file (@FILE). "
+    "Default: ledger.audit_head_file of the config, when that file exists.",
+)  # fmt: skip
 @_LEDGER
 @_CONFIG
-def audit_verify(ledger_path: Path | None, config_path: Path) -> None:
-    """Check the hash chain: exit 0 if intact, 1 naming the first edited or missing row."""
-    from frugal.access import AuditLog
+def audit_verify(
+    key_file: Path | None, expect_head: str | None, ledger_path: Path | None, config_path: Path
+) -> None:
+    """Check the hash chain: exit 0 if intact, 1 naming the first edited or missing row.
 
-    path = _ledger_path(ledger_path, config_path)
+    Exit 1 too when the audit table is missing, when a key is given but no row is keyed, and
+    when the expected head is not in the chain (newest rows deleted, the table replaced). Keyed
+    rows need the key (--key-file or ledger.audit_key_file): without it, exit 2 says so.
+
+    \b
+    frugal audit verify --config frugal.yaml
+    frugal audit verify --ledger frugal-ledger.db --key-file audit.key --expect-head @audit.head
+    """
+    log = _anchored(ledger_path, config_path, key_file)
+    expected, source = _expected_head(expect_head, log.head_file)
+    verdict = log.verify(expect_head=expected)
+    if expected is not None and verdict.expected_head is None and verdict.ok:
+        warning = f"warning: head file {source} does not exist yet: the head is not checked"
+        click.secho(f"{warning} (it is written on the next append)", fg="yellow", err=True)
+    if not verdict.ok:
+        where = f" at row {verdict.broken_seq}" if verdict.broken_seq is not None else ""
+        click.secho(f"audit log BROKEN{where}: {verdict.reason}", fg="red", err=True)
+        sys.exit(EXIT_VERDICT)
+    click.echo(f"audit log intact: {verdict.rows} rows; head {verdict.head}")
+    unkeyed = verdict.rows - verdict.keyed_rows
+    if verdict.keyed_rows and log.key is not None:
+        before = f" (and {unkeyed} unkeyed rows from before the key)" if unkeyed else ""
+        click.echo(f"{verdict.keyed_rows} rows keyed with key {log.key.id} (HMAC-SHA256){before}")
+    elif verdict.rows:
+        click.echo("unkeyed: whoever can write the ledger can rewrite this chain; "
+                   "ledger.audit_key_file keys it (docs/security.md)")  # fmt: skip
+    if verdict.expected_head is not None:
+        click.echo(f"expected head {verdict.expected_head} ({source}) found at {verdict.anchor}")
+    elif verdict.rows:
+        click.echo("keep the head elsewhere to also detect removal of the newest rows: "
+                   f"--expect-head {verdict.head_seq}:{verdict.head}")  # fmt: skip
+
+
+@audit.command("new-key")
+@click.argument("path", type=click.Path(path_type=Path))
+def audit_new_key(path: Path) -> None:
+    """Write a new random HMAC key to PATH (mode 600), for ledger.audit_key_file.
+
+    \b
+    frugal audit new-key /run/secrets/frugal-audit.key
+    # frugal.yaml
+    ledger: {path: frugal-ledger.db, audit_key_file: /run/secrets/frugal-audit.key}
+
+    Keep the key where whoever can write the ledger cannot read it, and keep a copy: keyed
+    rows cannot be verified without it. An existing file is never overwritten.
+    """
+    from frugal.access import write_new_key
+
+    key = write_new_key(path)
+    click.echo(f"wrote a new audit key to {path} (mode 600, key id {key.id})")
+    click.echo(f"next: set `ledger.audit_key_file: {path}` in frugal.yaml (docs/security.md)")
+
+
+def _anchored(ledger_path: Path | None, config_path: Path, key_file: Path | None) -> AuditLog:
+    """The audit log with its anchors: those of --config, unless --ledger names another file.
+
+    With --ledger and the default --config, frugal.yaml's key and head file apply only when it
+    exists and names that same ledger, so a stray frugal.yaml never lends its key elsewhere."""
+    from click.core import ParameterSource
+
+    from frugal.access import AuditLog, read_audit_key
+    from frugal.config import load_config
+
+    ledger: LedgerConfig | None = None
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("config_path") is not ParameterSource.DEFAULT
+    if ledger_path is None or explicit or config_path.is_file():
+        ledger = load_config(config_path).ledger
+        if ledger_path is not None and not (explicit or _same_file(ledger.path, ledger_path)):
+            ledger = None
+    path = ledger_path if ledger_path is not None else ledger.path if ledger else Path()
     _require(path)
-    verdict = AuditLog(path).verify()
-    if verdict.ok:
-        click.echo(f"audit log intact: {verdict.rows} rows; head {verdict.head}")
-        click.echo("keep the head hash elsewhere to also detect removal of the newest rows")
-        return
-    click.secho(f"audit log BROKEN at row {verdict.broken_seq}: {verdict.reason}", fg="red",
-                err=True)  # fmt: skip
-    sys.exit(EXIT_VERDICT)
+    key_path = key_file if key_file is not None else ledger.audit_key_file if ledger else None
+    field = "--key-file" if key_file is not None else "ledger.audit_key_file"
+    key = read_audit_key(key_path, field=field) if key_path is not None else None
+    return AuditLog(path, key=key, head_file=ledger.audit_head_file if ledger else None)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def _expected_head(
+    text: str | None, head_file: Path | None
+) -> tuple[Head | Callable[[], Head | None] | None, str]:
+    """The head --expect-head names, or the config's head file; and where it came from.
+
+    A file is read by ``verify`` while appends are held off, so it agrees with the rows."""
+    from frugal.access import parse_head, read_head_file
+
+    if text is None:
+        if head_file is None:
+            return None, ""
+        return partial(read_head_file, head_file, source="ledger.audit_head_file"), str(head_file)
+    if text.startswith("@"):
+        file = Path(text[1:])
+
+        def read() -> Head:
+            head = read_head_file(file, source="--expect-head")
+            if head is None:
+                raise ConfigError("no such head file", field="--expect-head", file=str(file))
+            return head
+
+        return read, str(file)
+    return parse_head(text, source="--expect-head"), "--expect-head"
 
 
 def _require(path: Path) -> None:
@@ -237,18 +368,20 @@ def ledger_prune(
 
     Expired captured payloads are always deleted. The audit log is kept, and records the prune.
     """
-    from frugal.access import AuditLog, cli_actor
+    from frugal.access import cli_actor
     from frugal.accounting.retention import prune
 
     if older_than is None and key_name is None:
         raise click.UsageError("give --older-than, --key, or both")
     seconds = parse_duration(older_than, "--older-than") if older_than else None
-    path = _ledger_path(ledger_path, config_path)
+    audit_log = _anchored(ledger_path, config_path, None)
+    audit_log.check_append()
+    path = audit_log.path
     pruned = prune(path, older_than_s=seconds, key=key_name)
     detail: dict[str, Any] = {"older_than": older_than, "key": key_name,
                               "requests": pruned.requests, "batches": pruned.batches,
                               "runs": pruned.runs, "payloads": pruned.payloads}  # fmt: skip
-    AuditLog(path).append(cli_actor(), "ledger.prune", key_name or "*", **detail)
+    _exported(audit_log.append(cli_actor(), "ledger.prune", key_name or "*", **detail))
     click.echo(
         f"deleted {pruned.requests} request rows, {pruned.batches} batch rows, "
         f"{pruned.runs} runs and {pruned.payloads} payloads from {path}"

@@ -131,8 +131,11 @@ def _resolve_paths(config: FrugalConfig, base_dir: Path) -> FrugalConfig:
         for m in config.models
     ]
     ledger = config.ledger
-    if not ledger.path.is_absolute():
-        ledger = ledger.model_copy(update={"path": base_dir / ledger.path})
+    ledger = ledger.model_copy(update={
+        name: base_dir / value
+        for name in ("path", "audit_key_file", "audit_head_file")
+        if (value := getattr(ledger, name)) is not None and not value.is_absolute()
+    })  # fmt: skip
     auth = config.auth
     if auth is not None and not auth.keys.is_absolute():
         auth = auth.model_copy(update={"keys": base_dir / auth.keys})

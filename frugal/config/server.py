@@ -23,6 +23,11 @@ class LedgerConfig(_Section):
     # also how late a row's overhead_usd is filled in after the row itself.
     cost_interval_ms: Annotated[float, Field(ge=10, le=60_000)] = 1000.0
     retention_days: Annotated[float, Field(gt=0)] | None = None  # absent: rows are kept
+    # The audit chain's anchors outside the ledger file (docs/security.md, "Audit log"): a key
+    # file (mode 600, `frugal audit new-key` writes one) makes each row's hash an HMAC-SHA256
+    # nobody without it can recompute; the head file is rewritten with `SEQ:HASH` on every append.
+    audit_key_file: Path | None = None
+    audit_head_file: Path | None = None
 
 
 class AuthConfig(_Section):

@@ -78,7 +78,7 @@ class FrugalApp:
         self._health_port: HealthPort | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
-        self.audit = AuditLog(config.ledger.path) if config.ledger.enabled else None
+        self.audit = AuditLog.from_config(config.ledger) if config.ledger.enabled else None
         routes = ControlRoutes(self)
         self.starlette = Starlette(
             routes=routes.table(),

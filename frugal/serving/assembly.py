@@ -90,7 +90,7 @@ def start_engine(assembly: Assembly) -> Engine:
         )
         for m in config.local_models
     }
-    routes = RouteControl(metrics, config.ledger.path if config.ledger.enabled else None)
+    routes = RouteControl(metrics, config.ledger if config.ledger.enabled else None)
 
     def load_of(model: str) -> Load:
         batcher = batchers[model]

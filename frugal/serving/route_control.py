@@ -12,11 +12,10 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from frugal.access import AuditLog
-from frugal.config import RouteConfig
+from frugal.config import LedgerConfig, RouteConfig
 from frugal.errors import InvalidInput, NotFound
 from frugal.observability import ServingMetrics
 from frugal.routing.rollback import CanaryWatch, Verdict
@@ -35,11 +34,11 @@ class _Split:
 
 
 class RouteControl:
-    def __init__(self, metrics: ServingMetrics, ledger_path: Path | None) -> None:
+    def __init__(self, metrics: ServingMetrics, ledger: LedgerConfig | None) -> None:
         self.metrics = metrics
         self.splits: dict[str, _Split] = {}
-        self.store = WeightStore(ledger_path) if ledger_path is not None else None
-        self.audit = AuditLog(ledger_path) if ledger_path is not None else None
+        self.store = WeightStore(ledger.path) if ledger is not None else None
+        self.audit = AuditLog.from_config(ledger) if ledger is not None else None
         self._seen = 0  # the last stored change applied
         self._tasks: set[asyncio.Task[None]] = set()
         metrics.routes.watch_splits(metrics.registry, self._weights)

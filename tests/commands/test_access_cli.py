@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from frugal.access import AuditLog
@@ -98,3 +99,27 @@ def test_bad_input_exits_2(args: list[str], message: str) -> None:
     result = invoke(*args)
     assert result.exit_code == 2 and message in result.output
     assert "Traceback" not in result.output
+
+
+def test_ledger_prune_appends_a_keyed_row_and_exports_its_head(
+    ledger_path: Path, tmp_path: Path
+) -> None:
+    """With the config's key and head file, the prune's audit row is keyed and its head kept."""
+    key = invoke("audit", "new-key", str(tmp_path / "audit.key"))
+    assert key.exit_code == 0 and "mode 600" in key.output
+    config = tmp_path / "frugal.yaml"
+    config.write_text(yaml.safe_dump({
+        "instance": {"price_usd_per_hour": 1},
+        "models": [{"name": "m", "runtime": "python", "factory": "pkg.mod:build"}],
+        "ledger": {"path": ledger_path.name, "audit_key_file": "audit.key",
+                   "audit_head_file": "audit.head"},
+    }))  # fmt: skip
+    result = invoke("ledger", "prune", "--older-than", "30d", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    last = AuditLog(ledger_path).entries()[-1]
+    assert last.action == "ledger.prune" and last.scheme.startswith("hmac-sha256:")
+    assert (tmp_path / "audit.head").read_text() == f"4:{last.hash}\n"
+    verified = invoke("audit", "verify", "--config", str(config))
+    assert verified.exit_code == 0, verified.output
+    assert "1 rows keyed with key" in verified.output and "(and 3 unkeyed rows" in verified.output
+    assert "found at row 4 (the head)" in verified.output
