@@ -31,7 +31,10 @@ from frugal.accounting.ledger_schema import insert_many, insert_one
 
 log = logging.getLogger("frugal.ledger")
 
-LOCK_RETRIES = 50  # x (SQLite's own 10 s busy wait + LOCK_RETRY_S) before a commit fails
+# Each try already waits up to 10 s for the lock (connect()'s busy timeout). A commit that still
+# cannot get it fails like any other: its rows are held and retried next interval, and the
+# failure counts towards readiness, rather than the writer waiting minutes with readiness on.
+LOCK_RETRIES = 3
 LOCK_RETRY_S = 0.05
 DEFAULT_MAX_HELD_ROWS = 10_000  # request and batch rows kept while the file takes no writes
 # A value that cannot be stored in its row: only that row is skipped. Anything else that fails
