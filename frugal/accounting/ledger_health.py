@@ -181,9 +181,9 @@ class LedgerHealth:
                       self.path, count, reason, lost_in_all)  # fmt: skip
 
     def broke(self) -> None:
-        """A bug in the writer: a failed commit as far as readiness is concerned."""
+        """A bug in the writer: unhealthy at once, until a commit succeeds."""
         with self._lock:
-            self._failures += 1
+            self._failures = max(self._failures + 1, UNHEALTHY_AFTER_FAILURES)
             if self._failing_since is None:
                 self._failing_since = self._clock()
 

@@ -174,6 +174,7 @@ class LedgerWriter:
                 self._held = Pending()
                 self._health.broke()
                 self._health.gave_up("the writer failed (the traceback above)", pending.counts())
+                self._wake.set()  # what the failed round left queued (a flush's waiter): now
             finally:
                 for waiter in waiters:  # flush() returns whether or not the rows went in
                     waiter.set()

@@ -351,3 +351,22 @@ def test_serve_refuses_a_bad_ledger_path_with_exit_2_and_no_traceback(
     assert done.returncode == 2, done.stderr
     assert f"ledger.path: {bad}: {says}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_held_rows_get_their_overhead_share_when_they_are_written(
+    ledger: SqliteLedger, tmp_path: Path
+) -> None:
+    """Cost intervals that closed while the rows were held still price them, each its own."""
+    moved = tmp_path / "moved.db"
+    ledger.path.rename(moved)
+    ledger.record(request_row(0, model_usd=1e-7))
+    ledger.add_overhead(2e-7)  # r0's interval
+    ledger.record(request_row(1, model_usd=1e-7))
+    ledger.add_overhead(5e-7)  # r1's interval
+    ledger.flush_sync(timeout_s=10)
+    assert ledger.stats().held == 2
+    moved.rename(ledger.path)
+    ledger.flush_sync(timeout_s=10)
+    with closing(sqlite3.connect(ledger.path)) as db:
+        priced = db.execute("SELECT request_id, overhead_usd, cost_usd FROM requests").fetchall()
+    assert priced == [("r0", 2e-7, pytest.approx(3e-7)), ("r1", 5e-7, pytest.approx(6e-7))]
