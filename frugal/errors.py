@@ -146,7 +146,12 @@ class ModelFailed(FrugalError):
 
 
 class UpstreamFailed(FrugalError):
-    """An upstream LLM API answered with an error, or not at all, on every attempt."""
+    """An upstream LLM API answered with an error, or not at all, on every attempt, or with an
+    answer that cannot be used; ``field`` names the part of its answer that is wrong, if one is."""
+
+    def __init__(self, message: str, *, field: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
 
 
 class UpstreamTimeout(UpstreamFailed):

@@ -41,6 +41,7 @@ class Knobs:
     chunk_delay_s: float = 0.0  # streaming: the wait between chunks
     require_key: str | None = None  # answer 401 unless Authorization is Bearer this
     no_logprobs: bool = False  # an upstream that never returns logprobs, even when asked
+    usage: Any = None  # not None: the `usage` every answer (and usage chunk) reports, as given
 
 
 @dataclass
@@ -100,7 +101,7 @@ class LLMDouble:
         if refusal is not None:
             return refusal
         words = reply_words(body)
-        usage = usage_of(body, words)
+        usage = usage_of(body, words) if self.knobs.usage is None else self.knobs.usage
         logprobs = None
         if body.get("logprobs") is True and not self.knobs.no_logprobs:
             logprobs = logprobs_of(body, words)
@@ -120,7 +121,7 @@ class LLMDouble:
         self,
         body: dict[str, Any],
         words: list[str],
-        usage: dict[str, int] | None,
+        usage: Any,
         logprobs: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
         base = {"id": "chatcmpl-double", "object": "chat.completion.chunk", "created": 0,
@@ -147,8 +148,11 @@ class LLMDouble:
         data = [{"object": "embedding", "index": i, "embedding": vector_of(str(t))}
                 for i, t in enumerate(texts)]  # fmt: skip
         tokens = sum(math.ceil(len(str(t)) / 4) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        if self.knobs.usage is not None:
+            usage = self.knobs.usage
         return _json({"object": "list", "data": data, "model": body["model"],
-                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+                      "usage": usage})  # fmt: skip
 
 
 def reply_words(body: dict[str, Any]) -> list[str]:

@@ -7,7 +7,7 @@ from frugal.accounting.catalog import (
     load_catalog,
     load_serverless,
 )
-from frugal.accounting.ledger import BatchRow, Ledger, LedgerRow, SqliteLedger
+from frugal.accounting.ledger import BatchRow, Ledger, LedgerRow, LedgerStats, SqliteLedger
 from frugal.accounting.prices import Pricer, resolve_pricer
 from frugal.accounting.report import Report, ReportRow, build_report, resolve_window
 from frugal.accounting.tier_costs import format_tier_costs, parse_tier_costs
@@ -17,6 +17,7 @@ __all__ = [
     "InstanceType",
     "Ledger",
     "LedgerRow",
+    "LedgerStats",
     "Pricer",
     "Report",
     "ReportRow",

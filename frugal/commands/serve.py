@@ -67,6 +67,9 @@ def serve(
 def validate(config: Path, load: bool) -> None:
     """Check CONFIG: its schema, prices, model files and their sha256.
 
+    Also checks that ledger.path and auth.keys name SQLite files the server could open, creating
+    nothing.
+
     Exit 0 when it would serve; exit 2 with `error:` naming the file and the field otherwise.
     """
     from frugal.config import load_config

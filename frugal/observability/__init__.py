@@ -1,5 +1,6 @@
 """Observability: Prometheus metrics now; alerts and the dashboard page plug in here later."""
 
+from frugal.observability.ledger_metrics import LedgerState
 from frugal.observability.metrics import BatcherState, CacheState, ServingMetrics
 
-__all__ = ["BatcherState", "CacheState", "ServingMetrics"]
+__all__ = ["BatcherState", "CacheState", "LedgerState", "ServingMetrics"]

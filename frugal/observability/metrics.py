@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from frugal.observability.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
+from frugal.observability.ledger_metrics import LedgerCollector, LedgerState
 from frugal.observability.route_metrics import RouteMetrics
 from frugal.types import BatchStats
 
@@ -120,6 +121,11 @@ class ServingMetrics:
     def watch_batchers(self, state: Callable[[], Iterable[BatcherState]]) -> None:
         """Queue depths and fitted batch costs are read when scraped: no hot-path updates."""
         self.registry.register(_LiveCollector(state, self))
+
+    def watch_ledger(self, state: Callable[[], LedgerState]) -> None:
+        """The ledger's rows written, rejected, lost and held, and its health, read when
+        scraped."""
+        self.registry.register(LedgerCollector(state))
 
     def observe_request(
         self, endpoint: str, model: str, status: int, latency_s: float, cost_usd: float

@@ -30,6 +30,10 @@ BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 8.0
 RETRY_AFTER_CAP_S = 60.0  # an upstream asking for longer is treated as a failure to fall back on
 RETRIED_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+# The most tokens one call may report per field: far above any model's context (a few million at
+# most today), far below SQLite's 2**63. A larger count is a broken upstream, not a bill to pay.
+MAX_USAGE_TOKENS = 10**9
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +49,40 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     @classmethod
-    def from_json(cls, usage: Any) -> Usage:
-        if not isinstance(usage, dict):
+    def from_json(cls, usage: Any, *, model: str = "") -> Usage:
+        """The upstream's ``usage`` object. Absent (or null): unknown, 0 tokens, not exact; a
+        count that is absent or null is 0.
+
+        A count that is not a whole number from 0 to MAX_USAGE_TOKENS is the upstream's fault:
+        UpstreamFailed (502) naming the field, so a nonsense number never reaches the ledger,
+        the budgets or the bill.
+        """
+        if usage is None:
             return cls(exact=False)
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
-        return cls(
-            prompt if isinstance(prompt, int) else 0,
-            completion if isinstance(completion, int) else 0,
-        )
+        who = f"model {model}: " if model else ""
+        if not isinstance(usage, dict):
+            raise UpstreamFailed(
+                f"{who}the upstream's `usage` is not an object: {_shown(usage)}", field="usage"
+            )
+        counts = []
+        for name in USAGE_FIELDS:
+            value = usage.get(name)
+            if value is None:
+                value = 0
+            # bool is an int to Python, never a token count.
+            if isinstance(value, bool) or not isinstance(value, int):
+                problem = "is not a whole number"
+            elif not 0 <= value <= MAX_USAGE_TOKENS:
+                problem = f"is outside 0..{MAX_USAGE_TOKENS:,}"
+            else:
+                counts.append(value)
+                continue
+            raise UpstreamFailed(
+                f"{who}the upstream reported usage.{name} = {_shown(value)}, which {problem}",
+                field=f"usage.{name}",
+                hint="the upstream's answer was not used; check the upstream (base_url)",
+            )
+        return cls(counts[0], counts[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +203,7 @@ class UpstreamClient:
             ) from exc
         if not isinstance(answer, dict):
             raise UpstreamFailed(f"model {self.key}: the upstream's answer is not a JSON object")
-        usage = Usage.from_json(answer.get("usage"))
+        usage = Usage.from_json(answer.get("usage"), model=self.key)
         return Completion(answer, usage, self.price(usage), attempts)
 
     async def stream_chat(self, body: dict[str, Any]) -> Stream:
@@ -207,8 +236,8 @@ class UpstreamClient:
         """SSE events, passed through as they arrive; the usage chunk is read on the way."""
         try:
             async for line in response.aiter_lines():
-                if line.startswith("data:"):
-                    _observe(stream, line[5:].strip())
+                if line.startswith("data:"):  # a bad usage chunk raises UpstreamFailed here
+                    _observe(stream, line[5:].strip(), self.key)
                 yield (line + "\n").encode()
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"model {self.key}: the upstream stream stalled") from exc
@@ -277,7 +306,13 @@ def _upstream_message(response: httpx.Response) -> str:
     return response.text[:200] or response.reason_phrase
 
 
-def _observe(stream: Stream, data: str) -> None:
+def _shown(value: object) -> str:
+    """A value from an upstream, short enough for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _observe(stream: Stream, data: str, model: str) -> None:
     if not data or data == "[DONE]":
         return
     try:
@@ -286,8 +321,8 @@ def _observe(stream: Stream, data: str) -> None:
         return
     if not isinstance(event, dict):
         return
-    if isinstance(event.get("usage"), dict):
-        stream.usage = Usage.from_json(event["usage"])
+    if event.get("usage") is not None:  # OpenAI sends "usage": null on every other chunk
+        stream.usage = Usage.from_json(event["usage"], model=model)
     for choice in event.get("choices") or ():
         delta = choice.get("delta") if isinstance(choice, dict) else None
         content = delta.get("content") if isinstance(delta, dict) else None
@@ -306,6 +341,7 @@ def estimate_tokens(chars: int) -> int:
 
 
 __all__ = [
+    "MAX_USAGE_TOKENS",
     "Completion",
     "Stream",
     "UpstreamClient",

@@ -125,7 +125,9 @@ class FrugalApp:
 
     @property
     def is_ready(self) -> bool:
-        return self._engine is not None and self._engine.ready
+        """Loaded, not draining, and the ledger is writing (else answers would go unrecorded)."""
+        engine = self._engine
+        return engine is not None and engine.ready and engine.recorder.healthy
 
     # ---- lifecycle -------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ Both block: the app runs them in a thread, off the event loop.
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,14 +17,14 @@ from pathlib import Path
 
 import orjson
 
-from frugal.accounting import Pricer, SqliteLedger, resolve_pricer
+from frugal.accounting import LedgerStats, Pricer, SqliteLedger, resolve_pricer
 from frugal.accounting.budgets import BudgetBook
 from frugal.accounting.overhead import MODEL_THREAD_PREFIX
 from frugal.cache import CacheStage, build_store
 from frugal.cache.semantic import SemanticIndex
 from frugal.config import CacheConfig, FrugalConfig
 from frugal.errors import ConfigError
-from frugal.observability import BatcherState, CacheState, ServingMetrics
+from frugal.observability import BatcherState, CacheState, LedgerState, ServingMetrics
 from frugal.routing import build_llm_cascades
 from frugal.routing.rules import Load
 from frugal.runtimes import InputSchema, Model, load_model
@@ -47,11 +49,16 @@ class Assembly:
 def assemble(
     config: FrugalConfig, *, processes: int = 1, file: str = "", load: bool = True
 ) -> Assembly:
-    """Check what can stop a start: the instance price, LLM cascades' scorers, model artifacts.
+    """Check what can stop a start: the ledger's and keys' paths, the instance price, LLM
+    cascades' scorers, model artifacts.
 
     ``processes``: the server processes that share the machine (``--workers``).
     """
     started_at = time.time()
+    if config.ledger.enabled:
+        check_database_path(config.ledger.path, "ledger.path", file)
+    if config.auth is not None:
+        check_database_path(config.auth.keys, "auth.keys", file)
     pricer = resolve_pricer(config.instance, file=file).shared_by(processes)
     build_llm_cascades(config)  # an unimportable scorer of an LLM cascade stops the start here
     models = {m.key: load_model(m) for m in config.local_models} if load else {}
@@ -73,6 +80,8 @@ def start_engine(assembly: Assembly) -> Engine:
             started_at=assembly.started_at,
         )
     metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
+    if ledger is not None:
+        metrics.watch_ledger(functools.partial(ledger_state, ledger))
     budgets = None
     if config.auth is not None and ledger is not None:  # daily budgets are sums over the ledger
         budgets = BudgetBook(ledger.path, ledger.run_id)
@@ -145,6 +154,59 @@ def _endpoints(
     return endpoints
 
 
+def ledger_state(ledger: SqliteLedger) -> LedgerState:
+    stats: LedgerStats = ledger.stats()
+    return LedgerState(stats.healthy, stats.written, stats.rejected, stats.lost, stats.held)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_database_path(path: Path, field: str, file: str) -> None:
+    """Refuse a path that ``frugal serve`` could not open as a SQLite file, writing nothing: so
+    ``frugal validate`` says what is wrong instead of the server dying at start.
+
+    The file may be missing (it is created, with its missing folders), or an existing SQLite
+    file; either way its folder must be writable, for SQLite's journal files (``-wal``,
+    ``-shm``) beside it."""
+
+    def refuse(problem: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(f"{path}: {problem}", field=field, file=file, hint=hint)
+
+    if path.is_dir():
+        raise refuse("is a folder, not a file", hint=f"name a file in it, e.g. {path / 'x.db'}")
+    if path.exists():
+        if not path.is_file():
+            raise refuse("is not a regular file")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise refuse("this user cannot read and write it", hint="check its owner and mode")
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise refuse(f"cannot be read: {exc.strerror or exc}") from None
+        if header and header != SQLITE_HEADER:
+            raise refuse("is not a SQLite database", hint="name a new file, or the one frugal made")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # created at start: check the first
+        folder = folder.parent  # folder that exists
+    if not folder.is_dir():
+        raise refuse(f"{folder} is a file, so no folder can be made there")
+    if not _writable(folder):
+        raise refuse(
+            f"the folder {folder} is not writable by this user",
+            hint="SQLite writes its journal files beside the database; pick a writable folder",
+        )
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return not read_only and os.access(folder, os.W_OK | os.X_OK)
+
+
 def _cache_states(endpoints: dict[str, Endpoint]) -> list[CacheState]:
     states = []
     for name, endpoint in endpoints.items():
@@ -192,4 +254,12 @@ def read_warmup(path: Path, field: str) -> list[object]:
     return instances
 
 
-__all__ = ["Assembly", "assemble", "build_engine", "read_warmup", "start_engine"]
+__all__ = [
+    "Assembly",
+    "assemble",
+    "build_engine",
+    "check_database_path",
+    "ledger_state",
+    "read_warmup",
+    "start_engine",
+]

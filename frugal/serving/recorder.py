@@ -81,6 +81,12 @@ class Recorder:
         self._interval_model_usd = 0.0  # batches priced since the interval opened
         self.overhead_per_request_usd = 0.0  # the last closed interval's share: headers use it
 
+    @property
+    def healthy(self) -> bool:
+        """The ledger (when there is one) is writing: readiness requires it, or answers would
+        go out with no row (docs/config.md, "Ledger health")."""
+        return self.ledger is None or self.ledger.healthy
+
     # ---- requests ---------------------------------------------------------------------------
 
     def finish(self, done: Finished) -> float:

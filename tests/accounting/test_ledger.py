@@ -102,14 +102,19 @@ def test_open_takes_the_process_start_and_mark_ready_ends_start_up(tmp_path: Pat
 
 
 def test_bad_arguments_are_value_errors(tmp_path: Path) -> None:
-    """A start in the future, or a non-positive flush interval or heartbeat, is refused."""
+    """A start in the future, a non-positive flush interval or heartbeat, or a negative bound
+    on held rows, is refused."""
     ledger = SqliteLedger(tmp_path / "ledger.db")
     with pytest.raises(ValueError, match="after now"):
         ledger.open(instance="custom", price_usd_per_hour=1.0, slots=1, started_at=time.time() + 60)
     assert not (tmp_path / "ledger.db").exists()
-    for kwargs in ({"flush_interval_ms": 0.0}, {"heartbeat_s": 0.0}, {"heartbeat_s": -1.0}):
+    bad: list[dict[str, Any]] = [{"flush_interval_ms": 0.0}, {"heartbeat_s": 0.0},
+                                 {"heartbeat_s": -1.0}]  # fmt: skip
+    for kwargs in bad:
         with pytest.raises(ValueError, match="must be > 0"):
             SqliteLedger(tmp_path / "ledger.db", **kwargs)
+    with pytest.raises(ValueError, match="max_held_rows must be >= 0"):
+        SqliteLedger(tmp_path / "ledger.db", max_held_rows=-1)
 
 
 def test_every_commit_carries_a_heartbeat_no_older_than_its_rows(ledger: SqliteLedger) -> None:
