@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from frugal.access import read_audit_key
 from frugal.accounting import LedgerStats, Pricer, SqliteLedger, resolve_pricer
 from frugal.accounting.budgets import BudgetBook
 from frugal.accounting.overhead import MODEL_THREAD_PREFIX
@@ -57,6 +58,8 @@ def assemble(
     started_at = time.time()
     if config.ledger.enabled:
         check_database_path(config.ledger.path, "ledger.path", file)
+        if config.ledger.audit_key_file is not None:  # serve would read it after the models
+            read_audit_key(config.ledger.audit_key_file)
     if config.auth is not None:
         check_database_path(config.auth.keys, "auth.keys", file)
     pricer = resolve_pricer(config.instance, file=file).shared_by(processes)

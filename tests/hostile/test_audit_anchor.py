@@ -202,3 +202,15 @@ def test_a_process_without_the_key_cannot_append_to_a_keyed_chain(
     listed = frugal("keys", "list", "--config", "nokey.yaml", cwd=setup)
     assert "sneaky" not in listed.stdout
     assert verify(setup).returncode == 0
+
+
+def test_a_missing_audit_key_stops_validate_and_serve_before_any_row(
+    tmp_path: Path, digits_model_file: Path
+) -> None:
+    """`serve` read the key only after the models loaded and the ledger run was opened."""
+    write_config(tmp_path, digits_model_file)  # names audit.key, which does not exist
+    for command in (("validate", "frugal.yaml"), ("serve", "frugal.yaml", "--port", "0")):
+        done = frugal(*command, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "ledger.audit_key_file" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "ledger.db").exists()
