@@ -206,6 +206,8 @@ def check_depth(value: Any, field: str, max_depth: int = MAX_NESTING_DEPTH) -> N
 def _has_bool(value: Any, field: str) -> bool:
     """numpy turns [true, 0] into [1, 0] silently; JSON's true is not a number. Walks only rows
     of rows, level by level, and refuses them nested past MAX_NESTING_DEPTH."""
+    if isinstance(value, list) and not (value and isinstance(value[0], list)):
+        return bool in set(map(type, value))  # one flat row, the common case: no level walk
     level = [value]
     for _ in range(MAX_NESTING_DEPTH):
         nested: list[Any] = []
