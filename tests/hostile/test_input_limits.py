@@ -211,6 +211,16 @@ def test_admin_bodies_past_64_kib_are_a_413_naming_the_body(hostile: Any) -> Non
     refused(post(hostile, "/admin/keys", at_cap), 400, "name")  # read whole, then judged
 
 
+def test_split_weights_whose_sum_overflows_are_a_400(hostile: Any) -> None:
+    """Each weight finite, their sum not: every request went to the split's last version."""
+    url = f"{hostile.url}/admin/endpoints/split/route"
+    huge = {"weights": {"digits:1": 1e308, "digits:2": 1e308}}
+    error = refused(httpx.post(url, json=huge, headers=auth(hostile)), 400, "weights")
+    assert "finite" in error["error"]
+    fine = {"weights": {"digits:1": 1e300, "digits:2": 1e300}}
+    assert httpx.post(url, json=fine, headers=auth(hostile)).status_code == 200
+
+
 # ---- a 500 that still happens ------------------------------------------------------------------
 
 
