@@ -14,6 +14,7 @@ from frugal.access import Capture
 from frugal.accounting.ledger import PayloadRow
 from frugal.config import FrugalConfig
 from frugal.errors import Forbidden, FrugalError, InvalidInput, ModelFailed, NotFound
+from frugal.runtimes import MAX_NESTING_DEPTH, check_depth
 from frugal.serving.admission import Admission, Caller
 from frugal.serving.codecs import (
     decode_infer_request,
@@ -128,6 +129,9 @@ class Inference:
             label, model = ep.name, ep.model
             deadline = engine.endpoint_deadline(ep, received, deadline_header(exchange.headers))
             body = await exchange.read_json(self.max_body_bytes)
+            capture = self.captures.get(endpoint)
+            if capture is not None and isinstance(body, dict):
+                _check_capturable(body)
             instances = decode_predict_request(body)
             # A key's tier is the caller's; the header counts only without auth (no elevation).
             tier = caller.tier if caller.key is not None else exchange.headers.get("x-frugal-tier")
@@ -143,7 +147,6 @@ class Inference:
                 return self._refuse(label, failed_by, request_id, received, error, caller, answer)
             out = encode_predict_response(answer.outcomes)
             reply = self._answer(label, request_id, received, answer, out, caller)
-            capture = self.captures.get(endpoint)
             if capture is not None and reply.status == 200 and capture.wanted():
                 self._capture(capture, endpoint, request_id, caller, body, out)
             return reply
@@ -198,6 +201,14 @@ class Inference:
         if status == CRASH_STATUS:
             log.warning("request %s: %s", request_id, error.message)
         return reply_for(error, request_id, model=model, cost_usd=cost)
+
+
+def _check_capturable(body: dict[str, Any]) -> None:
+    """A body an endpoint may capture is written back as JSON after the answer (orjson stops at
+    254 levels, the redactor recurses): each field nests at most as deep as ``instances`` may,
+    checked before the model runs, so a capture can never fail an answered request."""
+    for name, value in body.items():
+        check_depth(value, name, MAX_NESTING_DEPTH + 1)  # instances: the list, then one instance
 
 
 def deadline_header(headers: dict[str, str]) -> float | None:

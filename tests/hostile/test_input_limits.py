@@ -44,7 +44,8 @@ def upstream() -> Iterator[LLMDouble]:
 @pytest.fixture
 def hostile(serve: Any, digits_model_file: Path, tmp_path: Path, upstream: LLMDouble) -> Any:
     """digits (schema [-1, 64]), words (a python model with no schema), an LLM upstream, a
-    split for the route admin; auth on with one admin key (``server.secret``)."""
+    split for the route admin, ``kept`` (capturing every payload); auth on with one admin key
+    (``server.secret``)."""
     data = digits_config(digits_model_file, tmp_path)
     data["models"] += [
         data["models"][0] | {"version": "2"},
@@ -55,6 +56,7 @@ def hostile(serve: Any, digits_model_file: Path, tmp_path: Path, upstream: LLMDo
     ]  # fmt: skip
     data["endpoints"] += [
         {"name": "words", "model": "words"},
+        {"name": "kept", "model": "digits:1", "capture": {"sample": 1.0}},
         {"name": "chat", "model": "gpt"},
         {"name": "split", "route": {"split": [{"model": "digits:1", "weight": 50},
                                               {"model": "digits:2", "weight": 50}]}},
@@ -152,6 +154,29 @@ def test_chat_and_embeddings_fields_nested_deep_are_a_400_and_never_reach_the_up
     fine = post(hostile, "/v1/chat/completions", b'{"model": "chat", "messages": '
                 b'[{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}')  # fmt: skip
     assert fine.status_code == 200 and len(upstream.calls) == 1
+
+
+def test_a_capturing_endpoint_refuses_a_body_it_could_not_store_before_the_model_runs(
+    hostile: Any, tmp_path: Path
+) -> None:
+    """A captured body is written back as JSON after the answer: a field nested 260 deep
+    failed there (orjson stops at 254), a 500 after the 200's ledger row was written. Every
+    field of such a body is now held to the instances' depth, before anything runs."""
+    for depth in (MAX_NESTING_DEPTH + 2, 260, 1000):
+        body = b'{"instances": [%s], "extra": %s}' % (str(ROW).encode(), nested(depth))
+        r = post(hostile, "/v1/endpoints/kept/predict", body, **{"x-request-id": f"kept-{depth}"})
+        refused(r, 400, "extra")
+    ok = post(hostile, "/v1/endpoints/kept/predict",
+              b'{"instances": [%s], "extra": %s}' % (str(ROW).encode(), nested(3)),
+              **{"x-request-id": "kept-ok"})  # fmt: skip
+    assert ok.status_code == 200, ok.text
+
+    def payloads() -> list[str]:
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            return [r[0] for r in db.execute("SELECT request_id FROM payloads").fetchall()]
+
+    eventually(lambda: payloads() == ["kept-ok"], "the one captured payload")
+    assert all(s != 200 for s in ledger_status(tmp_path, "kept-260"))
 
 
 # ---- v2 shapes ---------------------------------------------------------------------------------
