@@ -96,7 +96,12 @@ class Unauthorized(FrugalError):
 
 
 class Forbidden(FrugalError):
-    """A valid key that may not do this: its role, or the endpoints it is limited to."""
+    """A valid key that may not do this: its role, or the endpoints it is limited to;
+    ``field`` names the part of the request refused, where one is (e.g. ``version``)."""
+
+    def __init__(self, message: str, *, field: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
 
 
 class RateLimited(FrugalError):

@@ -15,8 +15,13 @@ from frugal.access.anchor import (
 from frugal.access.audit import AuditEntry, AuditLog, Verdict, cli_actor
 from frugal.access.capture import Capture, Redactor
 from frugal.access.keys import (
+    BUDGET_USD_DAY_MAX,
     ROLES,
+    RPS_MAX,
+    RPS_MIN,
     SECRET_PREFIX,
+    TIER_MAX_CHARS,
+    TOKENS_DAY_MAX,
     ApiKey,
     KeyRing,
     KeyStore,
@@ -24,11 +29,17 @@ from frugal.access.keys import (
     Role,
     digest_of,
 )
-from frugal.access.ratelimit import RateLimiter, TokenBucket
+from frugal.access.ratelimit import MAX_WAIT_S, RateLimiter, TokenBucket
 
 __all__ = [
+    "BUDGET_USD_DAY_MAX",
+    "MAX_WAIT_S",
     "ROLES",
+    "RPS_MAX",
+    "RPS_MIN",
     "SECRET_PREFIX",
+    "TIER_MAX_CHARS",
+    "TOKENS_DAY_MAX",
     "ApiKey",
     "AuditEntry",
     "AuditKey",

@@ -26,6 +26,14 @@ Role = Literal["user", "viewer", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 SECRET_PREFIX = "frg_"
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+# A key's limits, checked at creation (docs/security.md). Past the top of each range a limit
+# means "unlimited", which leaving it out already says; the bounds keep every stored value one
+# SQLite holds (INTEGER is 64 bits) and one the rate limiter and Retry-After can work with.
+RPS_MIN = 0.001  # one request per 1000 s: the rate bucket refills within Retry-After's day
+RPS_MAX = 1_000_000.0
+BUDGET_USD_DAY_MAX = 1_000_000_000.0
+TOKENS_DAY_MAX = 10**15
+TIER_MAX_CHARS = 64
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -131,21 +139,28 @@ class KeyStore:
         endpoints: Sequence[str] | None = None,
         rps: float | None = None,
         budget_usd_day: float | None = None,
-        tokens_day: int | None = None,
+        tokens_day: float | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its secret; the secret exists only in the return value."""
+        """A new key and its secret; the secret exists only in the return value. Limits outside
+        their bounds (RPS_MIN..RPS_MAX and the others above) are InvalidInput naming them."""
         _check_name(name)
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
-        for field, value in (("rps", rps), ("budget_usd_day", budget_usd_day),
-                             ("tokens_day", tokens_day)):  # fmt: skip
-            if value is not None and not value > 0:
-                raise InvalidInput("must be a positive number", field=field)
+        if tier is not None and not (isinstance(tier, str) and len(tier) <= TIER_MAX_CHARS):
+            raise InvalidInput(f"tier must be a string of at most {TIER_MAX_CHARS} characters",
+                               field="tier")  # fmt: skip
+        _check_limit("rps", rps, RPS_MIN, RPS_MAX, "requests/s")
+        _check_limit("budget_usd_day", budget_usd_day, 0.0, BUDGET_USD_DAY_MAX, "dollars a day")
+        _check_limit("tokens_day", tokens_day, 1, TOKENS_DAY_MAX, "tokens a day")
+        if tokens_day is not None and tokens_day != int(tokens_day):
+            raise InvalidInput("tokens_day must be a whole number", field="tokens_day")
         secret = new_secret()
         key = ApiKey(
             name=name, role=role, digest=digest_of(secret), created_at=time.time(), tier=tier,
-            endpoints=tuple(endpoints) if endpoints is not None else None, rps=rps,
-            budget_usd_day=budget_usd_day, tokens_day=tokens_day,
+            endpoints=tuple(endpoints) if endpoints is not None else None,
+            rps=float(rps) if rps is not None else None,
+            budget_usd_day=float(budget_usd_day) if budget_usd_day is not None else None,
+            tokens_day=int(tokens_day) if tokens_day is not None else None,
         )  # fmt: skip
         with self._connect() as db:
             if db.execute("SELECT 1 FROM keys WHERE name = ?", (name,)).fetchone():
@@ -230,6 +245,17 @@ class KeyWatcher:
                 self._db = None
 
 
+def _check_limit(field: str, value: float | None, low: float, high: float, unit: str) -> None:
+    """``value`` in (0, high] and at least ``low``; NaN, infinities and booleans are refused."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{field} must be a number", field=field)
+    if not (value > 0 and low <= value <= high):  # False for NaN
+        span = f"from {low:g} to {high:g}" if low > 0 else f"over 0 and at most {high:g}"
+        raise InvalidInput(f"{field} must be {span} {unit}", field=field)
+
+
 def _check_name(name: str) -> None:
     if not name or len(name) > 64 or not set(name) <= NAME_CHARS:
         raise InvalidInput("a key name is 1-64 letters, digits, '_', '.' or '-'", field="name")
@@ -252,8 +278,13 @@ def _key_of(row: tuple[Any, ...]) -> ApiKey:
 
 
 __all__ = [
+    "BUDGET_USD_DAY_MAX",
     "ROLES",
+    "RPS_MAX",
+    "RPS_MIN",
     "SECRET_PREFIX",
+    "TIER_MAX_CHARS",
+    "TOKENS_DAY_MAX",
     "ApiKey",
     "KeyRing",
     "KeyStore",

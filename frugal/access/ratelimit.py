@@ -5,12 +5,20 @@ request takes one token or is refused with the time until the next one frees. Th
 one second's worth lets a client burst up to its rate after a pause, no more. With N server
 processes each gets r/N, so the machine as a whole allows r (as --workers prices each at 1/N).
 Written by hand: the limit sits on the hot path of every request and needs no more than this.
+
+Whatever rate a key holds (keys are checked at creation, but a database is a file anyone with
+access can edit, or one written by an older frugal), a wait is a finite number of seconds of at
+most MAX_WAIT_S: a rate of 1e-320 would otherwise make it 1e320 s, or infinite, and a rate that
+is not positive (or NaN) refuses every call for MAX_WAIT_S.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+
+MAX_WAIT_S = 86_400.0  # a day: the longest Retry-After frugal sends
 
 
 class TokenBucket:
@@ -29,7 +37,10 @@ class TokenBucket:
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        missing = 1.0 - self.tokens
+        if missing >= self.rate * MAX_WAIT_S:  # a product, not a quotient: never overflows
+            return MAX_WAIT_S
+        return missing / self.rate
 
 
 class RateLimiter:
@@ -41,6 +52,11 @@ class RateLimiter:
         self._buckets: dict[str, TokenBucket] = {}
 
     def take(self, key: str, rps: float) -> float:
+        """0.0 when ``key`` may call now, else the seconds to wait (at most MAX_WAIT_S)."""
+        if not rps > 0:  # zero, negative or NaN: no call is allowed
+            return MAX_WAIT_S
+        if math.isinf(rps):
+            return 0.0
         rate = rps / self.processes
         bucket = self._buckets.get(key)
         now = self.clock()
@@ -49,4 +65,4 @@ class RateLimiter:
         return bucket.take(now)
 
 
-__all__ = ["RateLimiter", "TokenBucket"]
+__all__ = ["MAX_WAIT_S", "RateLimiter", "TokenBucket"]

@@ -90,14 +90,17 @@ def keys() -> None:
 )  # fmt: skip
 @click.option("--tier", help="A label routing rules read (e.g. free, pro).")
 @click.option("--endpoints", help="Comma-separated endpoints the key may call (default: all).")
-@click.option("--rps", type=click.FloatRange(min=0, min_open=True), help="Requests/s limit.")
+@click.option(
+    "--rps", type=click.FloatRange(min=0, min_open=True),
+    help="Requests/s limit, 0.001 to 1e6 (default: unlimited).",
+)  # fmt: skip
 @click.option(
     "--budget-usd-day", type=click.FloatRange(min=0, min_open=True),
-    help="Dollars the key may spend per UTC day (from the ledger).",
+    help="Dollars the key may spend per UTC day (from the ledger), at most 1e9.",
 )  # fmt: skip
 @click.option(
     "--tokens-day", type=click.FloatRange(min=1),
-    help="Tokens the key may use per UTC day (1e6 works).",
+    help="Tokens the key may use per UTC day, a whole number up to 1e15 (1e6 works).",
 )  # fmt: skip
 @_CONFIG
 def keys_create(
@@ -115,9 +118,9 @@ def keys_create(
     keys_path, ledger = _paths(config_path)
     audit_log = _audit_log(ledger)
     allowed = [e.strip() for e in endpoints.split(",") if e.strip()] if endpoints else None
-    key, secret = KeyStore(keys_path).create(
+    key, secret = KeyStore(keys_path).create(  # it checks the limits' bounds (exit 2 if out)
         name, role, tier=tier, endpoints=allowed, rps=rps, budget_usd_day=budget_usd_day,
-        tokens_day=int(tokens_day) if tokens_day is not None else None,
+        tokens_day=tokens_day,
     )  # fmt: skip
     _exported(audit_log.append(
         cli_actor(), "key.create", name, role=role, tier=tier, endpoints=allowed, rps=rps,

@@ -36,6 +36,8 @@ def check_weights(weights: Mapping[str, float], versions: tuple[str, ...]) -> di
         raise ValueError("weights are finite numbers >= 0")
     if not any(w > 0 for w in given.values()):
         raise ValueError("at least one version needs a weight above 0")
+    if not math.isfinite(sum(given.values())):  # 1e308 + 1e308: every request to the last
+        raise ValueError("weights must add up to a finite number; they are relative shares")
     return given
 
 

@@ -1,10 +1,13 @@
 """What one item of a model looks like, checked before the item joins a batch.
 
 A bad item is refused here with the field that is wrong, so it never reaches (or poisons) a batch.
+The walks over client JSON here are level by level, never recursive: the client chooses how deep
+its lists nest, and neither Python's recursion limit nor numpy's must be what stops them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +32,12 @@ NUMPY_DTYPES: dict[str, Any] = {
     "FP64": np.float64,
 }
 _KINDS = {"BOOL": "b", "UINT": "iu", "INT": "iu", "FP": "iuf"}  # true is not a number
+# Lists within lists in one instance or one tensor's data, and dimensions in a v2 shape: numpy
+# holds 64 at most (32 before numpy 2); no model input needs more.
+MAX_NESTING_DEPTH = 32
+# Elements a v2 shape may describe: far more than any body under server.max_body_bytes carries,
+# and small enough that the product of the dimensions is checked before numpy sees it.
+MAX_TENSOR_ELEMENTS = 2**31
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -49,6 +58,7 @@ class InputSchema:
     def item_from_instance(self, instance: Any, field: str) -> Item:
         """One element of ``instances`` (simple JSON protocol) -> one item."""
         if not self.specs:
+            check_depth(instance, field)  # it reaches cache keys and the model as sent
             return instance
         if len(self.specs) == 1:
             return self._row(self.specs[0], instance, field)
@@ -94,8 +104,9 @@ class InputSchema:
                 if not isinstance(value, str):
                     raise InvalidInput("expected a string", field=field)
                 return value
+            check_depth(value, field)
             return _check_shape(np.asarray(value, dtype=object), spec.shape[1:], field)
-        if spec.datatype != "BOOL" and _has_bool(value):
+        if _has_bool(value, field) and spec.datatype != "BOOL":
             raise InvalidInput(f"expected {spec.datatype} values, got true/false", field=field)
         try:
             array = np.asarray(value)
@@ -113,16 +124,14 @@ class InputSchema:
                 f"datatype {datatype} does not match the model's {spec.datatype}",
                 field=f"{field}.datatype",
             )
-        if not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise InvalidInput("shape must be a list of sizes, batch first", field=f"{field}.shape")
-        if shape[0] == 0:
-            raise InvalidInput("the batch is empty", field=f"{field}.shape")
+        expected = _check_tensor_shape(shape, f"{field}.shape")
         if datatype == "BYTES":
+            check_depth(data, f"{field}.data")
             array = np.asarray(data, dtype=object).reshape(-1)
             if not all(isinstance(v, str) for v in array):
                 raise InvalidInput("BYTES data must be strings", field=f"{field}.data")
         else:
-            if datatype != "BOOL" and _has_bool(data):
+            if _has_bool(data, f"{field}.data") and datatype != "BOOL":
                 raise InvalidInput(f"expected {datatype} values, got true/false",
                                    field=f"{field}.data")  # fmt: skip
             try:
@@ -131,7 +140,6 @@ class InputSchema:
                 raise InvalidInput("ragged or malformed data", field=f"{field}.data") from None
             _check_kind(array, datatype, f"{field}.data")
             array = cast(array, datatype, f"{field}.data")
-        expected = int(np.prod(shape))
         if array.size != expected:
             raise InvalidInput(
                 f"data has {array.size} elements but shape {shape} needs {expected}",
@@ -147,13 +155,81 @@ class InputSchema:
         return list(array)
 
 
-def _has_bool(value: Any) -> bool:
-    """numpy turns [true, 0] into [1, 0] silently; JSON's true is not a number."""
-    if isinstance(value, list):
-        if value and isinstance(value[0], list):
-            return any(_has_bool(v) for v in value)
-        return bool in set(map(type, value))  # C-speed: about 2 us for a row of 64
-    return isinstance(value, bool)
+def _check_tensor_shape(shape: Any, field: str) -> int:
+    """The number of elements ``shape`` describes, checked before any array is built: a shape
+    whose product overflows int64 (numpy's ``prod`` wraps [2**32, 2**32] to 0) or that has a
+    zero dimension (4e9 empty rows) must not reach ``reshape``."""
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise InvalidInput("shape must be a list of sizes, batch first", field=field)
+    if len(shape) > MAX_NESTING_DEPTH:
+        raise InvalidInput(
+            f"shape has {len(shape)} dimensions; at most {MAX_NESTING_DEPTH}", field=field
+        )
+    if shape[0] == 0:
+        raise InvalidInput("the batch is empty", field=field)
+    if 0 in shape:
+        raise InvalidInput(f"shape {shape} has a zero dimension: the tensor holds no values",
+                           field=field)  # fmt: skip
+    elements = math.prod(shape)  # Python ints: exact, never wraps
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise InvalidInput(
+            f"shape {shape} describes {elements} elements; a tensor holds at most "
+            f"{MAX_TENSOR_ELEMENTS}",
+            field=field,
+        )
+    return elements
+
+
+def check_depth(value: Any, field: str, max_depth: int = MAX_NESTING_DEPTH) -> None:
+    """Refuses lists and objects nested more than ``max_depth`` deep (``[[1]]`` is 2), level by
+    level: a recursive walk (or ``orjson.dumps``, which stops at 254) would fail on the client's
+    choice of depth with a 500 instead of this 400."""
+    level = [value]
+    for _ in range(max_depth):
+        nested: list[Any] = []
+        for v in level:
+            if isinstance(v, list):
+                nested.extend(v)
+            elif isinstance(v, dict):
+                nested.extend(v.values())
+        if not nested:
+            return
+        level = nested
+    if any(isinstance(v, list | dict) for v in level):
+        raise _too_deep(field, max_depth)
+
+
+def _has_bool(value: Any, field: str) -> bool:
+    """numpy turns [true, 0] into [1, 0] silently; JSON's true is not a number. Walks only rows
+    of rows, level by level, and refuses them nested past MAX_NESTING_DEPTH."""
+    if isinstance(value, list) and not (value and isinstance(value[0], list)):
+        return bool in set(map(type, value))  # one flat row, the common case: no level walk
+    level = [value]
+    for _ in range(MAX_NESTING_DEPTH):
+        nested: list[Any] = []
+        for v in level:
+            if isinstance(v, list):
+                if v and isinstance(v[0], list):
+                    nested.extend(v)
+                elif bool in set(map(type, v)):  # C-speed: about 2 us for a row of 64
+                    return True
+            elif isinstance(v, bool):
+                return True
+        if not nested:
+            return False
+        level = nested
+    if any(isinstance(v, list) for v in level):
+        raise _too_deep(field, MAX_NESTING_DEPTH)
+    return any(isinstance(v, bool) for v in level)
+
+
+def _too_deep(field: str, max_depth: int) -> InvalidInput:
+    return InvalidInput(f"lists or objects nested more than {max_depth} levels deep",
+                        field=field)  # fmt: skip
 
 
 def cast(array: np.ndarray, datatype: str, field: str) -> np.ndarray:
@@ -194,4 +270,11 @@ def _check_shape(array: np.ndarray, dims: Sequence[int], field: str) -> np.ndarr
     return array
 
 
-__all__ = ["NUMPY_DTYPES", "InputSchema", "datatype_of"]
+__all__ = [
+    "MAX_NESTING_DEPTH",
+    "MAX_TENSOR_ELEMENTS",
+    "NUMPY_DTYPES",
+    "InputSchema",
+    "check_depth",
+    "datatype_of",
+]

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from frugal.access import ROLES, KeyStore
-from frugal.errors import InvalidInput, NotFound
+from frugal.errors import InvalidInput, NotFound, PayloadTooLarge
 from frugal.serving.engine import Engine
 from frugal.serving.exchange import check_json_content_type
 from frugal.serving.responses import json_response
@@ -28,8 +28,32 @@ def _json(body: Any, status: int, request_id: str) -> Response:
     return json_response(body, status, {"x-request-id": request_id})
 
 
+# Admin bodies are a few fields; a cap this size (not server.max_body_bytes, sized for model
+# inputs) keeps an admin route from buffering megabytes (docs/security.md).
+ADMIN_MAX_BODY_BYTES = 64 * 1024
+
+
+async def read_capped(request: Request, limit: int = ADMIN_MAX_BODY_BYTES) -> bytes:
+    """The body, refused with 413 from Content-Length before reading, or as soon as more than
+    ``limit`` bytes arrived: never read past the cap. A client that leaves mid-body raises
+    Starlette's ClientDisconnect (the route table answers nobody)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit of "
+                              "admin routes", field="body")  # fmt: skip
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the {limit}-byte limit of admin routes",
+                                  field="body")  # fmt: skip
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
-    raw = await request.body()
+    raw = await read_capped(request)
     if raw:
         check_json_content_type(request.headers.get("content-type"))
     try:
@@ -135,12 +159,11 @@ async def create_key(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise InvalidInput("must be a number", field=field)
         limits[field] = value
-    tokens = limits["tokens_day"]
+    # The store checks each limit's bounds (a tokens_day of 2**63 would overflow SQLite).
     key, secret = await asyncio.to_thread(
         lambda: store.create(
             name, role, tier=tier, endpoints=endpoints, rps=limits["rps"],
-            budget_usd_day=limits["budget_usd_day"],
-            tokens_day=int(tokens) if tokens is not None else None,
+            budget_usd_day=limits["budget_usd_day"], tokens_day=limits["tokens_day"],
         )
     )  # fmt: skip
     await audit(
@@ -163,12 +186,14 @@ async def rotate_key(store: KeyStore, name: str, request_id: str, audit: Auditor
 
 
 __all__ = [
+    "ADMIN_MAX_BODY_BYTES",
     "Auditor",
     "cache_stats",
     "change_route",
     "create_key",
     "invalidate_cache",
     "list_keys",
+    "read_capped",
     "revoke_key",
     "rotate_key",
     "route_state",

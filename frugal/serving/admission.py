@@ -16,12 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from frugal.access import ApiKey, KeyRing, KeyStore, KeyWatcher, RateLimiter
 from frugal.accounting.budgets import BudgetBook
-from frugal.errors import BudgetExceeded, Forbidden, FrugalError, RateLimited, Unauthorized
+from frugal.errors import (
+    BudgetExceeded,
+    Forbidden,
+    FrugalError,
+    InvalidInput,
+    RateLimited,
+    Unauthorized,
+)
 from frugal.observability import ServingMetrics
 
 log = logging.getLogger("frugal.admission")
@@ -127,6 +135,23 @@ class Admission:
                     await asyncio.to_thread(self.budgets.refresh)
             except Exception:  # a locked or broken keys file must not stop serving
                 log.exception("auth: reloading keys failed; keeping the keys loaded before")
+
+    def authorization_of(self, values: Sequence[str]) -> str | None:
+        """The request's one ``Authorization`` value (None without one); several are refused."""
+        if len(values) > 1:
+            raise self.duplicate_authorization()
+        return values[0] if values else None
+
+    def duplicate_authorization(self) -> InvalidInput:
+        """The refusal of a request with more than one ``Authorization`` header: the inference
+        path kept the last, Starlette's routes the first, a proxy may check a third; whichever
+        one frugal read, another part of the stack could have read another key."""
+        self.metrics.observe_refusal("duplicate_authorization")
+        return InvalidInput(
+            "more than one Authorization header; send exactly one",
+            field="authorization",
+            hint="send one `Authorization: Bearer <key>` header",
+        )
 
     def admit(
         self,

@@ -57,6 +57,7 @@ STATUS: tuple[tuple[type[FrugalError], int], ...] = (
 NOT_READY_STATUS = 503  # readiness probes while loading or draining: take me out of rotation
 CRASH_STATUS = 500  # an exception frugal did not raise on purpose (a bug): the log has it
 CLIENT_GONE_STATUS = 499  # nginx's convention, logged only: the client left before its body
+MAX_RETRY_AFTER_S = 86_400  # as access/ratelimit.py's MAX_WAIT_S: a day
 
 
 def status_of(error: FrugalError) -> int:
@@ -86,9 +87,17 @@ def error_body(error: FrugalError, request_id: str) -> dict[str, object]:
     return body
 
 
+def retry_after(seconds: float) -> str:
+    """Retry-After's whole seconds: at least 1, at most a day, whatever the estimate was (an
+    estimate of 1e300 s, infinity or NaN must not become a 300-digit header or a 500)."""
+    if not seconds > 1:  # NaN and -inf too
+        return "1"
+    return str(math.ceil(min(seconds, MAX_RETRY_AFTER_S)))
+
+
 def error_headers(error: FrugalError) -> dict[str, str]:
     if isinstance(error, Overloaded | RateLimited):
-        return {"retry-after": str(max(1, math.ceil(error.retry_after_s)))}
+        return {"retry-after": retry_after(error.retry_after_s)}
     if isinstance(error, Unauthorized):
         return {"www-authenticate": 'Bearer realm="frugal"'}
     return {}
@@ -124,6 +133,7 @@ def crash_reply(request_id: str) -> Reply:
 __all__ = [
     "CLIENT_GONE_STATUS",
     "CRASH_STATUS",
+    "MAX_RETRY_AFTER_S",
     "NOT_READY_STATUS",
     "STATUS",
     "cost_headers",
@@ -132,5 +142,6 @@ __all__ = [
     "error_headers",
     "is_server_fault",
     "reply_for",
+    "retry_after",
     "status_of",
 ]

@@ -13,7 +13,8 @@ from typing import Any
 from frugal.access import Capture
 from frugal.accounting.ledger import PayloadRow
 from frugal.config import FrugalConfig
-from frugal.errors import FrugalError, InvalidInput, ModelFailed
+from frugal.errors import Forbidden, FrugalError, InvalidInput, ModelFailed, NotFound
+from frugal.runtimes import MAX_NESTING_DEPTH, check_depth
 from frugal.serving.admission import Admission, Caller
 from frugal.serving.codecs import (
     decode_infer_request,
@@ -23,7 +24,7 @@ from frugal.serving.codecs import (
 )
 from frugal.serving.engine import Answer, Engine
 from frugal.serving.errors import CRASH_STATUS, cost_headers, reply_for, status_of
-from frugal.serving.exchange import Exchange, Reply, json_reply
+from frugal.serving.exchange import DUPLICATE_HEADER, Exchange, Reply, json_reply
 from frugal.serving.recorder import Finished
 
 log = logging.getLogger("frugal.serving")
@@ -40,6 +41,9 @@ class Inference:
         self.captures = {
             e.name: Capture(e.capture) for e in config.endpoints if e.capture is not None
         }
+        # What a key's endpoint list grants on the v2 routes: the versions each endpoint's route
+        # may call (a pinned model, a split's versions, a cascade's tiers; not its shadow).
+        self.grants = {name: frozenset(ep.router.models) for name, ep in engine.endpoints.items()}
 
     async def handle(
         self, kind: str, exchange: Exchange, params: dict[str, str], client: str | None,
@@ -47,14 +51,50 @@ class Inference:
     ) -> Reply:  # fmt: skip
         target = params["endpoint"] if kind == "predict" else params["name"]
         try:
+            if DUPLICATE_HEADER in exchange.headers:
+                raise self.admission.duplicate_authorization()
             caller = self.admission.admit(
-                exchange.headers.get("authorization"), "call", endpoint=target, client=client
-            )
+                exchange.headers.get("authorization"), "call",
+                endpoint=target if kind == "predict" else None, client=client,
+            )  # fmt: skip
+            if kind == "infer":
+                self._check_grant(caller, target, params.get("version"))
         except FrugalError as error:
             return reply_for(error, request_id)
         if kind == "predict":
             return await self.predict(exchange, target, caller, request_id)
         return await self.infer(exchange, target, params.get("version"), caller, request_id)
+
+    def _check_grant(self, caller: Caller, name: str, version: str | None) -> None:
+        """A key limited to endpoints calls, on v2, only the versions those endpoints route to:
+        the v2 routes skip the endpoint's route, so the endpoint's name alone grants nothing
+        (docs/security.md). Admins and keys without a list may call every version."""
+        key = caller.key
+        if key is None or key.role == "admin" or key.endpoints is None:
+            return
+        try:
+            model = self.engine.resolve_model(name, version)
+        except NotFound:
+            return  # answered (and recorded) by infer, as for any caller
+        granted = sorted({m for ep in key.endpoints for m in self.grants.get(ep, ())})
+        if model in granted:
+            return
+        self.admission.metrics.observe_refusal("forbidden")
+        versions = [m.partition(":")[2] for m in granted if m.partition(":")[0] == name]
+        allowed = ", ".join(granted) or "no model version"
+        if versions:
+            asked = model if version else f"{model} (the latest version of {name})"
+            raise Forbidden(
+                f"key {key.name!r} may not call {asked}: its endpoints route to {allowed}",
+                field="version",
+                hint=f"call /v2/models/{name}/versions/{versions[0]}/infer",
+            )
+        raise Forbidden(
+            f"key {key.name!r} may not call model {model}: its endpoints route to {allowed}",
+            field="model",
+            hint=f"call POST /v1/endpoints/{{endpoint}}/predict with one of: "
+            f"{', '.join(key.endpoints) or 'none'}",
+        )
 
     async def infer(
         self, exchange: Exchange, name: str, version: str | None, caller: Caller, request_id: str
@@ -89,6 +129,9 @@ class Inference:
             label, model = ep.name, ep.model
             deadline = engine.endpoint_deadline(ep, received, deadline_header(exchange.headers))
             body = await exchange.read_json(self.max_body_bytes)
+            capture = self.captures.get(endpoint)
+            if capture is not None and isinstance(body, dict):
+                _check_capturable(body)
             instances = decode_predict_request(body)
             # A key's tier is the caller's; the header counts only without auth (no elevation).
             tier = caller.tier if caller.key is not None else exchange.headers.get("x-frugal-tier")
@@ -104,7 +147,6 @@ class Inference:
                 return self._refuse(label, failed_by, request_id, received, error, caller, answer)
             out = encode_predict_response(answer.outcomes)
             reply = self._answer(label, request_id, received, answer, out, caller)
-            capture = self.captures.get(endpoint)
             if capture is not None and reply.status == 200 and capture.wanted():
                 self._capture(capture, endpoint, request_id, caller, body, out)
             return reply
@@ -159,6 +201,14 @@ class Inference:
         if status == CRASH_STATUS:
             log.warning("request %s: %s", request_id, error.message)
         return reply_for(error, request_id, model=model, cost_usd=cost)
+
+
+def _check_capturable(body: dict[str, Any]) -> None:
+    """A body an endpoint may capture is written back as JSON after the answer (orjson stops at
+    254 levels, the redactor recurses): each field nests at most as deep as ``instances`` may,
+    checked before the model runs, so a capture can never fail an answered request."""
+    for name, value in body.items():
+        check_depth(value, name, MAX_NESTING_DEPTH + 1)  # instances: the list, then one instance
 
 
 def deadline_header(headers: dict[str, str]) -> float | None:

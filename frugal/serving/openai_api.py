@@ -29,6 +29,7 @@ from frugal.routing import (
     first_answer,
     prompt_chars,
 )
+from frugal.runtimes import check_depth
 from frugal.runtimes.openai import Completion, Stream, UpstreamClient, Usage, estimate_tokens
 from frugal.serving.admission import Admission, Caller
 from frugal.serving.engine import Engine
@@ -46,6 +47,10 @@ from frugal.serving.responses import as_response, json_response
 
 log = logging.getLogger("frugal.llm")
 Kind = Literal["chat", "embeddings"]
+# How deep lists and objects may nest within one field of a request (``messages[i].content``,
+# ``tools``, ``input``): far past what OpenAI's shapes need, and far below where the body could
+# no longer be sent upstream (orjson writes 254 levels at most).
+MAX_FIELD_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +110,12 @@ class LLMRoutes:
         received = time.monotonic()
         client = request.client.host if request.client else None
         try:  # before the body is read: a refused request costs nothing and is not recorded
-            caller = admission.admit(request.headers.get("authorization"), "call", client=client)
+            authorization = admission.authorization_of(request.headers.getlist("authorization"))
+            caller = admission.admit(authorization, "call", client=client)
             exchange = Exchange(dict(request.headers.items()), request.receive)
             body = await exchange.read_json(self.config.server.max_body_bytes)
             name = _model_name(body)
+            _check_nesting(body)
             admission.check_endpoint(caller, name)
         except ClientGone:
             return Response(status_code=CLIENT_GONE_STATUS)
@@ -276,6 +283,20 @@ def _model_name(body: Any) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidInput("must name an LLM endpoint or model", field="model")
     return name
+
+
+def _check_nesting(body: dict[str, Any]) -> None:
+    """Each field at most MAX_FIELD_DEPTH deep, named down to ``messages[i].<key>``."""
+    for name, value in body.items():
+        if name == "messages" and isinstance(value, list):
+            for i, message in enumerate(value):
+                if isinstance(message, dict):
+                    for key, part in message.items():
+                        check_depth(part, f"messages[{i}].{key}", MAX_FIELD_DEPTH)
+                else:
+                    check_depth(message, f"messages[{i}]", MAX_FIELD_DEPTH)
+        else:
+            check_depth(value, name, MAX_FIELD_DEPTH)
 
 
 def _check_chat(body: dict[str, Any]) -> dict[str, Any]:

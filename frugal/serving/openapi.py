@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import frugal
+from frugal.access import BUDGET_USD_DAY_MAX, RPS_MAX, RPS_MIN, TIER_MAX_CHARS, TOKENS_DAY_MAX
 from frugal.config import FrugalConfig, ModelConfig, TensorSpec
 
 JSON = "application/json"
@@ -104,8 +105,11 @@ def _infer_request(model: ModelConfig) -> Schema:
 _COMMON_ERRORS = {
     "400": _error("The request is malformed; `field` names what is wrong."),
     "401": _error("No API key, or an unknown, rotated or revoked one."),
-    "403": _error("The key's role or endpoint list does not allow this."),
-    "413": _error("The body is over server.max_body_bytes."),
+    "403": _error(
+        "The key's role or endpoint list does not allow this (on v2 inference: "
+        "its endpoints do not route to this version; `field` is `version`)."
+    ),
+    "413": _error("The body is over server.max_body_bytes (admin routes: 64 KiB)."),
     "429": _error("The key's rate limit (Retry-After) or daily budget (`budget`) is spent."),
     "431": _error("The headers are over server.max_header_bytes."),
 }
@@ -182,10 +186,12 @@ SCHEMAS: dict[str, Schema] = {
     "KeyCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
                   "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-        "role": {"enum": ["user", "viewer", "admin"]}, "tier": _OPTIONAL_STR,
+        "role": {"enum": ["user", "viewer", "admin"]},
+        "tier": {"type": ["string", "null"], "maxLength": TIER_MAX_CHARS},
         "endpoints": {"type": ["array", "null"], "items": {"type": "string"}},
-        "rps": _OPTIONAL_NUM, "budget_usd_day": _OPTIONAL_NUM,
-        "tokens_day": {"type": ["integer", "null"], "minimum": 1}}},
+        "rps": {"type": ["number", "null"], "minimum": RPS_MIN, "maximum": RPS_MAX},
+        "budget_usd_day": _OPTIONAL_NUM | {"maximum": BUDGET_USD_DAY_MAX},
+        "tokens_day": {"type": ["integer", "null"], "minimum": 1, "maximum": TOKENS_DAY_MAX}}},
 }  # fmt: skip
 
 

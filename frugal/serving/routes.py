@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from starlette import status
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -26,9 +27,16 @@ from frugal.errors import FrugalError, InvalidInput, MethodNotAllowed, NotFound
 from frugal.serving import admin
 from frugal.serving.admission import Action, Caller
 from frugal.serving.codecs import tensor_metadata
-from frugal.serving.errors import NOT_READY_STATUS, crash_reply, reply_for
-from frugal.serving.exchange import Exchange, match_inference_route
+from frugal.serving.errors import (
+    CLIENT_GONE_STATUS,
+    CRASH_STATUS,
+    NOT_READY_STATUS,
+    crash_reply,
+    reply_for,
+)
+from frugal.serving.exchange import DUPLICATE_HEADER, Exchange, match_inference_route
 from frugal.serving.openapi import openapi_document
+from frugal.serving.recorder import Finished
 from frugal.serving.request_ids import request_id_from
 from frugal.serving.responses import as_response, json_response
 
@@ -100,15 +108,20 @@ class ControlRoutes:
         """Admission, then the handler; a FrugalError from either becomes its JSON answer."""
 
         async def guarded(request: Request) -> Response:
-            request_id = request_id_of(request)
+            request_id = request.state.request_id = request_id_of(request)
+            admission = self.app.admission
             try:
                 client = request.client.host if request.client else None
-                caller = self.app.admission.admit(
-                    request.headers.get("authorization"), action, client=client
-                )
+                authorization = admission.authorization_of(request.headers.getlist("authorization"))
+                caller = admission.admit(authorization, action, client=client)
                 return await handler(request, Context(request_id, caller))
+            except ClientDisconnect:  # left before its body arrived: nobody to answer
+                return Response(status_code=CLIENT_GONE_STATUS)
             except FrugalError as error:
-                return as_response(reply_for(error, request_id))
+                reply = reply_for(error, request_id)
+                if reply.status >= CRASH_STATUS:
+                    self._record_failure(request_id, reply.status)
+                return as_response(reply)
 
         return guarded
 
@@ -174,7 +187,10 @@ class ControlRoutes:
         to a caller that mounts the Starlette app alone."""
         route = match_inference_route(request.method, request.url.path)
         assert route is not None
-        exchange = Exchange(dict(request.headers.items()), request.receive)
+        headers = dict(request.headers.items())
+        if len(request.headers.getlist("authorization")) > 1:
+            headers[DUPLICATE_HEADER] = "authorization"  # as Exchange.from_scope marks it
+        exchange = Exchange(headers, request.receive)
         client = request.client.host if request.client else None
         reply = await self.app.inference.handle(
             route[0], exchange, route[1], client, request_id_from(exchange.headers)
@@ -267,9 +283,22 @@ class ControlRoutes:
         return as_response(reply)
 
     async def crash(self, request: Request, exc: Exception) -> Response:
-        request_id = request_id_of(request)
+        """An exception no handler turned into an answer: a 500 without a traceback, and still
+        a ledger row and a count in ``frugal_requests_total``, as every other answer has."""
+        request_id = getattr(request.state, "request_id", None) or request_id_of(request)
         log.exception("request %s: unexpected error", request_id)
-        return as_response(crash_reply(request_id))
+        reply = crash_reply(request_id)
+        self._record_failure(request_id, reply.status)
+        return as_response(reply)
+
+    def _record_failure(self, request_id: str, status: int) -> None:
+        """Books a 5xx of a Starlette route (endpoint and model ``-``, as the inference path
+        books a request refused before it named one). Never raises: it runs while failing."""
+        try:
+            recorder = self.app.engine.recorder
+            recorder.finish(Finished("-", "-", request_id, time.monotonic(), status))
+        except Exception:
+            log.exception("request %s: booking its %d failed", request_id, status)
 
 
 __all__ = ["Context", "ControlRoutes", "request_id_of"]
