@@ -146,7 +146,7 @@ class FrugalApp:
         self._watch_load()
         await self._start_admission()
         self._inference = Inference(self.config, self.engine, self.admission)
-        self._llm = LLMRoutes(self.config, build_clients(self.config))
+        self._llm = LLMRoutes(self.config, build_clients(self.config), intake=self.intake)
         if self.audit is not None:
             await asyncio.to_thread(self._audit_model_loads)
         self._background.append(asyncio.create_task(self.engine.recorder.run()))

@@ -138,6 +138,7 @@ def match_inference_route(method: str, path: str) -> tuple[str, dict[str, str]] 
 
 __all__ = [
     "DUPLICATE_HEADER",
+    "UNBOUNDED",
     "ClientGone",
     "Exchange",
     "Reply",

@@ -40,7 +40,8 @@ from frugal.serving.errors import (
     reply_for,
     status_of,
 )
-from frugal.serving.exchange import ClientGone, Exchange
+from frugal.serving.exchange import UNBOUNDED, ClientGone, Exchange
+from frugal.serving.intake import Intake
 from frugal.serving.openai_sse import completion_events, cost_comment
 from frugal.serving.recorder import Finished
 from frugal.serving.responses import as_response, json_response
@@ -73,9 +74,13 @@ def build_clients(
 class LLMRoutes:
     """The two routes' handlers; the app gives them admission and the engine (for the ledger)."""
 
-    def __init__(self, config: FrugalConfig, clients: dict[str, UpstreamClient]) -> None:
+    def __init__(
+        self, config: FrugalConfig, clients: dict[str, UpstreamClient], *,
+        intake: Intake = UNBOUNDED,
+    ) -> None:  # fmt: skip
         self.config = config
         self.clients = clients
+        self.intake = intake  # the server's body deadline and slow-client count
         self.targets: dict[str, Target] = {}
         cascades = build_llm_cascades(config)
         for endpoint in config.endpoints:
@@ -112,7 +117,9 @@ class LLMRoutes:
         try:  # before the body is read: a refused request costs nothing and is not recorded
             authorization = admission.authorization_of(request.headers.getlist("authorization"))
             caller = admission.admit(authorization, "call", client=client)
-            exchange = Exchange(dict(request.headers.items()), request.receive)
+            exchange = Exchange(
+                dict(request.headers.items()), request.receive, intake=self.intake, client=client
+            )
             body = await exchange.read_json(self.config.server.max_body_bytes)
             name = _model_name(body)
             _check_nesting(body)

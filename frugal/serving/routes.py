@@ -74,8 +74,8 @@ class ControlRoutes:
         guard = self._guarded
         return [
             Route("/v2", guard("read", self.server_metadata)),
-            Route("/v2/health/live", self.live),
-            Route("/v2/health/ready", self.ready),
+            Route("/v2/health/live", self.health),
+            Route("/v2/health/ready", self.health),
             Route(m, guard("read", self.model_metadata)),
             Route(mv, guard("read", self.model_metadata)),
             Route(f"{m}/ready", guard("read", self.model_ready)),
@@ -130,12 +130,10 @@ class ControlRoutes:
     async def server_metadata(self, request: Request, ctx: Context) -> Response:
         return json_response({"name": "frugal", "version": frugal.__version__, "extensions": []})
 
-    async def live(self, request: Request) -> Response:
-        return json_response({"live": True})
-
-    async def ready(self, request: Request) -> Response:
-        ready = self.app.is_ready
-        return json_response({"ready": ready}, 200 if ready else NOT_READY_STATUS)
+    async def health(self, request: Request) -> Response:
+        """The dispatcher answers GET and HEAD first (FrugalApp.health_reply); this serves a
+        caller that mounts the Starlette app alone."""
+        return as_response(self.app.health_reply(request.url.path))
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document(self.app.config))
@@ -190,8 +188,8 @@ class ControlRoutes:
         headers = dict(request.headers.items())
         if len(request.headers.getlist("authorization")) > 1:
             headers[DUPLICATE_HEADER] = "authorization"  # as Exchange.from_scope marks it
-        exchange = Exchange(headers, request.receive)
         client = request.client.host if request.client else None
+        exchange = Exchange(headers, request.receive, intake=self.app.intake, client=client)
         reply = await self.app.inference.handle(
             route[0], exchange, route[1], client, request_id_from(exchange.headers)
         )
