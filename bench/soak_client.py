@@ -31,7 +31,8 @@ class Answer:
     phase: int  # index of the load phase; -1: warm-up and capacity run
     scheduled: float  # when the schedule says it is sent: latencies count from here
     started: float = 0.0  # when its task ran (scheduled + the generator's own lag)
-    sent: float = 0.0  # when its bytes were written (started + waiting for a connection)
+    slot: float = 0.0  # when it had a connection slot (--max-connections reached: later)
+    sent: float = 0.0  # when its bytes were written (slot + a new connection's connect time)
     done: float = 0.0
     status: int = 0  # 0: no answer (see error)
     error: str = ""  # "" | connect | closed | timeout
@@ -74,6 +75,7 @@ class HttpPool:
         """Sends ``request`` and fills ``answer``; raises on a broken connection (the caller
         classifies it). Cancelled (a timeout), the connection is closed, never reused."""
         async with self.slots:
+            answer.slot = time.monotonic()
             fresh = not self.idle
             conn = self.idle.pop() if self.idle else await self._connect_for(answer)
             answer.sent = time.monotonic()

@@ -44,9 +44,11 @@ def phase_figures(
     r503 = [a for a in answers if a.status == 503]
     quick = [a for a in r503 if a.retry_after and a.done - a.scheduled <= QUICK_REFUSAL_S]
     lag = ms(a.started - a.scheduled for a in answers if a.started)
-    wait = ms(a.sent - a.started for a in answers if a.sent)
+    wait = ms(a.slot - a.started for a in answers if a.slot)
+    connect = ms(a.sent - a.slot for a in answers if a.sent)
     lat_200 = ms(a.done - a.scheduled for a in admitted)
     lat_503 = ms(a.done - a.scheduled for a in r503)
+    lat_504 = ms(a.done - a.scheduled for a in answers if a.status == 504)
     return {
         "multiplier": multiplier,
         "rate_per_s": rate,
@@ -65,11 +67,13 @@ def phase_figures(
         "r503_retry_after_share": sum(a.retry_after for a in r503) / len(r503) if r503 else None,
         "r503_p50_ms": pct(lat_503, 50),
         "r503_p99_ms": pct(lat_503, 99),
+        "r504_p50_ms": pct(lat_504, 50),
         "quick_503_share_of_refusals": len(quick) / len(refusals) if refusals else None,
         "send_lag_p50_ms": pct(lag, 50),
         "send_lag_p99_ms": pct(lag, 99),
         "send_lag_max_ms": max(lag) if lag else math.nan,
-        "connection_wait_p99_ms": pct(wait, 99),
+        "connection_wait_p99_ms": pct(wait, 99),  # the generator's --max-connections
+        "connect_p99_ms": pct(connect, 99),  # includes the server's accept backlog
     }
 
 
@@ -172,10 +176,15 @@ def warnings(report: dict[str, Any]) -> list[str]:
     for p in report["phases"]:
         if p["send_lag_p99_ms"] > LAG_WARN_MS:
             out.append(
-                f"phase {p['multiplier']:g}x: the generator sent late (p99 "
-                f"{p['send_lag_p99_ms']:.0f} ms behind schedule): it offered "
-                f"{p['sent_per_s']:.0f} req/s on a schedule of {p['rate_per_s']:.0f}, and "
-                "latencies include its lag"
+                f"phase {p['multiplier']:g}x: the generator ran late (p99 "
+                f"{p['send_lag_p99_ms']:.0f} ms, max {p['send_lag_max_ms']:.0f} ms behind "
+                "schedule): requests left in bunches, and their latencies include the lag"
+            )
+        if p["connection_wait_p99_ms"] > LAG_WARN_MS:
+            out.append(
+                f"phase {p['multiplier']:g}x: requests waited for a free connection (p99 "
+                f"{p['connection_wait_p99_ms']:.0f} ms; raise --max-connections): latencies "
+                "include that wait"
             )
     gave_up = sum(p["errors"].get("timeout", 0) for p in report["phases"])
     if gave_up:
@@ -218,9 +227,9 @@ def markdown(report: dict[str, Any]) -> str:
         "## Load (open loop, latencies from each request's scheduled send)",
         "",
         "| phase | offered req/s | sent | 200 | 429 | 503 | 504 | other | conn. errors | client "
-        "timeouts | 503 with Retry-After | 503 p50 / p99 ms | 200 p50 / p99 ms | cache hits of "
-        "200 | send lag p50 / p99 / max ms |",
-        "|" + " --- |" * 15,
+        "timeouts | 503 with Retry-After | 503 p50 / p99 ms | 504 p50 ms | 200 p50 / p99 ms "
+        "| cache hits of 200 | send lag p50 / p99 / max ms |",
+        "|" + " --- |" * 16,
     ]
     for p in report["phases"]:
         st, err = p["status"], p["errors"]
@@ -230,7 +239,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{p['sent_per_s']:.0f}) | {p['sent']} | {st.get('200', 0)} | {st.get('429', 0)} | "
             f"{st.get('503', 0)} | {st.get('504', 0)} | {p['other_status']} | {conn_errors} | "
             f"{err.get('timeout', 0)} | {_share(p['r503_retry_after_share'])} | "
-            f"{_f(p['r503_p50_ms'])} / {_f(p['r503_p99_ms'])} | {_f(p['admitted_p50_ms'])} / "
+            f"{_f(p['r503_p50_ms'])} / {_f(p['r503_p99_ms'])} | {_f(p['r504_p50_ms'])} | "
+            f"{_f(p['admitted_p50_ms'])} / "
             f"{_f(p['admitted_p99_ms'])} | {p['cache_hits']} | {_f(p['send_lag_p50_ms'], 1)} / "
             f"{_f(p['send_lag_p99_ms'], 1)} / {_f(p['send_lag_max_ms'], 1)} |"
         )
@@ -239,7 +249,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Generator: {g['arrivals']} arrivals, CPU {g['cpu_s']:.1f} s ({g['cores']:.2f} cores), "
         f"{g['connections_opened']} connections opened (peak {g['connections_peak']} open, limit "
-        f"{g['max_connections']}), {g['stale_retries']} stale keep-alive retries. Server CPU "
+        f"{g['max_connections']}; waits for a free one p99 "
+        f"{', '.join(_f(p['connection_wait_p99_ms'], 1) for p in report['phases'])} ms by phase; "
+        f"connect p99 {', '.join(_f(p['connect_p99_ms'], 1) for p in report['phases'])} ms), "
+        f"{g['stale_retries']} stale keep-alive retries. Server CPU "
         f"{report['server_cpu_s']:.1f} s over the load.",
         "",
         "## Health probes (own process, own connections)",

@@ -23,8 +23,10 @@ RUN_TIMEOUT_S = 300  # server start-up and a 3 s load on a busy 2-core machine, 
 PHASE_FIELDS = {
     "multiplier", "rate_per_s", "seconds", "sent", "sent_per_s", "status", "other_status",
     "errors", "admitted", "admitted_p50_ms", "admitted_p99_ms", "cache_hits", "refusals", "r503",
-    "r503_retry_after_share", "r503_p50_ms", "r503_p99_ms", "quick_503_share_of_refusals",
+    "r503_retry_after_share", "r503_p50_ms", "r503_p99_ms", "r504_p50_ms",
+    "quick_503_share_of_refusals",
     "send_lag_p50_ms", "send_lag_p99_ms", "send_lag_max_ms", "connection_wait_p99_ms",
+    "connect_p99_ms",
 }  # fmt: skip
 REPORT_FIELDS = {
     "started", "machine", "commit", "command", "server", "capacity", "hot_share", "hot_rows",
