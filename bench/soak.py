@@ -108,7 +108,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--redis-down-s", type=float, default=1.0, help="seconds Redis stays down")
     a("--redis-server", help="the redis-server binary (default: found on PATH)")
     a("--probe-interval-ms", type=float, default=75.0, help="time between health probes")
-    a("--max-connections", type=int, default=2000, help="open-loop connections open at most")
+    a(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        help="open-loop connections open at "
+        "most (the open-file limit is raised to fit, up to its hard limit)",
+    )
     a("--client-timeout-s", type=float, default=10.0, help="a request's limit on the client")
     a("--seed", type=int, default=0)
     a("--out", type=Path, help="also write the Markdown report here")
@@ -155,7 +161,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "real Redis. Install it (apt-get install redis-server) or pass --redis-server PATH"
         )
     args.redis_binary = binary
+    args.max_connections = raise_open_files(args.max_connections + args.slow_clients + 256) - (
+        args.slow_clients + 256
+    )
+    if args.max_connections < 1:
+        raise SoakError("the open-file limit (ulimit -n) leaves no room for connections")
     return args
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raises this process's open-file limit toward ``wanted`` (the server, started from here,
+    inherits it, as a service's LimitNOFILE would give it); returns the limit now in force.
+
+    Open loop means one connection per request in flight: at 10x an overloaded server holds
+    thousands, and the usual 1,024 would turn the generator's own limit into connection errors.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
 
 
 # --------------------------------------------------------------------------- the server's config
@@ -251,18 +277,16 @@ def rss_mib(pid: int) -> float:
     return float(loadgen.memory_mib(pid)["rss_mib"])
 
 
-def ledger_rows(path: Path) -> dict[str, int]:
-    """Request rows by status in the stopped server's ledger; shadow copies are no answers."""
+def ledger_rows(path: Path) -> list[tuple[str, int]]:
+    """(request_id, status) of every request row in the stopped server's ledger; shadow copies
+    are no answers."""
     if not path.exists():
-        return {}
+        return []
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         try:
-            rows = db.execute(
-                "SELECT status, COUNT(*) FROM requests WHERE shadow = 0 GROUP BY status"
-            ).fetchall()
+            return db.execute("SELECT request_id, status FROM requests WHERE shadow = 0").fetchall()
         except sqlite3.OperationalError:  # no requests table: the server never opened it
-            return {}
-    return {str(status): count for status, count in sorted(rows)}
+            return []
 
 
 def machine() -> str:
@@ -328,7 +352,7 @@ class Run:
     rss_after: float = 0.0
     rss_peak: float = 0.0
     shutdown_s: float = math.nan
-    rows: dict[str, int] = field(default_factory=dict)
+    rows: list[tuple[str, int]] = field(default_factory=list)
 
 
 def soak(run: Run, workdir: Path, say: Callable[[str], None]) -> None:
@@ -348,7 +372,7 @@ def soak(run: Run, workdir: Path, say: Callable[[str], None]) -> None:
             run.pid = pid
             port = int(url.rsplit(":", 1)[1])
             say(f"frugal serve ready at {url} (pid {pid}); config {config}")
-            bodies = Bodies(port, run.args.hot_share, run.args.hot_rows, run.args.seed)
+            bodies = Bodies(run.args.hot_share, run.args.hot_rows, run.args.seed)
             _capacity(run, bodies, port, say)
             run.rss_before = rss_mib(pid)
             cpu0, usage0 = loadgen.cpu_seconds(pid), resource.getrusage(resource.RUSAGE_SELF)
@@ -390,10 +414,7 @@ def soak(run: Run, workdir: Path, say: Callable[[str], None]) -> None:
     finally:
         redis.stop()
     run.rows = ledger_rows(workdir / "ledger.db")
-    say(
-        f"server exited {run.shutdown_s:.2f} s after SIGTERM; ledger rows: "
-        f"{sum(run.rows.values()):,}"
-    )
+    say(f"server exited {run.shutdown_s:.2f} s after SIGTERM; ledger rows: {len(run.rows):,}")
 
 
 def _capacity(run: Run, bodies: Bodies, port: int, say: Callable[[str], None]) -> None:
@@ -527,7 +548,6 @@ def build_report(run: Run) -> dict[str, Any]:
             "down_s": back - killed,
             "answers_while_down": dict(sorted(statuses.items())),
         }
-    answers = soak_report.answered_by_status([*run.warm, *every], run.slow)
     routes = run.probes.get("routes", [])
     start = plan.phase_starts[0] if plan.phase_starts else 0.0
     load_s = plan.drained - start
@@ -569,12 +589,7 @@ def build_report(run: Run) -> dict[str, Any]:
         },
         "slow_clients": soak_report.slow_figures(run.slow),
         "redis_restart": redis,
-        "ledger": {
-            "rows": sum(run.rows.values()),
-            "answers": sum(answers.values()),
-            "rows_by_status": run.rows,
-            "answers_by_status": answers,
-        },
+        "ledger": soak_report.ledger_figures([*run.warm, *every], run.slow, run.rows),
         "rss_mib": {
             "before": run.rss_before,
             "after": run.rss_after,

@@ -30,6 +30,7 @@ class Answer:
 
     phase: int  # index of the load phase; -1: warm-up and capacity run
     scheduled: float  # when the schedule says it is sent: latencies count from here
+    request_id: str  # sent as x-request-id, which the server's ledger row keeps
     started: float = 0.0  # when its task ran (scheduled + the generator's own lag)
     slot: float = 0.0  # when it had a connection slot (--max-connections reached: later)
     sent: float = 0.0  # when its bytes were written (slot + a new connection's connect time)
@@ -48,7 +49,7 @@ class HttpPool:
         self.host, self.port = host, port
         self.head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Content-Type: application/json\r\nContent-Length: "
+            "Content-Type: application/json\r\nX-Request-Id: "
         ).encode()
         self.idle: list[Connection] = []
         self.slots = asyncio.Semaphore(max_connections)
@@ -57,8 +58,14 @@ class HttpPool:
         self.opened = 0
         self.stale_retries = 0  # keep-alive connections the server had closed while idle
 
-    def encode(self, body: bytes) -> bytes:
-        return b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
+    def encode(self, body: bytes, request_id: str) -> bytes:
+        """The request's bytes, with ``request_id`` as its x-request-id."""
+        return b"%s%s\r\nContent-Length: %d\r\n\r\n%s" % (
+            self.head,
+            request_id.encode(),
+            len(body),
+            body,
+        )
 
     async def _connect(self) -> Connection:
         conn = await asyncio.open_connection(self.host, self.port)
@@ -164,6 +171,7 @@ async def _round_trip(conn: Connection, request: bytes) -> tuple[int, bool, bool
 class SlowOutcome:
     """One slow request: what the server did with it."""
 
+    request_id: str
     opened: float
     ended: float
     status: int  # the answer's status; 0 without one
@@ -171,7 +179,13 @@ class SlowOutcome:
 
 
 async def slow_request(
-    host: str, port: int, path: str, body_bytes: int, byte_interval_s: float, stop: asyncio.Event
+    request_id: str,
+    host: str,
+    port: int,
+    path: str,
+    body_bytes: int,
+    byte_interval_s: float,
+    stop: asyncio.Event,
 ) -> SlowOutcome:
     """A POST whose body of ``body_bytes`` arrives one byte every ``byte_interval_s``, until
     the server answers or closes, or ``stop`` is set."""
@@ -179,12 +193,12 @@ async def slow_request(
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
-        return SlowOutcome(opened, time.monotonic(), 0, "connect")
+        return SlowOutcome(request_id, opened, time.monotonic(), 0, "connect")
     body = b'{"instances": [[' + b",".join([b"0"] * 64) + b"]]}"
     body = body.ljust(body_bytes, b" ")[:body_bytes]
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {body_bytes}\r\n\r\n".encode()
+        f"X-Request-Id: {request_id}\r\nContent-Length: {body_bytes}\r\n\r\n".encode()
     )
     first_line = asyncio.ensure_future(reader.readline())
     stopped = asyncio.ensure_future(stop.wait())
@@ -200,14 +214,14 @@ async def slow_request(
             if first_line in done:
                 line = first_line.result()
                 if not line:
-                    return SlowOutcome(opened, time.monotonic(), 0, "closed")
+                    return SlowOutcome(request_id, opened, time.monotonic(), 0, "closed")
                 return SlowOutcome(
                     opened, time.monotonic(), int(line.split(b" ", 2)[1]), "answered"
                 )
             if stopped in done:
-                return SlowOutcome(opened, time.monotonic(), 0, "open")
+                return SlowOutcome(request_id, opened, time.monotonic(), 0, "open")
     except (OSError, ValueError, IndexError):
-        return SlowOutcome(opened, time.monotonic(), 0, "closed")
+        return SlowOutcome(request_id, opened, time.monotonic(), 0, "closed")
     finally:
         first_line.cancel()
         stopped.cancel()
@@ -227,9 +241,13 @@ async def slow_clients(
     new one after ``byte_interval_s`` (a client that tries again)."""
     outcomes: list[SlowOutcome] = []
 
-    async def slot() -> None:
+    async def slot(index: int) -> None:
+        n = 0
         while not stop.is_set():
-            outcome = await slow_request(host, port, path, body_bytes, byte_interval_s, stop)
+            n += 1
+            outcome = await slow_request(
+                f"slow-{index}-{n}", host, port, path, body_bytes, byte_interval_s, stop
+            )
             outcomes.append(outcome)
             if outcome.outcome != "open":
                 try:
@@ -237,7 +255,7 @@ async def slow_clients(
                 except TimeoutError:
                     pass
 
-    await asyncio.gather(*(slot() for _ in range(count)))
+    await asyncio.gather(*(slot(i) for i in range(count)))
     return outcomes
 
 

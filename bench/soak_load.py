@@ -22,11 +22,10 @@ class Bodies:
     same item and the cache never answers them). One object serves the whole soak, so that the
     load never repeats a body of the capacity run."""
 
-    def __init__(self, port: int, hot_share: float, hot_rows: int, seed: int) -> None:
+    def __init__(self, hot_share: float, hot_rows: int, seed: int) -> None:
         from sklearn.datasets import load_digits
 
         rows = load_digits().data.tolist()
-        self.pool = HttpPool("127.0.0.1", port, PREDICT_PATH, 1)  # for its request encoding
         self.rng = random.Random(seed)
         self.hot_share = hot_share
 
@@ -34,8 +33,7 @@ class Bodies:
             return ("," + ",".join(f"{v:g}" for v in row[1:]) + "]]}").encode()
 
         self.hot = [
-            self.pool.encode(b'{"instances":[[%s%s' % (f"{row[0]:g}".encode(), rest(row)))
-            for row in rows[:hot_rows]
+            b'{"instances":[[%s%s' % (f"{row[0]:g}".encode(), rest(row)) for row in rows[:hot_rows]
         ]
         self.tails = [rest(row) for row in rows]
         self.unique_sent = 0
@@ -43,7 +41,7 @@ class Bodies:
     def unique(self) -> bytes:
         self.unique_sent += 1
         n = self.unique_sent
-        return self.pool.encode(b'{"instances":[[0.%09d%s' % (n, self.tails[n % len(self.tails)]))
+        return b'{"instances":[[0.%09d%s' % (n, self.tails[n % len(self.tails)])
 
     def next(self) -> bytes:
         if self.rng.random() < self.hot_share:
@@ -51,9 +49,10 @@ class Bodies:
         return self.unique()
 
 
-async def send(pool: HttpPool, answer: Answer, request: bytes, timeout_s: float) -> None:
+async def send(pool: HttpPool, answer: Answer, body: bytes, timeout_s: float) -> None:
     """One request; ``answer`` gets its status or why it has none."""
     answer.started = time.monotonic()
+    request = pool.encode(body, answer.request_id)
     try:
         async with asyncio.timeout(timeout_s):
             await pool.send(request, answer)
@@ -79,13 +78,15 @@ async def run_capacity(
     measure_from = start + warmup_s
     end = measure_from + seconds
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
+        n = 0
         while time.monotonic() < end:
-            answer = Answer(-1, time.monotonic())
+            n += 1
+            answer = Answer(-1, time.monotonic(), f"warm-{index}-{n}")
             answers.append(answer)
             await send(pool, answer, bodies.unique(), timeout_s)
 
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    await asyncio.gather(*(worker(i) for i in range(connections)))
     if seconds <= 0:
         return 0.0
     done = [a for a in answers if a.status == 200 and measure_from <= a.done <= end]
@@ -159,7 +160,7 @@ async def run_load(
             delay = at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            answer = Answer(index, at)
+            answer = Answer(index, at, f"load-{index}-{len(answers)}")
             answers.append(answer)
             task = asyncio.create_task(send(pool, answer, bodies.next(), plan.timeout_s))
             in_flight.add(task)

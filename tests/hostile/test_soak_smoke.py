@@ -78,6 +78,10 @@ def test_soak_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     ledger = report["ledger"]
     assert ledger["answers"] == sum(ledger["answers_by_status"].values()) > 0
     assert ledger["rows"] == sum(ledger["rows_by_status"].values())
+    matched = ("answers_with_one_row", "answers_without_row", "answers_with_several_rows",
+               "answers_with_other_status_row")  # fmt: skip
+    assert sum(ledger[k] for k in matched) == ledger["answers"]  # each answer in one class
+    assert {"rows_for_abandoned", "rows_not_ours"} <= set(ledger)
     assert report["rss_mib"]["before"] > 0 and report["rss_mib"]["after"] > 0
     targets = report["targets"]
     assert len(targets) == 5
