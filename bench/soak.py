@@ -115,6 +115,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="open-loop connections open at "
         "most (the open-file limit is raised to fit, up to its hard limit)",
     )
+    a(
+        "--nice",
+        type=int,
+        default=-5,
+        help="the generator's and prober's nice value once the "
+        "server runs (needs root or CAP_SYS_NICE; otherwise left as is): on a busy machine a "
+        "client starved of CPU sends late, which a client on another machine would not",
+    )
     a("--client-timeout-s", type=float, default=10.0, help="a request's limit on the client")
     a("--seed", type=int, default=0)
     a("--out", type=Path, help="also write the Markdown report here")
@@ -167,6 +175,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.max_connections < 1:
         raise SoakError("the open-file limit (ulimit -n) leaves no room for connections")
     return args
+
+
+def set_nice(value: int) -> int | None:
+    """Sets this thread's nice value (threads and processes started later inherit it); returns
+    it, or None when the system refuses (no privilege)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+    except OSError:
+        return None
+    return value
 
 
 def raise_open_files(wanted: int) -> int:
@@ -352,6 +370,7 @@ class Run:
     rss_after: float = 0.0
     rss_peak: float = 0.0
     shutdown_s: float = math.nan
+    nice: int | None = None  # the generator's, when it could be set
     rows: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -372,6 +391,7 @@ def soak(run: Run, workdir: Path, say: Callable[[str], None]) -> None:
             run.pid = pid
             port = int(url.rsplit(":", 1)[1])
             say(f"frugal serve ready at {url} (pid {pid}); config {config}")
+            run.nice = set_nice(args.nice)  # after the server started: it keeps its own
             bodies = Bodies(run.args.hot_share, run.args.hot_rows, run.args.seed)
             _capacity(run, bodies, port, say)
             run.rss_before = rss_mib(pid)
@@ -571,6 +591,7 @@ def build_report(run: Run) -> dict[str, Any]:
         "phases": phases,
         "generator": {
             "arrivals": args.arrivals,
+            "nice": run.nice,
             "cpu_s": run.generator_cpu_s,
             "cores": run.generator_cpu_s / load_s if load_s > 0 else math.nan,
             "connections_opened": run.pool.get("opened", 0),

@@ -238,6 +238,10 @@ def _f(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _nice(value: int | None) -> str:
+    return "unchanged (not permitted)" if value is None else f"{value:+d}"
+
+
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -279,7 +283,8 @@ def markdown(report: dict[str, Any]) -> str:
     g = report["generator"]
     lines += [
         "",
-        f"Generator: {g['arrivals']} arrivals, CPU {g['cpu_s']:.1f} s ({g['cores']:.2f} cores), "
+        f"Generator: {g['arrivals']} arrivals, nice {_nice(g['nice'])}, "
+        f"CPU {g['cpu_s']:.1f} s ({g['cores']:.2f} cores), "
         f"{g['connections_opened']} connections opened (peak {g['connections_peak']} open, limit "
         f"{g['max_connections']}; waits for a free one p99 "
         f"{', '.join(_f(p['connection_wait_p99_ms'], 1) for p in report['phases'])} ms by phase; "
