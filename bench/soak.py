@@ -598,6 +598,9 @@ def build_report(run: Run) -> dict[str, Any]:
             "connections_peak": run.pool.get("peak", 0),
             "max_connections": args.max_connections,
             "stale_retries": run.pool.get("stale", 0),
+            "loop_stalls": len(plan.stalls),
+            "loop_stall_max_ms": max((g for _, g, _ in plan.stalls), default=0.0) * 1000,
+            "loop_stalls_busy": sum(cpu >= gap / 2 for _, gap, cpu in plan.stalls),
         },
         "server_cpu_s": run.server_cpu_s,
         "health": soak_report.probe_figures(

@@ -114,6 +114,24 @@ class LoadPlan:
     drained: float = 0.0
     redis_killed: float | None = None
     redis_back: float | None = None
+    stalls: list[tuple[float, float, float]] = field(default_factory=list)  # (at, gap_s, cpu_s)
+
+
+STALL_TICK_S = 0.005
+STALL_S = 0.050
+
+
+async def watch_stalls(plan: LoadPlan, stop: asyncio.Event) -> None:
+    """Records each time the generator's loop woke more than ``STALL_S`` late, with the CPU its
+    thread used meanwhile: near the gap, the generator itself was busy (it is the bottleneck);
+    near 0, its thread waited for a CPU or a lock (a busy machine)."""
+    last, last_cpu = time.monotonic(), time.thread_time()
+    while not stop.is_set():
+        await asyncio.sleep(STALL_TICK_S)
+        now, cpu = time.monotonic(), time.thread_time()
+        if now - last > STALL_S:
+            plan.stalls.append((now, now - last, cpu - last_cpu))
+        last, last_cpu = now, cpu
 
 
 async def run_load(
@@ -139,6 +157,8 @@ async def run_load(
             stop_slow,
         )
     )
+    stop_watch = asyncio.Event()
+    watch = asyncio.create_task(watch_stalls(plan, stop_watch))
     in_flight: set[asyncio.Task[None]] = set()
     phases: list[list[Answer]] = []
     restart: asyncio.Task[None] | None = None
@@ -170,6 +190,8 @@ async def run_load(
     if in_flight:
         await asyncio.wait(in_flight)
     plan.drained = time.monotonic()
+    stop_watch.set()
+    await watch
     if restart is not None:
         await restart
     stop_slow.set()

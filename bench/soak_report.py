@@ -217,6 +217,15 @@ def warnings(report: dict[str, Any]) -> list[str]:
                 f"{p['connection_wait_p99_ms']:.0f} ms; raise --max-connections): latencies "
                 "include that wait"
             )
+    g = report["generator"]
+    if g["loop_stalls"]:
+        starved = g["loop_stalls"] - g["loop_stalls_busy"]
+        out.append(
+            f"the generator's loop stalled {g['loop_stalls']} times over 50 ms (longest "
+            f"{g['loop_stall_max_ms']:.0f} ms): {g['loop_stalls_busy']} with the generator busy "
+            f"(it was the bottleneck), {starved} with its thread waiting for a CPU (a busy "
+            "machine: rerun when it is quieter)"
+        )
     gave_up = sum(p["errors"].get("timeout", 0) for p in report["phases"])
     if gave_up:
         out.append(
@@ -289,7 +298,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{g['max_connections']}; waits for a free one p99 "
         f"{', '.join(_f(p['connection_wait_p99_ms'], 1) for p in report['phases'])} ms by phase; "
         f"connect p99 {', '.join(_f(p['connect_p99_ms'], 1) for p in report['phases'])} ms), "
-        f"{g['stale_retries']} stale keep-alive retries. Server CPU "
+        f"{g['stale_retries']} stale keep-alive retries, {g['loop_stalls']} loop stalls over "
+        f"50 ms ({g['loop_stalls_busy']} busy). Server CPU "
         f"{report['server_cpu_s']:.1f} s over the load.",
         "",
         "## Health probes (own process, own connections)",
