@@ -178,12 +178,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def set_nice(value: int) -> int | None:
-    """Sets this thread's nice value (threads and processes started later inherit it); returns
-    it, or None when the system refuses (no privilege)."""
+    """Sets this thread's nice value, and its session's autogroup's where Linux groups sessions
+    (sched_autogroup: nice acts only within a session, and `frugal serve`, started with a session
+    of its own, keeps its share); threads and processes started later inherit it. Returns it, or
+    None when the system refuses (no privilege)."""
     try:
         os.setpriority(os.PRIO_PROCESS, 0, value)
     except OSError:
         return None
+    try:
+        Path("/proc/self/autogroup").write_text(str(value))
+    except OSError:
+        pass  # no autogroups (or not allowed): the thread's nice is all there is
     return value
 
 
@@ -599,8 +605,11 @@ def build_report(run: Run) -> dict[str, Any]:
             "max_connections": args.max_connections,
             "stale_retries": run.pool.get("stale", 0),
             "loop_stalls": len(plan.stalls),
-            "loop_stall_max_ms": max((g for _, g, _ in plan.stalls), default=0.0) * 1000,
-            "loop_stalls_busy": sum(cpu >= gap / 2 for _, gap, cpu in plan.stalls),
+            "loop_stall_max_ms": max((s[1] for s in plan.stalls), default=0.0) * 1000,
+            "loop_stalls_busy": sum(loop >= gap / 2 for _, gap, loop, _ in plan.stalls),
+            "loop_stalls_other_threads": sum(
+                loop < gap / 2 <= every - loop for _, gap, loop, every in plan.stalls
+            ),
         },
         "server_cpu_s": run.server_cpu_s,
         "health": soak_report.probe_figures(

@@ -114,7 +114,8 @@ class LoadPlan:
     drained: float = 0.0
     redis_killed: float | None = None
     redis_back: float | None = None
-    stalls: list[tuple[float, float, float]] = field(default_factory=list)  # (at, gap_s, cpu_s)
+    # (at, gap_s, the loop thread's CPU s, the process's CPU s) of each stall of the loop
+    stalls: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 STALL_TICK_S = 0.005
@@ -123,15 +124,16 @@ STALL_S = 0.050
 
 async def watch_stalls(plan: LoadPlan, stop: asyncio.Event) -> None:
     """Records each time the generator's loop woke more than ``STALL_S`` late, with the CPU its
-    thread used meanwhile: near the gap, the generator itself was busy (it is the bottleneck);
-    near 0, its thread waited for a CPU or a lock (a busy machine)."""
-    last, last_cpu = time.monotonic(), time.thread_time()
+    thread and its whole process used meanwhile: the loop's thread near the gap means the
+    generator itself was busy (it is the bottleneck); its other threads near the gap, that they
+    held the interpreter; neither, that it was not running (a busy machine)."""
+    last, last_thread, last_process = time.monotonic(), time.thread_time(), time.process_time()
     while not stop.is_set():
         await asyncio.sleep(STALL_TICK_S)
-        now, cpu = time.monotonic(), time.thread_time()
+        now, thread, process = time.monotonic(), time.thread_time(), time.process_time()
         if now - last > STALL_S:
-            plan.stalls.append((now, now - last, cpu - last_cpu))
-        last, last_cpu = now, cpu
+            plan.stalls.append((now, now - last, thread - last_thread, process - last_process))
+        last, last_thread, last_process = now, thread, process
 
 
 async def run_load(

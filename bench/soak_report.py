@@ -219,12 +219,14 @@ def warnings(report: dict[str, Any]) -> list[str]:
             )
     g = report["generator"]
     if g["loop_stalls"]:
-        starved = g["loop_stalls"] - g["loop_stalls_busy"]
+        others = g["loop_stalls_other_threads"]
+        idle = g["loop_stalls"] - g["loop_stalls_busy"] - others
         out.append(
             f"the generator's loop stalled {g['loop_stalls']} times over 50 ms (longest "
-            f"{g['loop_stall_max_ms']:.0f} ms): {g['loop_stalls_busy']} with the generator busy "
-            f"(it was the bottleneck), {starved} with its thread waiting for a CPU (a busy "
-            "machine: rerun when it is quieter)"
+            f"{g['loop_stall_max_ms']:.0f} ms): {g['loop_stalls_busy']} with the loop busy (the "
+            f"generator was the bottleneck), {others} with its other threads running, {idle} "
+            "with the process not running (waiting for a CPU: a busy machine; rerun when it is "
+            "quieter)"
         )
     gave_up = sum(p["errors"].get("timeout", 0) for p in report["phases"])
     if gave_up:
