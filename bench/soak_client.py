@@ -215,9 +215,8 @@ async def slow_request(
                 line = first_line.result()
                 if not line:
                     return SlowOutcome(request_id, opened, time.monotonic(), 0, "closed")
-                return SlowOutcome(
-                    opened, time.monotonic(), int(line.split(b" ", 2)[1]), "answered"
-                )
+                status = int(line.split(b" ", 2)[1])
+                return SlowOutcome(request_id, opened, time.monotonic(), status, "answered")
             if stopped in done:
                 return SlowOutcome(request_id, opened, time.monotonic(), 0, "open")
     except (OSError, ValueError, IndexError):

@@ -214,6 +214,6 @@ def loop_runner() -> Callable[[Any], Any]:
     try:
         import uvloop
 
-        return uvloop.run  # type: ignore[no-any-return]
+        return uvloop.run
     except ImportError:
         return asyncio.run
