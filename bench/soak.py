@@ -375,6 +375,7 @@ class Run:
     rss_before: float = 0.0
     rss_after: float = 0.0
     rss_peak: float = 0.0
+    rss_by_phase: list[float] = field(default_factory=list)  # at the end of each phase's schedule
     shutdown_s: float = math.nan
     nice: int | None = None  # the generator's, when it could be set
     rows: list[tuple[str, int]] = field(default_factory=list)
@@ -492,6 +493,7 @@ def _load(
     rates = [m * run.capacity for m in args.multipliers]
 
     def on_phase(index: int, answers: list[Answer]) -> None:
+        run.rss_by_phase.append(rss_mib(run.pid))  # a /proc read: a fraction of a millisecond
         got = sum(a.done > 0 for a in answers)
         ok = sum(a.status == 200 for a in answers)
         r503 = sum(a.status == 503 for a in answers)
@@ -627,6 +629,7 @@ def build_report(run: Run) -> dict[str, Any]:
             "before": run.rss_before,
             "after": run.rss_after,
             "peak": run.rss_peak,
+            "by_phase": run.rss_by_phase,
             "growth": run.rss_after / run.rss_before - 1 if run.rss_before else math.nan,
         },
         "shutdown_s": run.shutdown_s,

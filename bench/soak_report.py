@@ -360,8 +360,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"gave up on (timeout or broken connection), {led['rows_not_ours']} rows for requests "
         "not ours.",
         "",
-        f"Server RSS: {rss['before']:.1f} MiB before the load, {rss['after']:.1f} MiB after it, "
-        f"peak {rss['peak']:.1f} MiB. Shutdown (SIGTERM to exit): {_f(report['shutdown_s'], 2)} s.",
+        f"Server RSS: {rss['before']:.1f} MiB before the load, "
+        + "".join(
+            f"{v:.1f} at the end of {p['multiplier']:g}x, "
+            for v, p in zip(rss["by_phase"], report["phases"], strict=False)
+        )
+        + f"{rss['after']:.1f} MiB after the load drained, peak {rss['peak']:.1f} MiB. "
+        f"Shutdown (SIGTERM to exit): {_f(report['shutdown_s'], 2)} s.",
         "",
         "## Targets (issue 14)",
         "",

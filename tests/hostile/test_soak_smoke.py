@@ -88,6 +88,7 @@ def test_soak_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     assert sum(ledger[k] for k in matched) == ledger["answers"]  # each answer in one class
     assert {"rows_for_abandoned", "rows_not_ours"} <= set(ledger)
     assert report["rss_mib"]["before"] > 0 and report["rss_mib"]["after"] > 0
+    assert len(report["rss_mib"]["by_phase"]) == 2
     targets = report["targets"]
     assert len(targets) == 5
     assert all(isinstance(t["pass"], bool) for t in targets)
