@@ -179,7 +179,8 @@ class Batcher:
         """Seconds until ``items`` submitted now would be answered (None before any batch ran).
 
         The running batches' rest, then the queue ahead of them in batches of
-        ``max_batch_size``, shared by the workers, then their own batch: O(workers).
+        ``max_batch_size``, shared by the workers, then their own batch (a full one when a
+        batch's worth waits ahead: arrivals behind them fill it): O(workers).
         """
         service = self._service
         if not service.known:
@@ -191,8 +192,11 @@ class Batcher:
         for released, size in self._running:
             running_s += max(0.0, service.batch_s(size) - (now - released))
         batches_ahead, in_last = divmod(len(self._queue) + items - 1, limit)
-        ahead_s = running_s + batches_ahead * service.batch_s(limit)
-        return ahead_s / self._parallel + service.batch_s(in_last + 1)
+        full_s = service.batch_s(limit)
+        ahead_s = running_s + batches_ahead * full_s
+        # Behind a full batch's worth of waiting items, later arrivals fill the last batch too.
+        last_s = full_s if batches_ahead else service.batch_s(in_last + 1)
+        return ahead_s / self._parallel + last_s
 
     @property
     def estimated_wait_s(self) -> float:
