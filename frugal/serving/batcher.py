@@ -167,9 +167,9 @@ class Batcher:
             return
         self.refused["expected_wait"] += 1
         raise Overloaded(
-            f"model {self.key} would answer in about {1000 * wait_s:.0f} ms "
-            f"({len(self._queue)} items queued, {len(self._running)} batches running), past "
-            f"this request's deadline in {1000 * max(0.0, deadline - now):.0f} ms",
+            f"model {self.key} would answer in about {1000 * wait_s:.0f} ms with "
+            f"{len(self._queue)} items queued, past this request's deadline in "
+            f"{1000 * max(0.0, deadline - now):.0f} ms",
             retry_after_s=max(1.0, over_s),
             hint="retry after the Retry-After seconds, or add capacity (batching.workers, "
             "slots, replicas); a longer batching.timeout_ms admits more, answered later",
@@ -188,11 +188,15 @@ class Batcher:
         if now is None:
             now = time.monotonic()
         limit = self.config.max_batch_size
-        running_s = 0.0
+        running_s = longest_s = 0.0
         for released, size in self._running:
-            running_s += max(0.0, service.batch_s(size) - (now - released))
+            ran_s = now - released
+            running_s += max(0.0, service.batch_s(size) - ran_s)
+            longest_s = max(longest_s, ran_s)
         batches_ahead, in_last = divmod(len(self._queue) + items - 1, limit)
-        full_s = service.batch_s(limit)
+        # A full batch takes no less than a running one has already run: before the fit has
+        # seen a full batch (a burst after a quiet spell), that is the best bound it has.
+        full_s = max(service.batch_s(limit), longest_s)
         ahead_s = running_s + batches_ahead * full_s
         # Behind a full batch's worth of waiting items, later arrivals fill the last batch too.
         last_s = full_s if batches_ahead else service.batch_s(in_last + 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -245,3 +246,45 @@ async def test_factor_zero_admits_by_count_only(
         await submission.wait()
     await batcher.drain()
     assert math.isfinite(batcher.estimated_wait_s)
+
+
+class _GatedModel(_Model):
+    """The slow digits model behind a gate, so the test decides how long a batch runs."""
+
+    def __init__(self, target: SlowDigits) -> None:
+        super().__init__(target)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+
+    def predict_batch(self, items: Sequence[Any]) -> list[Any]:
+        self.started.set()
+        self.gate.wait(30)
+        return super().predict_batch(items)
+
+
+async def test_a_running_batch_bounds_a_full_one_the_fit_has_not_seen(
+    pool: ThreadPoolExecutor, digits_model_file: Path, digits: Any
+) -> None:
+    """Seen only batches of 1, the batcher still takes a full batch to run at least as long as
+    the one running now, so a burst behind a long batch is refused, not queued to expire."""
+    x, _ = digits
+    model = _GatedModel(SlowDigits(str(digits_model_file), 0))
+    batcher = Batcher(model, BatchingConfig(max_batch_size=8), slot_pool=pool,
+                      pricer=Pricer(price_usd_per_hour=0.36, slots=2))  # fmt: skip
+    for i in range(10):  # batches of 1, with the gate open: the fit has a tiny batch time
+        await batcher.submit([x[i]], time.monotonic() + 30).wait()
+    model.gate.clear()
+    model.started.clear()
+    running = batcher.submit([x[0]], time.monotonic() + 30)
+    await asyncio.to_thread(model.started.wait, 10)
+    queued = batcher.submit(list(x[1:33]), time.monotonic() + 30)  # 4 full batches ahead
+    seen_s = batcher.expected_wait_s(1)
+    assert seen_s is not None and seen_s < 4 * 2  # the fit alone: far less than what follows
+    # Had the running batch run 2 s by now, the 4 full batches ahead take at least 2 s each.
+    later = batcher.expected_wait_s(1, now=time.monotonic() + 2)
+    assert later is not None and later >= 4 * 2
+    model.gate.set()
+    outcomes = [*await running.wait(), *await queued.wait()]
+    assert all(o.error is None for o in outcomes)
+    await batcher.drain()
