@@ -29,9 +29,15 @@ RUNTIMES_NEEDING_SHA256 = ("sklearn", "onnx", "torch")
 
 
 class _Section(BaseModel):
-    """Unknown keys are errors, so a typo in frugal.yaml never silently does nothing."""
+    """Unknown keys are errors, so a typo in frugal.yaml never silently does nothing.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Floats must be finite: YAML reads ``.inf`` and ``.nan`` as numbers, and no setting means
+    anything with them. An infinity passes a lower bound (``linger_ms: .inf`` held every item
+    until its deadline, so every request got 504); refusing both here names the field for every
+    float of every section, present and future.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _FieldError(ValueError):

@@ -67,6 +67,9 @@ class BatchingConfig(_Section):
     workers: Annotated[int, Field(ge=1)] = 1
     # An item that finds every worker idle waits this long for company (0: it runs at once).
     linger_ms: Annotated[float, Field(ge=0)] = 0.0
+    # Refuse an item (503) when its expected wait x this passes its deadline: > 1 keeps more
+    # margin, < 1 admits more; 0: admit by max_queue only.
+    admit_wait_factor: Annotated[float, Field(ge=0, le=100)] = 1.0
 
 
 class UpstreamConfig(_Section):

@@ -240,6 +240,7 @@ class BatcherState(NamedTuple):
     model: str
     queue_depth: int
     batch_cost: tuple[float, float] | None  # (overhead_s, per_unit_s) fitted for sized models
+    refused: Mapping[str, int] = {}  # submits the batcher refused with 503, by reason
 
 
 class _LiveCollector(Collector):
@@ -249,7 +250,7 @@ class _LiveCollector(Collector):
         self._state = state
         self._metrics = metrics
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         depth = GaugeMetricFamily(
             "frugal_queue_depth", "Items waiting per model.", labels=["model"]
         )
@@ -263,14 +264,24 @@ class _LiveCollector(Collector):
             "Fitted busy seconds per unit of padded size, e.g. per token (sized models).",
             labels=["model"],
         )
+        refused = CounterMetricFamily(
+            "frugal_queue_refused",
+            "Calls a model version's queue refused with 503 before any work, by reason: "
+            "queue_full (max_queue), expected_wait (it would answer past the deadline), "
+            "draining.",
+            labels=["model", "reason"],
+        )
         for state in self._state():
             depth.add_metric([state.model], state.queue_depth)
             if state.batch_cost is not None:
                 overhead.add_metric([state.model], state.batch_cost[0])
                 per_unit.add_metric([state.model], state.batch_cost[1])
+            for reason, count in state.refused.items():
+                refused.add_metric([state.model, reason], count)
         yield depth
         yield overhead
         yield per_unit
+        yield refused
         m = self._metrics
         wall = time.monotonic() - m.started
         billed = m.price_usd_per_hour / 3600 * wall

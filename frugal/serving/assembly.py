@@ -111,7 +111,9 @@ def start_engine(assembly: Assembly) -> Engine:
     endpoints = _endpoints(config, RouterBuilder(config, metrics, routes, load_of), recorder)
     metrics.watch_caches(lambda: _cache_states(endpoints))
     metrics.watch_batchers(
-        lambda: (BatcherState(k, b.queue_depth, b.batch_cost) for k, b in batchers.items())
+        lambda: (
+            BatcherState(k, b.queue_depth, b.batch_cost, b.refused) for k, b in batchers.items()
+        )
     )
     warmup = {
         e.name: read_warmup(e.cache.warmup, f"endpoints[{i}].cache.warmup")

@@ -9,6 +9,12 @@ every worker idle waits up to that long (``linger``) for others to share its bat
 for a model whose per-call cost is high and whose arrivals are sparse (a cascade's large tier
 sees only the escalated items, one at a time), at the price of that much latency.
 
+Admission by expected wait: an item is refused at once (``Overloaded``: 503 + Retry-After,
+before any work) when the work ahead of it, at the measured time of this version's batches
+(``service_time.py``), would answer it after its deadline; a queue bounded only by
+``max_queue`` would hold it until that deadline and then answer 504. An item that finds the
+model idle is always admitted (it runs at once, and its batch keeps the measurement fresh).
+
 Shape-aware: for a ``SizedModel`` the batch is a run of similar-sized waiting items around the
 oldest one, as many as its measured cost of padding says pay (``sizing.py``); no item starves,
 since the oldest always goes next.
@@ -33,10 +39,14 @@ from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
 from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded
 from frugal.runtimes import Model, SizedModel, predict_isolated
+from frugal.serving.service_time import ServiceTime
 from frugal.serving.sizing import PaddedCostFit, choose_window
 from frugal.types import BatchStats, Item, ItemOutcome, Prediction
 
 log = logging.getLogger("frugal.batcher")
+
+# Why a submit was refused with Overloaded: frugal_queue_refused_total's reason label.
+REFUSAL_REASONS = ("queue_full", "expected_wait", "draining")
 
 
 @dataclass(slots=True, eq=False)
@@ -93,6 +103,10 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._drain_rate = 0.0  # items/s, moving average, for Retry-After
+        self._service = ServiceTime()  # wall seconds of a batch by its size: expected waits
+        self._running: list[tuple[float, int]] = []  # (released, items) of batches in flight
+        self._parallel = max(1, min(batching.workers, pricer.workers))  # batches at once
+        self.refused = dict.fromkeys(REFUSAL_REASONS, 0)  # submits refused, by reason
         self.accepting = True
 
     # ---- what requests call -------------------------------------------------------------
@@ -107,18 +121,26 @@ class Batcher:
         return self._cost_fit.estimate() if self._sized else None
 
     def submit(self, items: Sequence[Item], deadline: float) -> Submission:
-        """Queue items of one request; each resolves to an ItemOutcome, errors included."""
+        """Queue items of one request; each resolves to an ItemOutcome, errors included.
+
+        Raises ``Overloaded`` (nothing queued, nothing spent) when the server is draining, the
+        queue would pass ``max_queue``, or the items could not be answered by ``deadline``.
+        """
         if not self.accepting:
+            self.refused["draining"] += 1
             raise Overloaded(f"model {self.key} is shutting down", retry_after_s=1.0)
         if len(self._queue) + len(items) > self.config.max_queue:
+            self.refused["queue_full"] += 1
             raise Overloaded(
                 f"model {self.key} has {len(self._queue)} items queued "
                 f"(max_queue {self.config.max_queue})",
                 retry_after_s=self.retry_after_s(),
                 hint="retry after the Retry-After seconds, or raise batching.max_queue / workers",
             )
-        loop = asyncio.get_running_loop()
         now = time.monotonic()
+        if self.config.admit_wait_factor and (self._queue or self._running):
+            self._admit_by_wait(len(items), deadline, now)
+        loop = asyncio.get_running_loop()
         sizes = [self.model.item_size(i) for i in items] if self._sized else None  # type: ignore[attr-defined]
         pendings = [
             _Pending(item, sizes[i] if sizes else 1, now, deadline, loop.create_future())
@@ -131,6 +153,54 @@ class Batcher:
             timer = loop.call_at(loop.time() + max(0.0, deadline - now), self._expire, pendings)
         self._dispatch()
         return Submission([p.future for p in pendings], timer)
+
+    def _admit_by_wait(self, items: int, deadline: float, now: float) -> None:
+        """Refuses ``items`` if the work ahead would answer them past ``deadline``.
+
+        Only called with work ahead: an item that finds the model idle runs at once.
+        """
+        wait_s = self.expected_wait_s(items, now)
+        if wait_s is None:  # no batch has finished yet: max_queue alone bounds the queue
+            return
+        over_s = wait_s * self.config.admit_wait_factor - (deadline - now)
+        if over_s <= 0:
+            return
+        self.refused["expected_wait"] += 1
+        raise Overloaded(
+            f"model {self.key} would answer in about {1000 * wait_s:.0f} ms with "
+            f"{len(self._queue)} items queued, past this request's deadline in "
+            f"{1000 * max(0.0, deadline - now):.0f} ms",
+            retry_after_s=max(1.0, over_s),
+            hint="retry after the Retry-After seconds, or add capacity (batching.workers, "
+            "slots, replicas); a longer batching.timeout_ms admits more, answered later",
+        )
+
+    def expected_wait_s(self, items: int, now: float | None = None) -> float | None:
+        """Seconds until ``items`` submitted now would be answered (None before any batch ran).
+
+        The running batches' rest, then the queue ahead of them in batches of
+        ``max_batch_size``, shared by the workers, then their own batch (a full one when a
+        batch's worth waits ahead: arrivals behind them fill it): O(workers).
+        """
+        service = self._service
+        if not service.known:
+            return None
+        if now is None:
+            now = time.monotonic()
+        limit = self.config.max_batch_size
+        running_s = longest_s = 0.0
+        for released, size in self._running:
+            ran_s = now - released
+            running_s += max(0.0, service.batch_s(size) - ran_s)
+            longest_s = max(longest_s, ran_s)
+        batches_ahead, in_last = divmod(len(self._queue) + items - 1, limit)
+        # A full batch takes no less than a running one has already run: before the fit has
+        # seen a full batch (a burst after a quiet spell), that is the best bound it has.
+        full_s = max(service.batch_s(limit), longest_s)
+        ahead_s = running_s + batches_ahead * full_s
+        # Behind a full batch's worth of waiting items, later arrivals fill the last batch too.
+        last_s = full_s if batches_ahead else service.batch_s(in_last + 1)
+        return ahead_s / self._parallel + last_s
 
     @property
     def estimated_wait_s(self) -> float:
@@ -220,12 +290,14 @@ class Batcher:
         for p in live:
             p.running = True
         self._in_flight += 1
+        running = (now, len(live))
+        self._running.append(running)
         items = [p.item for p in live]
         started_at = time.time()
         future = asyncio.get_running_loop().run_in_executor(
             self._pool, _run_isolated, self.model, items
         )
-        future.add_done_callback(lambda f: self._finish(f, live, reason, started_at, now))
+        future.add_done_callback(lambda f: self._finish(f, live, reason, started_at, now, running))
 
     def _take_batch(self) -> list[_Pending]:
         limit = self.config.max_batch_size
@@ -251,8 +323,10 @@ class Batcher:
         reason: str,
         started_at: float,
         released: float,
+        running: tuple[float, int],
     ) -> None:
         self._in_flight -= 1
+        self._running.remove(running)
         try:
             try:
                 results, busy_s = future.result()
@@ -274,6 +348,8 @@ class Batcher:
             )
             if padded is not None and not stats.failed:
                 self._cost_fit.observe(padded, busy_s)
+            if not stats.failed:  # a bisected batch's time says little about the next one
+                self._service.observe(len(batch), time.monotonic() - released)
             if busy_s > 0:
                 rate = len(batch) / busy_s
                 self._drain_rate = (
