@@ -27,6 +27,9 @@ from frugal.serving.request_ids import new_request_id
 log = logging.getLogger("frugal.serving")
 
 
+LATE_TIMER_S = 0.5  # a header deadline firing this late means the loop, not the client, is slow
+
+
 class Limits:
     """What the protocol enforces for one app (its ``protocol_limits``), and where refusals
     are counted; ``connections`` is uvicorn's set of open ones, for the app's shedding."""
@@ -66,6 +69,7 @@ class FrugalHttpProtocol(HttpToolsProtocol):
         self.limits.connections = self.connections
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_due = 0.0
         self._refused = False
         self._in_request = False  # a request's first byte arrived, its headers have not
         self._raw_bytes = 0
@@ -87,9 +91,11 @@ class FrugalHttpProtocol(HttpToolsProtocol):
         self._in_request = True
         self._arm_header_timer()
 
-    def _arm_header_timer(self) -> None:
+    def _arm_header_timer(self, after_s: float | None = None) -> None:
         self._cancel_header_timer()
-        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_late)
+        after_s = self.limits.header_timeout_s if after_s is None else after_s
+        self._header_due = self.loop.time() + after_s
+        self._header_timer = self.loop.call_later(after_s, self._headers_late)
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -98,6 +104,11 @@ class FrugalHttpProtocol(HttpToolsProtocol):
 
     def _headers_late(self) -> None:
         self._header_timer = None
+        if self.loop.time() - self._header_due > LATE_TIMER_S:
+            # The loop itself is behind (timers run before reads): the client's bytes may be
+            # waiting unread. Look again shortly instead of blaming the client for our lag.
+            self._arm_header_timer(LATE_TIMER_S)
+            return
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is being answered: its body has its own deadline
         if not self._in_request:  # connected and never sent a byte: nobody to answer
