@@ -9,6 +9,7 @@ them to exit codes in one place.
       ├─ InvalidInput        (names the field)
       │    ├─ PayloadTooLarge
       │    ├─ HeadersTooLarge
+      │    ├─ RequestTimeout  (headers or body slower than the server's read deadlines)
       │    ├─ MethodNotAllowed (a route that exists, called with another method)
       │    └─ UnsupportedMediaType (a body that is not declared as JSON)
       ├─ Unauthorized        (no key, or an unknown or revoked one)
@@ -17,7 +18,7 @@ them to exit codes in one place.
       ├─ BudgetExceeded      (the key's dollars or tokens for the day are spent; names which)
       ├─ NotFound            (unknown model, version or endpoint)
       ├─ Conflict            (the name is taken, e.g. by another API key)
-      ├─ Overloaded          (queue full; says when to retry)
+      ├─ Overloaded          (queue, server or shutdown cannot take it now; says when to retry)
       ├─ DeadlineExceeded    (the request's deadline passed before it was answered)
       ├─ ModelFailed         (the model itself raised on this item)
       └─ UpstreamFailed      (an upstream LLM API failed after its retries)

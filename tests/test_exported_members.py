@@ -63,6 +63,7 @@ def test_errors_are_pinned() -> None:
         "Overloaded",
         "PayloadTooLarge",
         "RateLimited",
+        "RequestTimeout",
         "Unauthorized",
         "UnsupportedMediaType",
         "UpstreamFailed",

@@ -151,7 +151,11 @@ def serve(
     # The port first: a server that cannot listen stops here, before it opens a ledger run or
     # writes an audit row for models it never served.
     sock = bind(options["host"], options["port"])
-    app = FrugalApp(config, engine=start_engine(assembly))
+    try:
+        app = FrugalApp(config, engine=start_engine(assembly))
+    except BaseException:
+        sock.close()
+        raise
     _Server(uvicorn.Config(app.asgi, **options), app).run(sockets=[sock])
 
 
