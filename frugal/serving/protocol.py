@@ -70,6 +70,9 @@ class FrugalHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_due = 0.0
+        # Loop time since which headers are awaited (the connection opened, or a request's first
+        # byte came); None while a request is answered or the connection idles after one.
+        self._waiting_since: float | None = None
         self._refused = False
         self._in_request = False  # a request's first byte arrived, its headers have not
         self._raw_bytes = 0
@@ -78,39 +81,42 @@ class FrugalHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_header_timer()
+        self._waiting_since = self.loop.time()
+        self._arm_header_timer(self.limits.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
         super().connection_lost(exc)
+
+    # One timer per connection, re-armed when it fires, not one per request: a request only
+    # stores the time its first byte came (two attribute writes on the hot path).
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
         self._raw_bytes = 0
         self._in_request = True
-        self._arm_header_timer()
+        self._waiting_since = self.loop.time()
 
-    def _arm_header_timer(self, after_s: float | None = None) -> None:
-        self._cancel_header_timer()
-        after_s = self.limits.header_timeout_s if after_s is None else after_s
+    def _arm_header_timer(self, after_s: float) -> None:
         self._header_due = self.loop.time() + after_s
-        self._header_timer = self.loop.call_later(after_s, self._headers_late)
+        self._header_timer = self.loop.call_later(after_s, self._check_headers)
 
-    def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
+    def _check_headers(self) -> None:
         self._header_timer = None
-        if self.loop.time() - self._header_due > LATE_TIMER_S:
+        now = self.loop.time()
+        if now - self._header_due > LATE_TIMER_S:
             # The loop itself is behind (timers run before reads): the client's bytes may be
             # waiting unread. Look again shortly instead of blaming the client for our lag.
             self._arm_header_timer(LATE_TIMER_S)
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            return  # a request is being answered: its body has its own deadline
+        timeout_s = self.limits.header_timeout_s
+        waited_s = 0.0 if self._waiting_since is None else now - self._waiting_since
+        if waited_s < timeout_s:
+            self._arm_header_timer(timeout_s - waited_s)
+            return
         if not self._in_request:  # connected and never sent a byte: nobody to answer
             self._refused = True
             if self.limits.on_refusal is not None:
@@ -118,7 +124,7 @@ class FrugalHttpProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._refuse("header_timeout", RequestTimeout(
-            f"the request's headers did not arrive within {self.limits.header_timeout_s:g} s "
+            f"the request's headers did not arrive within {timeout_s:g} s "
             "(server.header_timeout_s)", field="headers",
         ))  # fmt: skip
 
@@ -145,7 +151,7 @@ class FrugalHttpProtocol(HttpToolsProtocol):
         return True
 
     def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
+        self._waiting_since = None
         self._in_request = False
         if not self._refused:
             super().on_headers_complete()
@@ -172,7 +178,6 @@ class FrugalHttpProtocol(HttpToolsProtocol):
     def _refuse(self, reason: str, error: FrugalError) -> None:
         """The JSON error, straight to the socket, then close: no ASGI task is started."""
         self._refused = True
-        self._cancel_header_timer()
         if self.limits.on_refusal is not None:
             self.limits.on_refusal(reason)
         if self.transport.is_closing():
