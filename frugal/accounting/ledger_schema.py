@@ -43,7 +43,12 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
-ROWS_PER_INSERT = 500  # x 23 columns stays under SQLite's 32,766 bound parameters
+# Rows per INSERT statement, largest first: a batch is cut greedily into these sizes. A fixed
+# few sizes, not one statement per batch size: sqlite3 caches every distinct statement text
+# (128 of them), and a 500-row INSERT's compiled program is large, so one size per batch held
+# ~40 MB in the writer thread after a minute of overload (bench/soak.py). 256 x 23 columns stays
+# under SQLite's 32,766 bound parameters.
+INSERT_SIZES = (256, 64, 16, 4, 1)
 
 
 def insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ...]]) -> int | None:
@@ -55,11 +60,13 @@ def insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ...
         return None
     row_marks = "(" + ", ".join("?" * len(rows[0])) + ")"
     last = None
-    for i in range(0, len(rows), ROWS_PER_INSERT):
-        chunk = rows[i : i + ROWS_PER_INSERT]
-        values = ", ".join([row_marks] * len(chunk))
-        cursor = db.execute(f"INSERT INTO {table} VALUES {values}", [v for r in chunk for v in r])
-        last = cursor.lastrowid
+    i = 0
+    for size in INSERT_SIZES:
+        statement = f"INSERT INTO {table} VALUES " + ", ".join([row_marks] * size)
+        while len(rows) - i >= size:
+            chunk = rows[i : i + size]
+            last = db.execute(statement, [v for r in chunk for v in r]).lastrowid
+            i += size
     return last
 
 
@@ -120,4 +127,4 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-__all__ = ["ROWS_PER_INSERT", "SCHEMA", "connect", "ensure_schema", "insert_many", "insert_one"]
+__all__ = ["INSERT_SIZES", "SCHEMA", "connect", "ensure_schema", "insert_many", "insert_one"]
