@@ -88,30 +88,33 @@ def test_past_max_connections_inference_gets_503_and_health_still_answers(
     assert sorted(with_rows) == [200, 503]  # the refusal has its row too
 
 
-def test_a_flood_on_a_busy_loop_is_refused_with_503_not_left_waiting(
+def test_while_the_loop_is_behind_inference_is_refused_503_and_recorded(
     tmp_path: Path, digits_model_file: Path, digits: Any
 ) -> None:
-    """200 connections at once against a 1 ms lag bound: the loop falls behind, and what it
-    refuses is 503 with Retry-After naming the bound; every answer has its ledger row."""
-    server = {"max_loop_lag_ms": 1}
+    """The wiring of loop-lag shedding in a real server (when the lag counts as "behind" is the
+    unit test above): with a bound of 1 microsecond the loop is always behind, so requests are
+    refused with 503 + Retry-After naming the bound, each with its ledger row and metric, and
+    the health routes still answer."""
+    server = {"max_loop_lag_ms": 0.001}
     config = write_config(tmp_path, digits_config(digits_model_file, tmp_path, server=server))
     x, _ = digits
-    n = 600
+    n = 100
     with ServerProcess(config) as process:
 
-        async def flood() -> list[httpx.Response]:
-            limits = httpx.Limits(max_connections=200)
+        async def send() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=20)
             async with httpx.AsyncClient(base_url=process.url, limits=limits, timeout=60) as c:
                 return list(await asyncio.gather(*(
-                    c.post(PREDICT, json={"instances": [x[i % 100].tolist()]}) for i in range(n)
+                    c.post(PREDICT, json={"instances": [x[i].tolist()]}) for i in range(n)
                 )))  # fmt: skip
 
-        answers = asyncio.run(flood())
+        answers = asyncio.run(send())
+        assert httpx.get(process.url + "/v2/health/live").status_code == 200
         metrics = httpx.get(process.url + "/metrics").text
     statuses = [a.status_code for a in answers]
     assert set(statuses) <= {200, 503}
     shed = [a for a in answers if a.status_code == 503]
-    assert shed, "a 1 ms bound under 200 connections must shed"
+    assert len(shed) >= n // 2, statuses
     assert all(a.headers["retry-after"] == "1" for a in shed)
     assert all("server.max_loop_lag_ms" in a.json()["error"] for a in shed)
     assert f'frugal_refused_total{{reason="loop_lag"}} {float(len(shed))}' in metrics
