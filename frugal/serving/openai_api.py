@@ -117,15 +117,23 @@ class LLMRoutes:
         try:  # before the body is read: a refused request costs nothing and is not recorded
             authorization = admission.authorization_of(request.headers.getlist("authorization"))
             caller = admission.admit(authorization, "call", client=client)
+        except FrugalError as error:
+            return _error_response(error, request_id, "-")
+        try:  # admitted: from here on every answer has its ledger row, as on the inference routes
             exchange = Exchange(
                 dict(request.headers.items()), request.receive, intake=self.intake, client=client
             )
             body = await exchange.read_json(self.config.server.max_body_bytes)
             name = _model_name(body)
             _check_nesting(body)
-            admission.check_endpoint(caller, name)
         except ClientGone:
             return Response(status_code=CLIENT_GONE_STATUS)
+        except FrugalError as error:
+            engine.recorder.finish(Finished("-", "-", request_id, received, status_of(error),
+                                            key=caller.name))  # fmt: skip
+            return _error_response(error, request_id, "-")
+        try:  # the body names the endpoint: a key not allowed it is refused, not recorded
+            admission.check_endpoint(caller, name)
         except FrugalError as error:
             return _error_response(error, request_id, "-")
         call = _Call(self, kind, request_id, received, caller, engine)

@@ -22,6 +22,8 @@ import httpx
 from frugal.optimize import free_port
 from tests.conftest import ServerProcess, digits_config, write_config
 from tests.hostile.raw_http import closed_by_server, connect, read_reply, request_head
+from tests.llm_double import LLMDouble
+from tests.serving.test_openai_api import llm_config, llm_model
 from tests.serving.test_shutdown import SLOW_MODEL
 from tests.waiting import eventually
 
@@ -228,3 +230,26 @@ def test_a_port_in_use_stops_serve_before_any_ledger_or_audit_row(
             for table in ("runs", "audit", "requests"):
                 if table in tables:
                     assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
+
+
+def test_an_llm_body_that_does_not_arrive_in_time_is_answered_408_and_recorded(
+    tmp_path: Path,
+) -> None:
+    """The LLM routes read bodies under the same deadline, and an admitted request's error
+    (here the 408, and a body that is not JSON) has its ledger row like an inference one."""
+    with LLMDouble() as upstream:
+        server = {"body_timeout_s": 1.5}
+        data = llm_config(tmp_path, [llm_model("gpt", upstream.url)], server=server)
+        _ask_slowly_then_badly(write_config(tmp_path, data))
+    assert ledger_statuses(tmp_path / "ledger.db") == [408, 400]
+
+
+def _ask_slowly_then_badly(config: Path) -> None:
+    with ServerProcess(config) as process:
+        sock = connect(process.url)
+        sock.sendall(request_head("/v1/chat/completions", 10_000) + b"{")
+        reply = read_reply(sock)
+        sock.close()
+        assert reply.status == 408 and reply.json()["field"] == "body"
+        bad = httpx.post(process.url + "/v1/chat/completions", content=b"{not json", timeout=10)
+        assert bad.status_code == 400
