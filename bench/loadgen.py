@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -473,6 +473,25 @@ class _Http:
             writer.close()
 
 
+async def send_on_schedule(
+    rate: float, total: int, one: Callable[[int, float], Coroutine[Any, Any, None]], t0: float
+) -> float:
+    """Open loop: start ``one(i, at)`` at ``at = t0 + i / rate`` whether or not earlier requests
+    were answered, then wait for all; returns the largest send lag (seconds behind schedule)."""
+    tasks: list[asyncio.Task[None]] = []
+    max_lag = 0.0
+    for i in range(total):
+        at = t0 + i / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            max_lag = max(max_lag, -delay)
+        tasks.append(asyncio.create_task(one(i, at)))
+    await asyncio.gather(*tasks)
+    return max_lag
+
+
 def run_open_loop(
     url: str,
     bodies: Sequence[str],
@@ -507,17 +526,7 @@ def run_open_loop(
             latencies.append(time.perf_counter() - at)
 
         t0 = time.perf_counter() + 0.05
-        tasks = []
-        max_lag = 0.0
-        for i in range(total):
-            at = t0 + i / rate
-            delay = at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                max_lag = max(max_lag, -delay)
-            tasks.append(asyncio.create_task(one(i, at)))
-        await asyncio.gather(*tasks)
+        max_lag = await send_on_schedule(rate, total, one, t0)
         wall = time.perf_counter() - t0
         http.close()
         latencies.sort()

@@ -39,7 +39,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from loadgen import Server, free_port  # noqa: E402  (bench/ scripts import their siblings)
+from loadgen import Server, free_port, send_on_schedule  # noqa: E402  (bench/ scripts import their siblings)
 
 
 class SlowDigits:
@@ -114,7 +114,6 @@ async def open_loop(port: int, bodies: list[bytes], rate: float, seconds: float)
     )
     requests = [head.format(n=len(b)).encode() + b for b in bodies]
     answers: list[tuple[int, float, str | None]] = []
-    lag = 0.0
 
     async def one(i: int, at: float) -> None:
         try:
@@ -125,18 +124,7 @@ async def open_loop(port: int, bodies: list[bytes], rate: float, seconds: float)
             status, retry = -1, None
         answers.append((status, 1000 * (time.perf_counter() - at), retry))
 
-    total = int(rate * seconds)
-    t0 = time.perf_counter() + 0.05
-    tasks = []
-    for i in range(total):
-        at = t0 + i / rate
-        delay = at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            lag = max(lag, -delay)
-        tasks.append(asyncio.create_task(one(i, at)))
-    await asyncio.gather(*tasks)
+    lag = await send_on_schedule(rate, int(rate * seconds), one, time.perf_counter() + 0.05)
     return {"answers": answers, "client_max_lag_ms": 1000 * lag}
 
 
