@@ -306,8 +306,8 @@ class FrugalApp:
         except ClientGone:
             return
         except asyncio.CancelledError:  # uvicorn's last resort past the drain bound
-            self._record(request_id, NOT_READY_STATUS)
             error = Overloaded("the server is shutting down", retry_after_s=1.0)
+            self._record(request_id, status_of(error))
             with contextlib.suppress(Exception):
                 await send_reply(send, reply_for(error, request_id))
             raise
