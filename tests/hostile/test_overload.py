@@ -17,6 +17,7 @@ from frugal.optimize import free_port
 from frugal.serving.shedding import LoopLag, Shedder
 from tests.conftest import ServerProcess, digits_config, write_config
 from tests.hostile.raw_http import connect
+from tests.hostile.readings import gauge, ledger_statuses
 from tests.waiting import eventually, eventually_async
 
 PREDICT = "/v1/endpoints/digits/predict"
@@ -66,7 +67,7 @@ def test_past_max_connections_inference_gets_503_and_health_still_answers(
     x, _ = digits
     with ServerProcess(config) as process:
         idle = [connect(process.url) for _ in range(6)]
-        eventually(lambda: _gauge(process.url, "frugal_connections") >= 6, "6 connections open")
+        eventually(lambda: gauge(process.url, "frugal_connections") >= 6, "6 connections open")
         refused = httpx.post(process.url + PREDICT, json={"instances": [x[0].tolist()]})
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
@@ -81,10 +82,10 @@ def test_past_max_connections_inference_gets_503_and_health_still_answers(
         )
         for sock in idle:
             sock.close()
-        eventually(lambda: _gauge(process.url, "frugal_connections") <= 2, "idle ones closed")
+        eventually(lambda: gauge(process.url, "frugal_connections") <= 2, "idle ones closed")
         ok = httpx.post(process.url + PREDICT, json={"instances": [x[0].tolist()]})
         assert ok.status_code == 200
-    with_rows = _ledger_statuses(tmp_path / "ledger.db")
+    with_rows = ledger_statuses(tmp_path / "ledger.db")
     assert sorted(with_rows) == [200, 503]  # the refusal has its row too
 
 
@@ -118,7 +119,7 @@ def test_while_the_loop_is_behind_inference_is_refused_503_and_recorded(
     assert all(a.headers["retry-after"] == "1" for a in shed)
     assert all("server.max_loop_lag_ms" in a.json()["error"] for a in shed)
     assert f'frugal_refused_total{{reason="loop_lag"}} {float(len(shed))}' in metrics
-    assert sorted(_ledger_statuses(tmp_path / "ledger.db")) == sorted(statuses)
+    assert sorted(ledger_statuses(tmp_path / "ledger.db")) == sorted(statuses)
 
 
 def test_health_port_answers_from_its_own_thread(tmp_path: Path, digits_model_file: Path) -> None:
@@ -130,17 +131,3 @@ def test_health_port_answers_from_its_own_thread(tmp_path: Path, digits_model_fi
         assert httpx.get(base + "/v2/health/live").json() == {"live": True}
         assert httpx.get(base + "/v2/health/ready").json() == {"ready": True}
         assert httpx.get(base + "/v1/endpoints").status_code == 404
-
-
-def _gauge(url: str, name: str) -> float:
-    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-def _ledger_statuses(path: Path) -> list[int]:
-    import sqlite3
-
-    with sqlite3.connect(path) as db:
-        return [status for (status,) in db.execute("SELECT status FROM requests")]

@@ -22,9 +22,10 @@ import httpx
 from frugal.optimize import free_port
 from tests.conftest import ServerProcess, digits_config, write_config
 from tests.hostile.raw_http import closed_by_server, connect, read_reply, request_head
+from tests.hostile.readings import gauge, ledger_statuses
 from tests.llm_double import LLMDouble
 from tests.serving.test_openai_api import llm_config, llm_model
-from tests.serving.test_shutdown import SLOW_MODEL
+from tests.serving.test_shutdown import SLOW_MODEL, queue_depth
 from tests.waiting import eventually
 
 PREDICT = "/v1/endpoints/digits/predict"
@@ -36,11 +37,6 @@ def start_slow_body(url: str, declared: int = 100_000) -> socket.socket:
     sock = connect(url)
     sock.sendall(request_head(PREDICT, declared) + b"{")
     return sock
-
-
-def ledger_statuses(path: Path) -> list[int]:
-    with sqlite3.connect(path) as db:
-        return [status for (status,) in db.execute("SELECT status FROM requests ORDER BY ts")]
 
 
 def test_a_body_that_does_not_arrive_in_time_is_answered_408_and_recorded(
@@ -140,7 +136,7 @@ def test_shutdown_is_bounded_by_drain_timeout_and_the_cut_requests_are_recorded(
     with ServerProcess(config) as process:
         assert process.process is not None
         socks = [start_slow_body(process.url) for _ in range(3)]
-        eventually(lambda: _gauge(process.url, "frugal_bodies_reading") >= 3, "3 bodies reading")
+        eventually(lambda: gauge(process.url, "frugal_bodies_reading") >= 3, "3 bodies reading")
         process.process.send_signal(signal.SIGTERM)
         replies = [read_reply(sock) for sock in socks]
         for sock in socks:
@@ -149,13 +145,6 @@ def test_shutdown_is_bounded_by_drain_timeout_and_the_cut_requests_are_recorded(
     assert [r.status for r in replies] == [503] * 3
     assert all("drain_timeout_s" in r.json()["error"] for r in replies)
     assert ledger_statuses(tmp_path / "ledger.db") == [503] * 3
-
-
-def _gauge(url: str, name: str) -> float:
-    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_a_second_signal_answers_queued_work_503_and_records_it(
@@ -184,7 +173,7 @@ def test_a_second_signal_answers_queued_work_503_and_records_it(
                 tasks = [asyncio.create_task(c.post(PREDICT, json={"instances": [x[i].tolist()]}))
                          for i in range(n)]  # fmt: skip
                 await asyncio.to_thread(
-                    eventually, lambda: _queued(process.url) >= 200, "200 requests queued"
+                    eventually, lambda: queue_depth(process.url) >= 200, "200 requests queued"
                 )
                 proc.send_signal(signal.SIGINT)
                 # Two signals sent at once arrive as one: the second waits for the first's mark.
@@ -200,13 +189,6 @@ def test_a_second_signal_answers_queued_work_503_and_records_it(
     assert set(statuses) <= {200, 503}, sorted(set(statuses))
     assert statuses.count(503) > 0  # the second signal cut the queue
     assert sorted(ledger_statuses(tmp_path / "ledger.db")) == sorted(statuses)
-
-
-def _queued(url: str) -> float:
-    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith("frugal_queue_depth{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_a_port_in_use_stops_serve_before_any_ledger_or_audit_row(
