@@ -39,8 +39,8 @@ from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
 from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded
 from frugal.runtimes import Model, SizedModel, predict_isolated
-from frugal.serving.service_time import ServiceTime
-from frugal.serving.sizing import PaddedCostFit, choose_window
+from frugal.serving.service_time import RecentLinearFit, ServiceTime
+from frugal.serving.sizing import choose_window
 from frugal.types import BatchStats, Item, ItemOutcome, Prediction
 
 log = logging.getLogger("frugal.batcher")
@@ -95,7 +95,7 @@ class Batcher:
         self._pricer = pricer
         self._on_batch = on_batch
         self._sized = isinstance(model, SizedModel)
-        self._cost_fit = PaddedCostFit()  # busy_s vs padded size, for sized models
+        self._cost_fit = RecentLinearFit(decay=0.98)  # busy_s vs padded size, sized models
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None

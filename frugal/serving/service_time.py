@@ -22,49 +22,66 @@ with a fixed cost per call answers in time, until a slope is learned.)
 from __future__ import annotations
 
 
-class ServiceTime:
-    """Least squares of a batch's wall seconds on its item count, weighted toward recent ones.
+class RecentLinearFit:
+    """Least squares of ``y`` on ``x``, each older point weighed ``decay`` times less.
 
-    O(1) per batch and per estimate: the batcher calls ``batch_s`` on every submit.
+    O(1) per point and per estimate. The batcher keeps two: batch wall time by item count
+    (``ServiceTime``) and, for sized models, busy time by padded size (serving/sizing.py).
     """
 
-    def __init__(self, *, decay: float = 0.95, min_batches: int = 8) -> None:
+    def __init__(self, *, decay: float, min_points: int = 8) -> None:
         self.decay = decay
-        self.min_batches = min_batches  # before this many, the per-item mean only
-        self.batches = 0
+        self.min_points = min_points  # before this many, no slope is claimed
+        self.points = 0
         self._w = self._x = self._y = self._xx = self._xy = 0.0
-        self._fit: tuple[float, float] | None = None  # (overhead_s, per_item_s), when known
+
+    def observe(self, x: float, y: float) -> None:
+        d = self.decay
+        self._w = d * self._w + 1.0
+        self._x = d * self._x + x
+        self._y = d * self._y + y
+        self._xx = d * self._xx + x * x
+        self._xy = d * self._xy + x * y
+        self.points += 1
+
+    def means(self) -> tuple[float, float]:
+        """The weighted means of x and y (call after at least one point)."""
+        return self._x / self._w, self._y / self._w
+
+    def estimate(self) -> tuple[float, float] | None:
+        """(intercept >= 0, slope > 0), or None while the data cannot tell them apart."""
+        if self.points < self.min_points:
+            return None
+        mean_x, mean_y = self.means()
+        var_x = self._xx / self._w - mean_x * mean_x
+        if var_x <= (0.05 * mean_x) ** 2:  # x barely varies: no slope to learn
+            return None
+        slope = (self._xy / self._w - mean_x * mean_y) / var_x
+        if slope <= 0:  # noise, or a cost that is the same at any size
+            return None
+        return max(0.0, mean_y - slope * mean_x), slope
+
+
+class ServiceTime:
+    """A batch's wall seconds by its item count: the fit, or the least a batch can take."""
+
+    def __init__(self, *, decay: float = 0.95, min_batches: int = 8) -> None:
+        self._fit = RecentLinearFit(decay=decay, min_points=min_batches)
+        self._line: tuple[float, float] | None = None  # (overhead_s, per_item_s), when known
         self._mean_items = 1.0
         self._mean_s = 0.0
+
+    @property
+    def batches(self) -> int:
+        return self._fit.points
 
     def observe(self, items: int, wall_s: float) -> None:
         """A batch of ``items`` took ``wall_s`` from its release to its answers."""
         if items <= 0 or not wall_s >= 0:
             return
-        d = self.decay
-        x = float(items)
-        self._w = d * self._w + 1.0
-        self._x = d * self._x + x
-        self._y = d * self._y + wall_s
-        self._xx = d * self._xx + x * x
-        self._xy = d * self._xy + x * wall_s
-        self.batches += 1
-        self._refit()
-
-    def _refit(self) -> None:
-        mean_x = self._x / self._w
-        mean_y = self._y / self._w
-        self._mean_items, self._mean_s = mean_x, mean_y
-        self._fit = None
-        if self.batches < self.min_batches:
-            return
-        var_x = self._xx / self._w - mean_x * mean_x
-        if var_x <= (0.05 * mean_x) ** 2:  # sizes barely vary: no slope to learn
-            return
-        per_item = (self._xy / self._w - mean_x * mean_y) / var_x
-        if per_item <= 0:  # noise, or a model whose batches cost the same at any size
-            return
-        self._fit = (max(0.0, mean_y - per_item * mean_x), per_item)
+        self._fit.observe(float(items), wall_s)
+        self._mean_items, self._mean_s = self._fit.means()
+        self._line = self._fit.estimate()
 
     @property
     def known(self) -> bool:
@@ -73,10 +90,10 @@ class ServiceTime:
 
     def batch_s(self, items: int) -> float:
         """Expected wall seconds of a batch of ``items`` (0 before any batch finished)."""
-        if self._fit is None:  # the least a batch of this size can take, from the mean seen
+        if self._line is None:  # the least a batch of this size can take, from the mean seen
             return self._mean_s * min(1.0, items / self._mean_items)
-        overhead_s, per_item_s = self._fit
+        overhead_s, per_item_s = self._line
         return overhead_s + per_item_s * items
 
 
-__all__ = ["ServiceTime"]
+__all__ = ["RecentLinearFit", "ServiceTime"]

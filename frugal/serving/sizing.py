@@ -19,40 +19,6 @@ import math
 from collections.abc import Iterator, Sequence
 
 
-class PaddedCostFit:
-    """Least squares of busy seconds on padded size, weighted toward recent batches."""
-
-    def __init__(self, *, decay: float = 0.98, min_batches: int = 8) -> None:
-        self.decay = decay
-        self.min_batches = min_batches
-        self.batches = 0
-        self._w = self._x = self._y = self._xx = self._xy = 0.0
-
-    def observe(self, padded_size: int, busy_s: float) -> None:
-        d = self.decay
-        x = float(padded_size)
-        self._w = d * self._w + 1.0
-        self._x = d * self._x + x
-        self._y = d * self._y + busy_s
-        self._xx = d * self._xx + x * x
-        self._xy = d * self._xy + x * busy_s
-        self.batches += 1
-
-    def estimate(self) -> tuple[float, float] | None:
-        """(overhead_s, per_unit_s), or None while the data cannot tell them apart."""
-        if self.batches < self.min_batches:
-            return None
-        mean_x = self._x / self._w
-        mean_y = self._y / self._w
-        var_x = self._xx / self._w - mean_x * mean_x
-        if var_x <= (0.05 * mean_x) ** 2:  # sizes barely vary: no slope to learn
-            return None
-        per_unit = (self._xy / self._w - mean_x * mean_y) / var_x
-        if per_unit <= 0:
-            return None
-        return max(0.0, mean_y - per_unit * mean_x), per_unit
-
-
 def choose_window(sizes: Sequence[int], limit: int, cost: tuple[float, float] | None) -> list[int]:
     """Indices (into ``sizes``, oldest first) of the next batch; always includes index 0.
 
@@ -126,4 +92,4 @@ class _Runs:
             yield self.order[end + 1 - others : end + 1], padding
 
 
-__all__ = ["PaddedCostFit", "choose_window", "least_padding_window"]
+__all__ = ["choose_window", "least_padding_window"]

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frugal.serving.sizing import PaddedCostFit, choose_window, least_padding_window
+from frugal.serving.service_time import RecentLinearFit
+from frugal.serving.sizing import choose_window, least_padding_window
 
 sizes_st = st.lists(st.integers(1, 512), min_size=1, max_size=300)
 
@@ -106,7 +107,7 @@ def test_cheap_padding_fills_the_batch() -> None:
 def test_fit_recovers_overhead_and_slope() -> None:
     """The fit recovers overhead and per-unit cost from noisy batches of varied padded size."""
     rng = random.Random(0)
-    fit = PaddedCostFit(decay=0.999)
+    fit = RecentLinearFit(decay=0.999)
     for _ in range(400):
         padded = rng.randint(10, 2000)
         fit.observe(padded, 0.002 + 1e-5 * padded + rng.gauss(0, 1e-4))
@@ -117,8 +118,8 @@ def test_fit_recovers_overhead_and_slope() -> None:
 
 
 def test_fit_needs_batches_and_varied_sizes() -> None:
-    """No estimate before min_batches, nor when padded sizes never vary."""
-    fit = PaddedCostFit(min_batches=8)
+    """No estimate before min_points, nor when padded sizes never vary."""
+    fit = RecentLinearFit(decay=0.98, min_points=8)
     for _ in range(7):
         fit.observe(100, 0.01)
     assert fit.estimate() is None
