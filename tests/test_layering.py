@@ -67,7 +67,7 @@ class Rule:
 
 # DESIGN.md: cli/commands -> serving -> cache, routing, accounting, runtimes, observability ->
 # config, errors; access, optimize and plots sit beside the middle row. scale/ (STYLE.md: `cli`,
-# `scale` -> `serving`) joins the importers of serving when it is written.
+# `scale` -> `serving`) sits beside the command line, above serving.
 TOP = ("cli", "commands", "__main__")
 BELOW_SERVING = ("access", "accounting", "cache", "config", "errors", "observability", "optimize",
                  "plots", "routing", "runtimes", "types")  # fmt: skip
@@ -75,8 +75,10 @@ BELOW_SERVING = ("access", "accounting", "cache", "config", "errors", "observabi
 # fmt: off
 RULES = (
     #    who imports                           must not import
-    Rule(all_but("serving", "demo", *TOP),     only("serving"),
-         "only the command line and the demo sit above serving"),
+    Rule(all_but("serving", "demo", "scale", *TOP), only("serving"),
+         "only the command line, scale-out and the demo sit above serving"),
+    Rule(all_but("scale", *TOP),               only("scale"),
+         "scale-out sits beside the command line: only it and the command line use it"),
     Rule(all_but(*TOP),                        only("cli", "commands"),
          "the command line is the top: nothing imports it back"),
     Rule(only("runtimes"),                     only("cache", "routing", "accounting", "serving",

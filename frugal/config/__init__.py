@@ -26,6 +26,7 @@ from frugal.config.routes import (
     WeightedModel,
     parse_comparison,
 )
+from frugal.config.scaling import AutoscalingConfig, PolicyName
 from frugal.config.server import AuthConfig, CorsConfig, LedgerConfig, ServerConfig
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "LLM_GATE_SIGNALS",
     "LOCAL_GATE_SIGNALS",
     "AuthConfig",
+    "AutoscalingConfig",
     "BatchingConfig",
     "CacheConfig",
     "CaptureConfig",
@@ -45,6 +47,7 @@ __all__ = [
     "LLMBudgetConfig",
     "LedgerConfig",
     "ModelConfig",
+    "PolicyName",
     "RollbackConfig",
     "RouteConfig",
     "RuleConfig",

@@ -19,6 +19,7 @@ from frugal.config._base import (
     _FieldError,
     _Section,
 )
+from frugal.config.scaling import AutoscalingConfig
 
 
 class InstanceConfig(_Section):
@@ -100,6 +101,8 @@ class ModelConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)  # runtime-specific, see docs/runtimes.md
     executor: Literal["thread", "process"] = "thread"  # process: for models that hold the GIL
     upstream: UpstreamConfig | None = None  # runtime openai: the API that answers
+    # Replicas past one machine (`frugal serve --ray`) and `frugal simulate`: docs/autoscaling.md
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
 
     @model_validator(mode="after")
     def _artifact(self) -> ModelConfig:
