@@ -36,6 +36,15 @@ from frugal.errors import FrugalError, InvalidInput
     show_default=True,
     help="Accuracy (0.01 = 1 point) the cascade may lose against the last tier alone.",
 )
+@click.option(
+    "--confidence",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="How sure the choice must be that the cascade keeps the target on new items: an "
+    "exact binomial bound, tested from the strictest thresholds (docs/routing.md#confidence). "
+    "Fewer items give a more careful choice. 0: the calibration items' point estimate alone.",
+)
 @click.option("--write", is_flag=True, help="Write the chosen thresholds into CONFIG in place.")
 @click.option(
     "--plot",
@@ -67,6 +76,7 @@ def calibrate(
     data: Path,
     target_accuracy: float | None,
     max_drop: float,
+    confidence: float,
     write: bool,
     plot: Path | None,
     holdout: float,
@@ -98,7 +108,8 @@ def calibrate(
         pyplot()  # no matplotlib: say so now, not after the measuring run
     cascade = resolve_cascade(config, endpoint)
     result = run(cascade, data, target_accuracy=target_accuracy, max_drop=max_drop,
-                 holdout=holdout, seed=seed, arrival_batch=arrival_batch)  # fmt: skip
+                 holdout=holdout, seed=seed, arrival_batch=arrival_batch,
+                 confidence=confidence)  # fmt: skip
     print_calibration(result)
     if out is not None:  # before the plot: a plot that cannot be written loses no numbers
         try:

@@ -93,13 +93,14 @@ def calibrate(
     seed: int = 0,
     progress: bool = True,
     arrival_batch: int | None = None,
+    confidence: float = 0.95,
 ) -> Calibration:
     """Record every tier, then choose the cheapest thresholds meeting the target (the whole of
     ``frugal calibrate`` short of printing; ``choose_thresholds`` documents the options)."""
     recording = record_tiers(cascade, data, progress=progress, arrival_batch=arrival_batch)
     return choose_thresholds(cascade, data, recording, target_accuracy=target_accuracy,
                              max_drop=max_drop, holdout=holdout, seed=seed,
-                             arrival_batch=arrival_batch)  # fmt: skip
+                             arrival_batch=arrival_batch, confidence=confidence)  # fmt: skip
 
 
 def _run_tier(

@@ -25,8 +25,9 @@ import numpy as np
 from frugal.config import EndpointConfig, FrugalConfig, ModelConfig, load_config
 from frugal.errors import ConfigError, InvalidInput, NotFound
 from frugal.routing.batch_costs import BatchProfile
+from frugal.routing.confidence import Target, choose
 from frugal.routing.gates import Gate
-from frugal.routing.sweep import Outcome, TierRun, alone, cheapest, frontier, grid, simulate
+from frugal.routing.sweep import Outcome, TierRun, alone, frontier, grid, simulate
 
 FORMAT = "frugal-calibrate/1"
 
@@ -75,10 +76,27 @@ class Calibration:
     current: dict[str, Outcome | None] = field(default_factory=dict)  # the config's thresholds
     singles: list[dict[str, Outcome | None]] = field(default_factory=list)  # each tier alone
     chosen_holdout: Outcome | None = None
+    confidence: float = 0.0  # 0: chosen on the point estimate alone (confidence.py)
+    next_cheaper: Outcome | None = None  # the first thresholds whose bound failed
+    tested: int = 0  # thresholds tested in sequence (confidence.py) before it stopped
 
     @property
     def passed(self) -> bool:
         return self.chosen is not None
+
+    @property
+    def target(self) -> Target:
+        return Target(self.target_kind, self.target_value, self.confidence)
+
+    def bound(self, o: Outcome | None) -> float | None:
+        """The drop's upper bound (accuracy's lower bound for a target accuracy) at
+        ``confidence``, from the items ``o`` was measured on."""
+        return None if o is None or o.items == 0 else self.target.bound(o)
+
+    @property
+    def items_needed(self) -> int | None:
+        """Items, at today's rates, that would let the next cheaper thresholds pass."""
+        return None if self.next_cheaper is None else self.target.items_needed(self.next_cheaper)
 
     @property
     def best_accuracy(self) -> float:
@@ -113,6 +131,7 @@ class Calibration:
                 "kind": self.target_kind,
                 "value": self.target_value,
                 "accuracy_needed": self.needed_accuracy,
+                "confidence": self.confidence,
             },
             "tiers": [
                 {
@@ -138,7 +157,19 @@ class Calibration:
             "best_accuracy": self.best_accuracy,
             "chosen": None
             if self.chosen is None
-            else {"calibration": _outcome(self.chosen), "holdout": _outcome(self.chosen_holdout)},
+            else {
+                "calibration": _outcome(self.chosen),
+                "holdout": _outcome(self.chosen_holdout),
+                "bound": self.bound(self.chosen),
+            },
+            "next_cheaper": None
+            if self.next_cheaper is None
+            else {
+                "calibration": _outcome(self.next_cheaper),
+                "bound": self.bound(self.next_cheaper),
+                "items_needed": self.items_needed,
+            },
+            "tested_in_sequence": self.tested,
             "frontier": [_outcome(p) for p in self.frontier],
             "points": [_outcome(p) for p in self.points],
         }
@@ -154,6 +185,7 @@ def _outcome(o: Outcome | None) -> dict[str, Any] | None:
         "escalation_rate": o.escalation_rate,
         "answered": list(o.answered),
         "batch_sizes": list(o.batch_sizes) or None,
+        "drop": o.drop,
     }
 
 
@@ -231,8 +263,10 @@ def choose_thresholds(
     holdout: float = 0.5,
     seed: int = 0,
     arrival_batch: int | None = None,
+    confidence: float = 0.95,
 ) -> Calibration:
-    """Split the recorded items, sweep, and choose the cheapest thresholds meeting the target.
+    """Split the recorded items, sweep, and choose the cheapest thresholds meeting the target
+    with ``confidence`` (confidence.py; 0: on the point estimate alone).
 
     ``arrival_batch``: price each tier at the batch it will see when the first tier's batches
     hold this many items (see batch_costs.py); None prices every tier at full batches.
@@ -252,14 +286,18 @@ def choose_thresholds(
         kind, value, needed = "target_accuracy", target_accuracy, target_accuracy
     else:
         kind, value, needed = "max_drop", max_drop, large.accuracy - max_drop
+    if not 0 <= confidence < 1:
+        raise InvalidInput(f"confidence {confidence}: give 0 (point estimate) or 0 < c < 1")
     points = [simulate(tiers, thresholds, calib, n) for thresholds in grid(tiers, calib)]
-    chosen = cheapest(points, needed)
+    choice = choose(points, [t.op for t in tiers[:-1]], Target(kind, value, confidence))
+    chosen = choice.chosen
     result = Calibration(
         cascade=cascade, data=data, seed=seed, holdout_share=holdout, tiers=tiers,
         busy_s_per_item=recording.busy_s_per_item, calibration_rows=calib, holdout_rows=held,
         target_kind=kind, target_value=value, needed_accuracy=needed, points=points,
         frontier=frontier(points), chosen=chosen, singles=singles, arrival_batch=n,
-        profiles=recording.profiles,
+        profiles=recording.profiles, confidence=confidence, next_cheaper=choice.stopped_at,
+        tested=choice.tested,
     )  # fmt: skip
     current = [g.threshold for g in cascade.gates if g is not None]
     result.current = result.evaluate(current)

@@ -14,6 +14,7 @@ from typing import Any
 from frugal.errors import ConfigError, FrugalError
 from frugal.plots import pyplot, save_figure
 from frugal.routing.calibrate import Calibration
+from frugal.routing.confidence import Target
 from frugal.routing.sweep import Outcome
 
 
@@ -34,21 +35,37 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
         title=f"calibrate {c.endpoint.name}: {result.calibration_rows.size} calibration and "
         f"{held} held-out items of {result.data}"
     )
-    for name in ("route", "thresholds", "calib acc", "calib $/1k", "held-out acc",
-                 "held-out $/1k", "escalated"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("route", "thresholds") else "right")
+    drops = result.target_kind == "max_drop"
+    bound_name = _bound_name(result)  # "": at confidence 0 the bound is the point estimate
+    for name in ("route", "thresholds", "calib acc", "calib $/1k",
+                 "calib drop" if drops else "", bound_name, "held-out acc", "held-out $/1k",
+                 "held-out drop" if drops else "", "escalated"):  # fmt: skip
+        if name:
+            table.add_column(name, justify="left" if name in ("route", "thresholds") else "right")
+
+    def row(label: str, o: Outcome | None, held: Outcome | None, style: str | None = None) -> None:
+        cells = [*_cells(o)]
+        if drops:
+            cells.append(_drop(o))
+        if bound_name:
+            cells.append(_number(result.bound(o)))
+        cells += _cells(held)
+        if drops:
+            cells.append(_drop(held))
+        table.add_row(label, _thresholds(o), *cells, _rate(o), style=style)
+
     for i, (tier, single) in enumerate(zip(result.tiers, result.singles, strict=True)):
         label = "small-only" if i == 0 else "large-only" if i == len(result.tiers) - 1 else "alone"
+        # Alone, a tier is its own reference: no drop or bound to show.
         table.add_row(f"{tier.model} ({label})", "-", *_cells(single["calibration"]),
-                      *_cells(single["holdout"]), "-")  # fmt: skip
-    current = result.current
-    table.add_row("cascade (config now)", _thresholds(current["calibration"]),
-                  *_cells(current["calibration"]), *_cells(current["holdout"]),
-                  _rate(current["calibration"]))  # fmt: skip
+                      *(["-"] if drops else []), *(["-"] if bound_name else []),
+                      *_cells(single["holdout"]),
+                      *(["-"] if drops else []), "-")  # fmt: skip
+    row("cascade (config now)", result.current["calibration"], result.current["holdout"])
     if result.chosen is not None:
-        table.add_row("[bold]cascade (chosen)", _thresholds(result.chosen),
-                      *_cells(result.chosen), *_cells(result.chosen_holdout),
-                      _rate(result.chosen), style="green")  # fmt: skip
+        row("[bold]cascade (chosen)", result.chosen, result.chosen_holdout, style="green")
+    if result.next_cheaper is not None:
+        row("cascade (next cheaper)", result.next_cheaper, None, style="dim")
     console.print(table)
     target = (
         f"accuracy >= {result.target_value:.4f}"
@@ -62,7 +79,16 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
     )
     if result.arrival_batch is not None:
         _print_batch_pricing(result, console)
+    _print_confidence(result, console)
     if result.chosen is None:
+        point = Target(result.target_kind, result.target_value, 0)
+        if result.next_cheaper is not None and point.holds(result.next_cheaper):
+            console.print(
+                f"[red]no thresholds meet the target at {100 * result.confidence:g}% "
+                f"confidence: {result.calibration_rows.size:,} calibration items cannot vouch "
+                "for it (more items, a lower --confidence or a larger --max-drop would)"
+            )
+            return
         console.print(
             f"[red]no thresholds meet the target: the best accuracy reachable is "
             f"{result.best_accuracy:.4f}"
@@ -92,6 +118,50 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
                 f"against large-only (over --max-drop {result.target_value:g}): thresholds "
                 "chosen on few items are optimistic; calibrate on more data or ask for less drop"
             )
+
+
+def _bound_name(result: Calibration) -> str:
+    if result.confidence == 0:
+        return ""
+    side = "acc >=" if result.target_kind == "target_accuracy" else "drop <="
+    return f"{side} @{100 * result.confidence:g}%"
+
+
+def _print_confidence(result: Calibration, console: Any) -> None:
+    """How sure the choice is, and what more data would buy."""
+    if result.confidence == 0:
+        console.print(
+            "[yellow]confidence 0: thresholds chosen on the calibration items' point estimate; "
+            "on new items they lose more about half of the time"
+        )
+        return
+    console.print(
+        f"thresholds tested in order from the strictest; {result.tested} tested, each bound at "
+        f"{100 * result.confidence:g}% confidence (Clopper-Pearson, fixed sequence: "
+        "docs/routing.md#confidence)"
+    )
+    nxt = result.next_cheaper
+    if nxt is None:
+        return
+    needed = result.items_needed
+    bound = result.bound(nxt)
+    text = f"next cheaper thresholds {_thresholds(nxt)}: bound {_number(bound)} misses the target"
+    if needed is None:
+        text += "; their point estimate misses it too, so more items would not help"
+    else:
+        text += (
+            f"; about {needed:,} calibration items (now {result.calibration_rows.size:,}) at "
+            "the same rates would make them safe"
+        )
+    console.print(text)
+
+
+def _drop(o: Outcome | None) -> str:
+    return "-" if o is None or o.items == 0 else f"{o.drop:.4f}"
+
+
+def _number(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def _print_batch_pricing(result: Calibration, console: Any) -> None:

@@ -52,6 +52,15 @@ class Outcome:
     escalation_rate: float  # share of items that went past the first tier
     answered: tuple[float, ...]  # share of items each tier answered
     batch_sizes: tuple[float, ...] = ()  # with an arrival batch: the batch each tier was priced at
+    # Against the last tier alone, item by item (confidence.py bounds the drop from these):
+    items: int = 0
+    harmed: int = 0  # the last tier was right and the cascade wrong
+    helped: int = 0  # the cascade was right and the last tier wrong
+
+    @property
+    def drop(self) -> float:
+        """Accuracy lost against the last tier alone on the same items (the point estimate)."""
+        return (self.harmed - self.helped) / self.items if self.items else 0.0
 
 
 def simulate(
@@ -87,6 +96,7 @@ def simulate(
         correct |= keep & tier.correct[rows]
         answered.append(float(keep.sum()) / max(n, 1))
         alive = alive & ~keep
+    last_correct = tiers[-1].correct[rows]
     return Outcome(
         thresholds=tuple(float(x) for x in thresholds),
         accuracy=float(correct.mean()) if n else 0.0,
@@ -94,6 +104,9 @@ def simulate(
         escalation_rate=1.0 - answered[0],
         answered=tuple(answered),
         batch_sizes=tuple(sizes),
+        items=n,
+        harmed=int((last_correct & ~correct).sum()),
+        helped=int((correct & ~last_correct).sum()),
     )
 
 

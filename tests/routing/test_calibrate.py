@@ -30,7 +30,9 @@ def test_thresholds_chosen_from_a_recording(digits: Path) -> None:
     small = TierRun("small:1", ">=", scores, scores >= 0.6, nothing, np.full(n, 1e-6))
     large = TierRun("large:1", "", np.full(n, np.nan), ~nothing, nothing, np.full(n, 1e-5))
     recording = TierRecording([small, large], [1e-4, 1e-3], list(range(n)), [None, None])
-    result = choose_thresholds(cascade, digits / "data.npz", recording, max_drop=0.0, holdout=0)
+    result = choose_thresholds(
+        cascade, digits / "data.npz", recording, max_drop=0.0, holdout=0, confidence=0
+    )
     assert result.chosen is not None and result.chosen.thresholds == (0.6,)
     assert result.chosen.accuracy == 1.0 and result.chosen.escalation_rate == 0.5
     assert result.chosen.usd_per_1k == pytest.approx(1000 * (1e-6 + 0.5 * 1e-5))
