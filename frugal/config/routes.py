@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -160,6 +161,42 @@ class RuleConfig(_Section):
         return self
 
 
+class DriftConfig(_Section):
+    """A cascade's accuracy watched while it serves (docs/routing.md#drift-check-while-serving):
+    labels fed back, or the last tier's agreement on a sample, bounded as calibrate bounds it."""
+
+    max_drop: Annotated[float, Field(gt=0, lt=1)] = 0.005  # against the last tier alone
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    window: Annotated[int, Field(ge=10, le=1_000_000)] = 2000  # the last items judged
+    min_items: Annotated[int, Field(ge=1)] = 200  # judged items before any verdict
+    action: Literal["tighten", "alert"] = "tighten"
+    step: Annotated[float, Field(gt=0)] = 0.01  # a gate's threshold moves this far toward strict
+    # The strictest threshold a tighten may reach (per gate, in its own direction); absent: none.
+    limit: float | None = None
+    # Share of the cascade's items judged by the last tier too (its cost booked as shadow spend).
+    shadow_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    feedback_ttl_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 3600.0  # answers await labels
+    max_pending: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000  # requests awaiting labels
+
+    @property
+    def items_to_vouch(self) -> int:
+        """The fewest judged items whose bound can be within max_drop at all (none harmed):
+        1 - ((1 - confidence)/2)^(1/n) <= max_drop. Fewer cannot tell a sound cascade from a
+        drifted one, so no verdict comes before them."""
+        return math.ceil(math.log((1 - self.confidence) / 2) / math.log(1 - self.max_drop))
+
+    @model_validator(mode="after")
+    def _window(self) -> DriftConfig:
+        if self.min_items > self.window:
+            raise _FieldError("min_items", f"more than `window` ({self.window}): no verdict "
+                              "could ever be reached")  # fmt: skip
+        if self.items_to_vouch > self.window:
+            raise _FieldError("window", f"{self.window} judged items cannot vouch for a drop of "
+                              f"{self.max_drop:g} at confidence {self.confidence:g}: that takes "
+                              f"at least {self.items_to_vouch}")  # fmt: skip
+        return self
+
+
 class RouteConfig(_Section):
     """How an endpoint picks its models (docs/routing.md).
 
@@ -175,6 +212,7 @@ class RouteConfig(_Section):
     rollback: RollbackConfig | None = None  # split: automatic canary rollback
     rules: list[RuleConfig] = Field(default_factory=list)
     shadow: ShadowConfig | None = None
+    drift: DriftConfig | None = None  # cascade: watch its accuracy drop while serving
 
     @model_validator(mode="after")
     def _gates(self) -> RouteConfig:
@@ -198,6 +236,8 @@ class RouteConfig(_Section):
                     raise _FieldError(f"rules[{i}].start", "`start` names a tier of this "
                                       f"route's cascade: {', '.join(tiers) or 'none'}")  # fmt: skip
         if self.cascade is None:
+            if self.drift is not None:
+                raise _FieldError("drift", "`drift` watches a cascade: it goes with `cascade`")
             return self
         for i, tier in enumerate(self.cascade[:-1]):
             if tier.accept is None:
@@ -283,7 +323,7 @@ def _check_llm_endpoint(
     if route is not None and route.cascade is not None:
         _check_gates(route.cascade, llm=all(llm), at=f"{at}.route.cascade")
     if all(llm) and route is not None:
-        for name in ("split", "shadow"):
+        for name in ("split", "shadow", "drift"):
             if getattr(route, name):
                 raise _FieldError(f"{at}.route.{name}", f"`{name}` over runtime openai models is "
                                   "not supported yet")  # fmt: skip
@@ -317,6 +357,7 @@ __all__ = [
     "GATE_SIGNALS",
     "LLM_GATE_SIGNALS",
     "LOCAL_GATE_SIGNALS",
+    "DriftConfig",
     "EndpointConfig",
     "GateConfig",
     "LLMBudgetConfig",

@@ -61,6 +61,11 @@ class CascadeRouter:
         assert all(o is not None for o in final)
         return RoutedResult([o for o in final if o is not None], path)
 
+    def replace_gate(self, model: str, gate: Gate) -> None:
+        """A tier's gate at a new threshold (the drift check tightening it, drift.py); requests
+        already past that tier keep the verdict they got."""
+        self.tiers = [(m, gate if m == model else g) for m, g in self.tiers]
+
     @staticmethod
     def _kept(gate: Gate | None, items: list[object], outcomes: list[ItemOutcome]) -> list[bool]:
         """Which answers this tier keeps: an error is never kept (the next tier may answer)."""

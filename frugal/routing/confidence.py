@@ -50,6 +50,15 @@ def lower(k: float, n: float, alpha: float) -> float:
     return 0.0 if k <= 0 else float(beta.ppf(alpha, k, n - k + 1))
 
 
+def drop_bound(harmed: float, helped: float, n: float, confidence: float) -> float:
+    """The accuracy drop's upper bound from n items (module docstring); 0: the point estimate.
+    The drift check while serving (drift.py) uses the same bound as calibration."""
+    if confidence == 0:
+        return (harmed - helped) / n if n else 0.0
+    alpha = 1.0 - confidence
+    return upper(harmed, n, alpha / 2) - lower(helped, n, alpha / 2)
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What the cascade must keep, and how sure the choice must be of it."""
@@ -67,13 +76,11 @@ class Target:
         return self._bound(o.harmed, o.helped, round(o.accuracy * o.items), o.items)
 
     def _bound(self, harmed: float, helped: float, correct: float, n: float) -> float:
-        if self.confidence == 0:
-            if self.kind == "target_accuracy":
-                return correct / n if n else 0.0
-            return (harmed - helped) / n if n else 0.0
         if self.kind == "target_accuracy":
+            if self.confidence == 0:
+                return correct / n if n else 0.0
             return lower(correct, n, self.alpha)
-        return upper(harmed, n, self.alpha / 2) - lower(helped, n, self.alpha / 2)
+        return drop_bound(harmed, helped, n, self.confidence)
 
     def holds(self, o: Outcome) -> bool:
         bound = self.bound(o)
@@ -149,4 +156,4 @@ def choose(points: Sequence[Outcome], ops: Sequence[str], target: Target) -> Cho
     return Choice(chosen, len(passed) + (stopped is not None), stopped)
 
 
-__all__ = ["Choice", "Target", "choose", "lower", "strictest_first", "upper"]
+__all__ = ["Choice", "Target", "choose", "drop_bound", "lower", "strictest_first", "upper"]

@@ -52,6 +52,11 @@ async def read_capped(request: Request, limit: int = ADMIN_MAX_BODY_BYTES) -> by
     return b"".join(chunks)
 
 
+async def json_body(request: Request, allowed: set[str]) -> dict[str, Any]:
+    """A small JSON object body (capped like admin bodies), unknown fields refused by name."""
+    return await _body(request, allowed)
+
+
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     raw = await read_capped(request)
     if raw:

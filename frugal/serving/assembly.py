@@ -27,10 +27,12 @@ from frugal.config import CacheConfig, FrugalConfig
 from frugal.errors import ConfigError
 from frugal.observability import BatcherState, CacheState, LedgerState, ServingMetrics
 from frugal.routing import build_llm_cascades
+from frugal.routing.drift import DriftMonitor
 from frugal.routing.rules import Load
 from frugal.runtimes import InputSchema, Model, load_model
 from frugal.runtimes.openai import check_upstream_keys
 from frugal.serving.batcher import Batcher
+from frugal.serving.drift_check import DriftCheck, DriftEvents
 from frugal.serving.engine import Endpoint, Engine
 from frugal.serving.recorder import Recorder
 from frugal.serving.route_builder import RouterBuilder
@@ -108,7 +110,9 @@ def start_engine(assembly: Assembly) -> Engine:
         batcher = batchers[model]
         return Load(batcher.queue_depth, batcher.estimated_wait_s)
 
-    endpoints = _endpoints(config, RouterBuilder(config, metrics, routes, load_of), recorder)
+    events = DriftEvents(metrics, routes.audit)
+    endpoints = _endpoints(config, RouterBuilder(config, metrics, routes, load_of), recorder,
+                           events)  # fmt: skip
     metrics.watch_caches(lambda: _cache_states(endpoints))
     metrics.watch_batchers(
         lambda: (
@@ -130,7 +134,7 @@ def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:
 
 
 def _endpoints(
-    config: FrugalConfig, builder: RouterBuilder, recorder: Recorder
+    config: FrugalConfig, builder: RouterBuilder, recorder: Recorder, events: DriftEvents
 ) -> dict[str, Endpoint]:
     """Each endpoint of local models with its router, cache and shadow (LLM endpoints are
     served by serving/openai_api.py)."""
@@ -149,12 +153,17 @@ def _endpoints(
                 mean_item_cost=recorder.mean_item_cost, semantic=semantic_index(endpoint.cache),
             )  # fmt: skip
         shadow = endpoint.route.shadow if endpoint.route is not None else None
+        drift = None
+        if endpoint.route is not None and endpoint.route.drift is not None:
+            monitor = DriftMonitor(endpoint.name, endpoint.route.drift,
+                                   builder.cascades[endpoint.name], events)  # fmt: skip
+            drift = DriftCheck(monitor, events, recorder, configs[-1].batching.timeout_ms)
         endpoints[endpoint.name] = Endpoint(
             endpoint.name, router, InputSchema(configs[0].inputs),
             timeout_ms=max(c.batching.timeout_ms for c in configs),
             max_queue=min((c.batching.max_queue, c.key) for c in configs),
             cache=cache, shadow=shadow,
-            shadow_model=builder.key(shadow.model) if shadow is not None else "",
+            shadow_model=builder.key(shadow.model) if shadow is not None else "", drift=drift,
         )  # fmt: skip
     return endpoints
 

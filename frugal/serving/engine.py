@@ -25,6 +25,7 @@ from frugal.routing import Router, RouteRequest
 from frugal.routing.shadow import compare
 from frugal.runtimes import InputSchema
 from frugal.serving.batcher import Batcher
+from frugal.serving.drift_check import DriftCheck
 from frugal.serving.errors import status_of
 from frugal.serving.recorder import Finished, Recorder, tokens_of
 from frugal.serving.route_control import RouteControl
@@ -78,6 +79,7 @@ class Endpoint:
     cache: CacheStage | None = None
     shadow: ShadowConfig | None = None
     shadow_model: str = ""  # name:version
+    drift: DriftCheck | None = None  # a cascade watched while it serves (drift_check.py)
 
     @property
     def model(self) -> str:
@@ -141,6 +143,7 @@ class Engine:
         session: str | None = None,
         tier: str | None = None,
         request_id: str = "",
+        key: str = "",
     ) -> Answer:
         """Simple JSON: one item per instance, through the endpoint's cache and route."""
         _check_fits(len(instances), *ep.max_queue, "instances")
@@ -150,6 +153,8 @@ class Engine:
         answer = await self._answer(ep, items, deadline, user, session, tier)
         if ep.shadow is not None and self._shadow_rng.random() < ep.shadow.sample:
             self._spawn_shadow(ep, items, answer, request_id)
+        if ep.drift is not None:
+            ep.drift.after_answer(self._call, items, answer.outcomes, request_id, key)
         return answer
 
     async def infer(
@@ -291,6 +296,9 @@ class Engine:
         self.ready = False
         if self._shadows:  # copies already queued finish and are recorded; they have deadlines
             await asyncio.gather(*self._shadows, return_exceptions=True)
+        for ep in self.endpoints.values():
+            if ep.drift is not None:  # its shadow checks too
+                await ep.drift.close()
         await asyncio.gather(*(b.drain() for b in self.batchers.values()))
         await self.routes.close()
         await self.recorder.flush()

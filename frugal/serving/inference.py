@@ -139,7 +139,7 @@ class Inference:
                 ep, instances, deadline=deadline,
                 user=caller.user_scope(exchange.headers.get("x-frugal-user")),
                 session=exchange.headers.get("x-frugal-session"), tier=tier,
-                request_id=request_id,
+                request_id=request_id, key=caller.name,
             )  # fmt: skip
             error = answer.first_error
             if error is not None and answer.all_failed:

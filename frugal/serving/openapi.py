@@ -138,6 +138,25 @@ def _predict_path(name: str, model: ModelConfig) -> Schema:
     }}  # fmt: skip
 
 
+_LABEL: Schema = {"type": ["number", "string", "boolean", "null"]}
+
+
+def _feedback_path(name: str) -> Schema:
+    body = {
+        "type": "object", "additionalProperties": False, "required": ["request_id"],
+        "properties": {"request_id": {"type": "string", "minLength": 1}, "label": _LABEL,
+                       "labels": {"type": "array", "items": _LABEL}},
+    }  # fmt: skip
+    operation = _post(f"True labels of a request endpoint {name} answered, for its cascade's "
+                      "drift check (docs/routing.md#drift-check-while-serving)", body,
+                      {"type": "object"}, "v1")["post"]  # fmt: skip
+    operation["operationId"] = f"feedback_{name}"
+    operation["requestBody"]["required"] = True
+    operation["responses"]["404"] = _error("No such endpoint, no drift check, or no answer "
+                                           "with that request id awaits labels.")  # fmt: skip
+    return {"post": operation}
+
+
 def _infer_path(model: ModelConfig, versioned: bool) -> Schema:
     return {"post": {
         "summary": f"Open Inference Protocol v2 inference on {model.key}",
@@ -325,6 +344,8 @@ def openapi_document(config: FrugalConfig) -> Schema:
         if model.upstream is not None:
             continue  # served by /v1/chat/completions and /v1/embeddings
         paths[f"/v1/endpoints/{endpoint.name}/predict"] = _predict_path(endpoint.name, model)
+        # Served for every endpoint; answers 404 unless its cascade has a drift check.
+        paths[f"/v1/endpoints/{endpoint.name}/feedback"] = _feedback_path(endpoint.name)
     served = config.local_models
     latest = {m.name: m for m in served}
     for model in served:

@@ -20,6 +20,9 @@ class RouterBuilder:
         self.metrics = metrics
         self.routes = routes  # splits register there, for the admin API and rollback
         self.load = load
+        # Each endpoint's cascades (its base route's first): the drift check tightens them all.
+        self.cascades: dict[str, list[CascadeRouter]] = {}
+        self._building = ""
 
     def key(self, ref: str) -> str:
         found = self.config.find_model(ref)
@@ -27,6 +30,7 @@ class RouterBuilder:
         return found.key
 
     def build(self, endpoint: EndpointConfig, field: str) -> Router:
+        self._building = endpoint.name
         keys = [self.key(ref) for ref in endpoint.models]
         route = endpoint.route
         if route is None:
@@ -60,7 +64,9 @@ class RouterBuilder:
             (key, Gate(t.accept, field=f"{field}[{i}].accept") if t.accept else None)
             for i, (key, t) in enumerate(zip(keys, tiers, strict=True))
         ]
-        return CascadeRouter(gates, observe=self.metrics.observe_tier)
+        router = CascadeRouter(gates, observe=self.metrics.observe_tier)
+        self.cascades.setdefault(self._building, []).append(router)
+        return router
 
 
 __all__ = ["RouterBuilder"]

@@ -84,6 +84,9 @@ class ControlRoutes:
             Route(f"{mv}/infer", self.inference, methods=["POST"]),
             Route("/v1/endpoints", guard("read", self.list_endpoints)),
             Route("/v1/endpoints/{endpoint}/predict", self.inference, methods=["POST"]),
+            Route(
+                "/v1/endpoints/{endpoint}/feedback", guard("call", self.feedback), methods=["POST"]
+            ),
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/metrics", guard("metrics", self.metrics)),
@@ -113,7 +116,8 @@ class ControlRoutes:
             try:
                 client = request.client.host if request.client else None
                 authorization = admission.authorization_of(request.headers.getlist("authorization"))
-                caller = admission.admit(authorization, action, client=client)
+                endpoint = request.path_params.get("endpoint") if action == "call" else None
+                caller = admission.admit(authorization, action, endpoint=endpoint, client=client)
                 return await handler(request, Context(request_id, caller))
             except ClientDisconnect:  # left before its body arrived: nobody to answer
                 return Response(status_code=CLIENT_GONE_STATUS)
@@ -177,6 +181,32 @@ class ControlRoutes:
         return self.app.engine.resolve_model(
             request.path_params["name"], request.path_params.get("version")
         )
+
+    async def feedback(self, request: Request, ctx: Context) -> Response:
+        """True labels of a served request's items, for the cascade's drift check."""
+        name = request.path_params["endpoint"]
+        ep = self.app.engine.endpoint(name)
+        if ep.drift is None:
+            raise NotFound(
+                f"endpoint {name!r} has no drift check to take labels", field="endpoint",
+                hint="add `drift` to its cascade route (docs/routing.md#drift-check-while-serving)",
+            )  # fmt: skip
+        given = await admin.json_body(request, {"request_id", "labels", "label"})
+        request_id = given.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidInput("give the answered request's x-request-id", field="request_id")
+        if ("label" in given) == ("labels" in given):
+            raise InvalidInput("give `label` (a one-item request) or `labels` (one per item)",
+                               field="labels")  # fmt: skip
+        labels = given["labels"] if "labels" in given else [given["label"]]
+        if not isinstance(labels, list):
+            raise InvalidInput("a list, one label per item (null: unknown)", field="labels")
+        for i, label in enumerate(labels):
+            if isinstance(label, dict | list):
+                raise InvalidInput("a label is a number, a string, a boolean or null",
+                                   field=f"labels[{i}]")  # fmt: skip
+        result = ep.drift.feedback(request_id, ctx.caller.name, labels)
+        return json_response(result, headers={"x-request-id": ctx.request_id})
 
     # ---- inference for a caller that mounts ``.starlette`` alone -----------------------------
 
