@@ -42,6 +42,7 @@ class Knobs:
     require_key: str | None = None  # answer 401 unless Authorization is Bearer this
     no_logprobs: bool = False  # an upstream that never returns logprobs, even when asked
     usage: Any = None  # not None: the `usage` every answer (and usage chunk) reports, as given
+    wrong_when_hard: bool = False  # a weaker model: "i do not know" when the message says "hard"
 
 
 @dataclass
@@ -101,6 +102,9 @@ class LLMDouble:
         if refusal is not None:
             return refusal
         words = reply_words(body)
+        last = str(body["messages"][-1].get("content") or "")
+        if self.knobs.wrong_when_hard and "hard" in last.lower():
+            words = ["i", "do", "not", "know"]
         usage = usage_of(body, words) if self.knobs.usage is None else self.knobs.usage
         logprobs = None
         if body.get("logprobs") is True and not self.knobs.no_logprobs:

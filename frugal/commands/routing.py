@@ -22,7 +22,8 @@ from frugal.errors import FrugalError, InvalidInput
     "--data",
     type=click.Path(path_type=Path),
     required=True,
-    help="Labeled items: .csv (label column), .jsonl (input, label) or .npz (X, y).",
+    help="Labeled items: .csv (label column), .jsonl (input, label) or .npz (X, y); for a "
+    'cascade of upstream LLMs, .jsonl of {"prompt" or "messages", "reference"}.',
 )
 @click.option(
     "--target-accuracy",
@@ -44,6 +45,14 @@ from frugal.errors import FrugalError, InvalidInput
     help="How sure the choice must be that the cascade keeps the target on new items: an "
     "exact binomial bound, tested from the strictest thresholds (docs/routing.md#confidence). "
     "Fewer items give a more careful choice. 0: the calibration items' point estimate alone.",
+)
+@click.option(
+    "--grader",
+    default="exact",
+    show_default=True,
+    help="Cascades of upstream LLMs: how an answer is judged against the row's reference: exact "
+    "(trimmed, case-folded), regex (the reference is a pattern the answer must match), or "
+    "module:function(answer, reference, row) -> bool.",
 )
 @click.option("--write", is_flag=True, help="Write the chosen thresholds into CONFIG in place.")
 @click.option(
@@ -77,6 +86,7 @@ def calibrate(
     target_accuracy: float | None,
     max_drop: float,
     confidence: float,
+    grader: str,
     write: bool,
     plot: Path | None,
     holdout: float,
@@ -109,7 +119,7 @@ def calibrate(
     cascade = resolve_cascade(config, endpoint)
     result = run(cascade, data, target_accuracy=target_accuracy, max_drop=max_drop,
                  holdout=holdout, seed=seed, arrival_batch=arrival_batch,
-                 confidence=confidence)  # fmt: skip
+                 confidence=confidence, grader=grader)  # fmt: skip
     print_calibration(result)
     if out is not None:  # before the plot: a plot that cannot be written loses no numbers
         try:

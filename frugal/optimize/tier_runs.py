@@ -59,7 +59,7 @@ def record_tiers(
     busy_per_item: list[float] = []
     labels: list[object] = []
     profiles: list[BatchProfile | None] = []
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         for model_config, gate in zip(cascade.models, cascade.gates, strict=True):
             key = repr(model_config.inputs)
             if key not in datasets:
@@ -94,10 +94,23 @@ def calibrate(
     progress: bool = True,
     arrival_batch: int | None = None,
     confidence: float = 0.95,
+    grader: str = "exact",
 ) -> Calibration:
     """Record every tier, then choose the cheapest thresholds meeting the target (the whole of
-    ``frugal calibrate`` short of printing; ``choose_thresholds`` documents the options)."""
-    recording = record_tiers(cascade, data, progress=progress, arrival_batch=arrival_batch)
+    ``frugal calibrate`` short of printing; ``choose_thresholds`` documents the options).
+
+    A cascade of upstream LLMs is recorded by llm_tier_runs.py, its answers judged by
+    ``grader`` (graders.py); local tiers compare predictions with the data's labels."""
+    if cascade.llm:
+        from frugal.optimize.graders import load_grader
+        from frugal.optimize.llm_tier_runs import record_llm_tiers
+
+        if arrival_batch is not None:
+            raise InvalidInput("--arrival-batch prices local tiers' batches; upstream LLM "
+                               "tiers are priced per token", field="--arrival-batch")  # fmt: skip
+        recording = record_llm_tiers(cascade, data, load_grader(grader), progress=progress)
+    else:
+        recording = record_tiers(cascade, data, progress=progress, arrival_batch=arrival_batch)
     return choose_thresholds(cascade, data, recording, target_accuracy=target_accuracy,
                              max_drop=max_drop, holdout=holdout, seed=seed,
                              arrival_batch=arrival_batch, confidence=confidence)  # fmt: skip
@@ -181,7 +194,7 @@ def _same(a: object, b: object) -> bool:
 
 
 @contextmanager
-def _progress(show: bool) -> Iterator[Progress]:
+def progress_bar(show: bool) -> Iterator[Progress]:
     """A bar per tier (rich's Progress), hidden when ``show`` is false."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

@@ -42,6 +42,11 @@ class Cascade:
     models: list[ModelConfig]
     gates: list[Gate | None]  # None for the last tier
 
+    @property
+    def llm(self) -> bool:
+        """A cascade of upstream LLMs (runtime openai): graded answers, priced per token."""
+        return self.models[0].upstream is not None
+
 
 @dataclass(frozen=True, slots=True)
 class TierRecording:
@@ -211,13 +216,6 @@ def resolve_cascade(config_path: Path, endpoint: str) -> Cascade:
     for j, tier in enumerate(found.route.cascade):
         model = config.find_model(tier.model)
         assert model is not None  # load_config checked every reference
-        if model.upstream is not None:
-            raise InvalidInput(
-                f"{config_path}: endpoint {endpoint!r} is a cascade of upstream LLMs; calibrate "
-                "replays local models on labeled data",
-                hint="choose an LLM cascade's gate thresholds from its ledger and answers "
-                "(docs/llm.md#cascades)",
-            )
         models.append(model)
         where = f"endpoints[{i}].route.cascade[{j}].accept"
         try:

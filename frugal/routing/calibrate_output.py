@@ -73,9 +73,14 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
         else f"at most {result.target_value:.4f} below large-only "
         f"(accuracy >= {result.needed_accuracy:.4f} on the calibration part)"
     )
+    priced = (
+        "the tokens each upstream reported, at its prices"
+        if result.cascade.llm
+        else "the measured busy time of each tier"
+    )
     console.print(
         f"swept {len(result.points)} threshold combination(s); target: {target}; "
-        "$ per 1k items from the measured busy time of each tier"
+        f"$ per 1k items from {priced}"
     )
     if result.arrival_batch is not None:
         _print_batch_pricing(result, console)
@@ -277,7 +282,9 @@ def _gate_nodes(root: Any, endpoint: str) -> list[tuple[Any, str]]:
                 if accept is None:
                     continue
                 node = next(
-                    get(accept, k) for k in ("confidence", "margin", "threshold") if get(accept, k)
+                    get(accept, k)
+                    for k in ("confidence", "margin", "mean_logprob", "threshold")
+                    if get(accept, k)
                 )
                 out.append((node, parse_comparison(node.value)[0]))
             return out
