@@ -28,8 +28,10 @@ def postgres_url_problem(url: str) -> str | None:
     config loads without the ``postgres`` extra). A password is refused: frugal.yaml and command
     lines are read by many; it goes in an environment variable or libpq's ``.pgpass``."""
     scheme, sep, _ = url.partition("://")
-    if not sep or scheme not in POSTGRES_SCHEMES:
-        return f"{url!r} is not a postgresql:// URL (postgresql://user@host:port/database)"
+    if not sep or scheme not in POSTGRES_SCHEMES:  # the URL itself is not echoed: it may hold a
+        # password
+        what = f"the scheme {scheme!r}" if sep else "it"
+        return f"{what} is not postgresql:// (postgresql://user@host:port/database)"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
