@@ -160,6 +160,10 @@ class FrugalApp:
         ledger = self.engine.recorder.ledger
         if isinstance(ledger, QueuedLedger):
             ledger.mark_ready()  # start-up ends: the report bills it apart
+        if self.config.ledger.enabled and self.config.ledger.url is not None:
+            log.info("ledger: rows go to %s; the audit log and split weights set at run time "
+                     "stay in %s on this machine", self.config.ledger.url,
+                     self.config.ledger.path)  # fmt: skip
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
             yield

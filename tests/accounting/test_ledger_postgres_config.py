@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from frugal.access import AuditLog
 from frugal.config import parse_config
 from frugal.errors import ConfigError
 from frugal.optimize import free_port
@@ -98,3 +99,27 @@ def test_report_reads_the_database_a_config_names(
     assert result.exit_code == 0, result.output
     total = result.output.splitlines()[-1].split(",")
     assert total[:2] == ["total", "7"]
+
+
+def test_ledger_prune_deletes_from_the_database_a_config_names(
+    digits_model_file: Path, tmp_path: Path, pg_url: str
+) -> None:
+    """`frugal ledger prune --config` with ledger.url deletes the old rows from the database,
+    and records the prune in the audit log, which stays in the SQLite file ledger.path."""
+    import time
+
+    from tests.accounting.test_ledger_postgres import count
+
+    data = with_ledger(digits_model_file, tmp_path, url=pg_url)
+    path = write_config(tmp_path, data)
+    ledger = opened(pg_url)
+    ledger.record(request_row(0, ts=time.time() - 30 * 86400))
+    ledger.record(request_row(1, ts=time.time()))
+    ledger.close()
+    AuditLog(Path(data["ledger"]["path"])).append("server", "model.load", "digits:1")
+    result = invoke("ledger", "prune", "--older-than", "7d", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 request rows" in result.output and pg_url in result.output
+    assert count(pg_url, "requests") == 1
+    entries = AuditLog(Path(data["ledger"]["path"])).entries()
+    assert [e.action for e in entries] == ["model.load", "ledger.prune"]
