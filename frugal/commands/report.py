@@ -23,6 +23,7 @@ from frugal.commands.durations import parse_since
 @click.option(
     "--ledger",
     "ledger_path",
+    type=click.Path(),  # a str as given: a postgresql:// URL must not become a Path
     help="Ledger file, or postgresql://user@host:port/db (password from PGPASSWORD or "
     "~/.pgpass). Default: the ledger --config names (ledger.url, else ledger.path).",
 )
