@@ -123,7 +123,9 @@ def connect(
             "a postgresql:// ledger needs the postgres extra (psycopg 3)", field=field,
             hint="pip install 'frugal[postgres]'",
         ) from None  # fmt: skip
-    kwargs: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S,
+    # No server-side prepared statements (prepare_threshold=None): the writer runs a handful of
+    # statements per flush, and a transaction-mode pooler in between would not keep them.
+    kwargs: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "prepare_threshold": None,
                               "application_name": "frugal-ledger"}  # fmt: skip
     if password_env is not None:
         password = os.environ.get(password_env)

@@ -243,3 +243,49 @@ def test_retention_prunes_postgres(ledger: PostgresLedger, pg_url: str) -> None:
     pruned = prune(pg_url, older_than_s=86400, key="leaving", now=now)
     assert (pruned.requests, pruned.batches) == (2, 1)
     assert [r for (r,) in query(pg_url, "SELECT request_id FROM requests")] == ["r2"]
+
+
+def test_a_commit_that_went_in_before_the_connection_dropped_is_not_sent_again(
+    pg_url: str,
+) -> None:
+    """The connection drops after the database committed but before the writer heard so: on
+    reconnecting the writer reads the run's commit count back, counts those rows written and
+    sends only the newer ones."""
+    import queue
+
+    from frugal.accounting.ledger_health import LedgerHealth
+    from frugal.accounting.ledger_postgres_schema import connect
+    from frugal.accounting.ledger_postgres_writer import PostgresWriter
+    from frugal.accounting.ledger_writer import Pending
+
+    ledger = opened(pg_url)  # makes the tables and a run; its own writer stays idle
+    health = LedgerHealth(pg_url)
+    writer = PostgresWriter(
+        connect(pg_url), lambda: connect(pg_url), pg_url, ledger.run_id, queue.SimpleQueue(),
+        threading.Event(), health, flush_interval_s=1.0, heartbeat_s=1.0,
+    )  # fmt: skip
+    sent = Pending()
+    sent.rows["requests"] = [_queued(i) for i in range(5)]
+    db = writer._connection()
+    writer._transaction(db, sent, [], row_by_row=False)  # committed in the database ...
+    db.close()  # ... and the answer never arrived
+    writer._fail(sent, [], sent.counts(), ConnectionError("cut"), in_doubt=True)
+    assert count(pg_url, "requests") == 5 and not health.stats().written["requests"]
+    held = writer._held
+    held.rows["requests"] += [_queued(i) for i in range(5, 8)]
+    writer._held = Pending()
+    writer._commit(held, [])
+    assert query(pg_url, "SELECT COUNT(*), COUNT(DISTINCT request_id) FROM requests") == [(8, 8)]
+    assert health.stats().written["requests"] == 8
+    writer._connection().close()
+    ledger.close()
+
+
+def _queued(i: int) -> tuple[object, ...]:
+    """A request row as the ledger queues it (ledger.py's record), numbered as the writer does."""
+    row = request_row(i)
+    return (row.ts, "run", row.request_id, row.endpoint, row.model, row.version, row.items,
+            row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
+            row.status, row.cache, row.saved_usd, row.key, row.tokens, row.route,
+            int(row.degraded), int(row.shadow), row.cost_usd, row.overhead_usd, row.tier_costs,
+            i + 1)  # fmt: skip

@@ -12,7 +12,9 @@ import httpx
 from frugal.accounting import build_report
 from tests.accounting.test_ledger_postgres import query
 from tests.conftest import ServerProcess, assert_charged, digits_config, write_config
+from tests.pg_server import PostgresServer
 from tests.test_cli import invoke
+from tests.waiting import eventually
 
 
 def test_two_workers_on_one_postgres_ledger_count_every_answer_once(
@@ -55,3 +57,40 @@ def test_two_workers_on_one_postgres_ledger_count_every_answer_once(
     total = json.loads(result.output)["rows"][-1]
     assert (total["key"], total["requests"]) == ("total", 60)
     assert math.isclose(total["cost_usd"], report.total.cost_usd, rel_tol=1e-12)
+
+
+def test_the_database_down_mid_run_then_back_loses_no_answer(
+    digits_model_file: Path, tmp_path: Path, digits: Any, own_postgres: PostgresServer, serve: Any
+) -> None:
+    """While PostgreSQL is down the server keeps answering and its readiness is off; once it is
+    back readiness returns and every answer, before, during and after, has exactly one row."""
+    url = own_postgres.create_database()
+    data = digits_config(digits_model_file, tmp_path)
+    data["ledger"] |= {"url": url}
+    server = serve(write_config(tmp_path, data))
+    x, _ = digits
+    sent: list[str] = []
+
+    def ask(client: httpx.Client, n: int) -> None:
+        for _ in range(n):
+            request_id = f"req-{len(sent):03d}"
+            body = {"instances": x[len(sent) : len(sent) + 1].tolist()}
+            answer = client.post("/v1/endpoints/digits/predict", json=body,
+                                 headers={"x-request-id": request_id})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            sent.append(request_id)
+
+    def ready(client: httpx.Client) -> bool:
+        return client.get("/v2/health/ready").status_code == 200
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        ask(client, 10)
+        own_postgres.stop()
+        ask(client, 10)
+        eventually(lambda: not ready(client), "readiness to turn off", timeout_s=30)
+        own_postgres.start()
+        eventually(lambda: ready(client), "readiness to return", timeout_s=30)
+        ask(client, 10)
+    server.__exit__()  # flushes the ledger and stamps the run's end
+    rows = query(url, "SELECT request_id FROM requests")
+    assert sorted(r for (r,) in rows) == sorted(sent)
