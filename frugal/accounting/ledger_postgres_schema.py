@@ -106,7 +106,7 @@ def ensure_schema(db: psycopg.Connection[Any]) -> None:
 
 
 def connect(
-    url: str, *, password_env: str | None = None, field: str = "ledger.url"
+    url: str, *, password_env: str | None = None, field: str = "ledger.url", file: str = ""
 ) -> psycopg.Connection[Any]:
     """A connection to the ledger's database (not in autocommit: the writer commits batches).
 
@@ -115,13 +115,13 @@ def connect(
     """
     problem = postgres_url_problem(url)
     if problem is not None:
-        raise ConfigError(problem, field=field, hint=URL_HINT)
+        raise ConfigError(problem, field=field, file=file, hint=URL_HINT)
     try:
         import psycopg
     except ImportError:
         raise ConfigError(
             "a postgresql:// ledger needs the postgres extra (psycopg 3)", field=field,
-            hint="pip install 'frugal[postgres]'",
+            file=file, hint="pip install 'frugal[postgres]'",
         ) from None  # fmt: skip
     # No server-side prepared statements (prepare_threshold=None): the writer runs a handful of
     # statements per flush, and a transaction-mode pooler in between would not keep them.
@@ -133,6 +133,7 @@ def connect(
             raise ConfigError(
                 f"the environment variable {password_env} is not set",
                 field="ledger.password_env",
+                file=file,
                 hint=f"export {password_env}=<the database password>, or leave password_env out "
                 "and use PGPASSWORD or ~/.pgpass",
             )
@@ -141,13 +142,13 @@ def connect(
         return psycopg.connect(url, **kwargs)
     except psycopg.Error as exc:
         raise ConfigError(
-            f"cannot connect to {url}: {first_line(exc)}", field=field, hint=URL_HINT
+            f"cannot connect to {url}: {first_line(exc)}", field=field, file=file, hint=URL_HINT
         ) from None
 
 
 URL_HINT = (
-    "ledger.url is postgresql://user@host:port/database; the password comes from the variable "
-    "ledger.password_env names, or PGPASSWORD / ~/.pgpass (docs/ledger.md)"
+    "a PostgreSQL ledger is postgresql://user@host:port/database; its password comes from the "
+    "variable ledger.password_env names, or PGPASSWORD / ~/.pgpass (docs/ledger.md)"
 )
 
 

@@ -38,7 +38,7 @@ def build_ledger(config: LedgerConfig) -> QueuedLedger:
                           heartbeat_s=config.heartbeat_s)  # fmt: skip
 
 
-def check_ledger_url(config: LedgerConfig) -> None:
+def check_ledger_url(config: LedgerConfig, *, file: str = "") -> None:
     """Connect to ``ledger.url`` once and hang up, writing nothing: at start (before the models
     load, and before ``--workers`` start processes of their own) and in ``frugal validate``, a
     missing extra, a bad URL, an unreachable server or a refused login is a ConfigError naming
@@ -50,7 +50,7 @@ def check_ledger_url(config: LedgerConfig) -> None:
     except ImportError:  # pragma: no cover - the schema module imports psycopg lazily
         raise ConfigError("a postgresql:// ledger needs the postgres extra", field="ledger.url",
                           hint=POSTGRES_EXTRA_HINT) from None  # fmt: skip
-    pg_connect(config.url, password_env=config.password_env).close()
+    pg_connect(config.url, password_env=config.password_env, file=file).close()
 
 
 def ledger_location(config: LedgerConfig) -> str | Path:

@@ -38,7 +38,10 @@ def postgres_url_problem(url: str) -> str | None:
     except ValueError as exc:
         return f"not a valid URL: {exc}"
     if parts.password is not None:
-        return "the URL holds a password; frugal never stores one in config or the ledger"
+        return (
+            "the URL holds a password: take it out, and put it in an environment variable that "
+            "ledger.password_env names (or PGPASSWORD, ~/.pgpass); frugal.yaml is read by many"
+        )
     if parts.fragment:
         return "a postgresql:// URL takes no #fragment"
     return None

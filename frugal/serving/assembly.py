@@ -66,7 +66,7 @@ def assemble(
     started_at = time.time()
     if config.ledger.enabled:
         if config.ledger.url is not None:  # connects once (writing nothing): a bad URL stops here
-            check_ledger_url(config.ledger)
+            check_ledger_url(config.ledger, file=file)
         check_database_path(config.ledger.path, "ledger.path", file)  # the audit log's file
         if config.ledger.audit_key_file is not None:  # serve would read it after the models
             read_audit_key(config.ledger.audit_key_file)
