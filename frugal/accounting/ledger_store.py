@@ -45,11 +45,9 @@ def check_ledger_url(config: LedgerConfig, *, file: str = "") -> None:
     the field, not a worker dying later."""
     if config.url is None:
         return
-    try:
-        from frugal.accounting.ledger_postgres_schema import connect as pg_connect
-    except ImportError:  # pragma: no cover - the schema module imports psycopg lazily
-        raise ConfigError("a postgresql:// ledger needs the postgres extra", field="ledger.url",
-                          hint=POSTGRES_EXTRA_HINT) from None  # fmt: skip
+    # Imports psycopg itself: without the extra, a ConfigError naming ledger.url says so.
+    from frugal.accounting.ledger_postgres_schema import connect as pg_connect
+
     pg_connect(config.url, password_env=config.password_env, file=file).close()
 
 
