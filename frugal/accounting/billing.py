@@ -16,8 +16,9 @@ run that never became ready was start-up all its life.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from frugal.accounting.ledger_schema import SqlReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def overlap_s(start: float, end: float, since: float, until: float) -> float:
     return max(0.0, min(end, until) - max(start, since))
 
 
-def bill_window(db: sqlite3.Connection, since: float, until: float) -> WindowBill:
+def bill_window(db: SqlReader, since: float, until: float) -> WindowBill:
     """Bill every run of the ledger over ``[since, until]``; batches count where they start."""
     runs = db.execute(
         "SELECT run_id, started, stopped, heartbeat, ready, price_usd_per_hour, slots FROM runs"

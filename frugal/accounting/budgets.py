@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from frugal.accounting.ledger_store import open_reader
+from frugal.config import is_postgres_url
+
 
 def day_start(now: float) -> float:
     """The last UTC midnight, in unix seconds."""
@@ -28,11 +31,27 @@ class Spent:
     tokens: int = 0
 
 
+# Today's spend of every key, by the runs other than this one: one query for either store.
+OTHERS_SPEND = (
+    "SELECT key_name, SUM(cost_usd), SUM(tokens) FROM requests "
+    "WHERE ts >= ? AND run_id != ? AND key_name != '' GROUP BY key_name"
+)
+
+
 class BudgetBook:
+    """``ledger``: the SQLite file, or the postgresql:// URL (``password_env`` as in config)."""
+
     def __init__(
-        self, ledger_path: Path, run_id: str, *, clock: Callable[[], float] = time.time
+        self,
+        ledger: Path | str,
+        run_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        password_env: str | None = None,
     ) -> None:
-        self.ledger_path = Path(ledger_path)
+        self.postgres = is_postgres_url(ledger)
+        self.ledger = ledger if self.postgres else Path(ledger)
+        self.password_env = password_env
         self.run_id = run_id
         self.clock = clock
         self.day = day_start(clock())
@@ -65,19 +84,22 @@ class BudgetBook:
         """Re-read today's sums of other runs from the ledger (blocking: call from a thread)."""
         start = day_start(self.clock())
         others: dict[str, Spent] = {}
-        if self.ledger_path.exists():
-            db = sqlite3.connect(self.ledger_path, timeout=10.0)
+        if self.postgres:
+            # A connection per refresh (every few seconds): nothing held open between them.
+            with open_reader(self.ledger, password_env=self.password_env) as reader:
+                rows = reader.execute(OTHERS_SPEND, (start, self.run_id)).fetchall()
+        elif Path(self.ledger).exists():
+            db = sqlite3.connect(self.ledger, timeout=10.0)
             try:
-                rows = db.execute(
-                    "SELECT key_name, SUM(cost_usd), SUM(tokens) FROM requests "
-                    "WHERE ts >= ? AND run_id != ? AND key_name != '' GROUP BY key_name",
-                    (start, self.run_id),
-                ).fetchall()
+                rows = db.execute(OTHERS_SPEND, (start, self.run_id)).fetchall()
             except sqlite3.OperationalError:  # a ledger created before keys existed
                 rows = []
             finally:
                 db.close()
-            others = {name: Spent(float(usd or 0), int(tokens or 0)) for name, usd, tokens in rows}
+        else:
+            rows = []
+        # PostgreSQL sums BIGINT tokens as NUMERIC: int() takes both.
+        others = {name: Spent(float(usd or 0), int(tokens or 0)) for name, usd, tokens in rows}
         if start == self.day:
             self._others = others
 

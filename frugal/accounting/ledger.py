@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -117,8 +118,9 @@ class Ledger(Protocol):
         ...
 
 
-class SqliteLedger:
-    """The embedded default ledger: one SQLite file, one writer thread.
+class QueuedLedger:
+    """What every ledger store shares: the hot path only puts a tuple on a queue, and one writer
+    thread (started by the store's ``open``) commits them. Stores differ only in ``open``.
 
     The run's row says when it started (``started``, before its models loaded), when it could
     answer (``ready``), that it is still alive (``heartbeat``) and when it stopped (``stopped``):
@@ -127,7 +129,7 @@ class SqliteLedger:
 
     def __init__(
         self,
-        path: Path,
+        where: str,
         *,
         flush_interval_ms: float = 200.0,
         heartbeat_s: float = 2.0,
@@ -137,12 +139,12 @@ class SqliteLedger:
             raise ValueError("flush_interval_ms and heartbeat_s must be > 0")
         if max_held_rows < 0:
             raise ValueError("max_held_rows must be >= 0")
-        self.path = Path(path)
+        self.where = where  # for log lines: a file path, or a database URL (no password)
         self.flush_interval_s = flush_interval_ms / 1000
         self.heartbeat_s = heartbeat_s
         self.max_held_rows = max_held_rows
         self.run_id = uuid.uuid4().hex[:12]
-        self.health = LedgerHealth(self.path)
+        self.health = LedgerHealth(where)
         self._queue: queue.SimpleQueue[Entry] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
@@ -151,7 +153,7 @@ class SqliteLedger:
     @property
     def healthy(self) -> bool:
         """The writer runs and its commits succeed (or have failed only briefly): False before
-        ``open``, after ``close``, and while the file takes no writes."""
+        ``open``, after ``close``, and while the store takes no writes."""
         running = self._thread is not None and self._thread.is_alive() and not self._closed
         return running and self.health.healthy
 
@@ -172,37 +174,19 @@ class SqliteLedger:
         ``started_at`` (unix seconds, default now) is when the process started, before its
         models loaded: loading is paid for too, and the report shows it as start-up.
         """
-        now = time.time()
+        raise NotImplementedError
+
+    def _start(self, run: Callable[[], None]) -> None:
+        """Start the writer thread (``open`` calls it once the run's row is written)."""
+        self._thread = threading.Thread(target=run, name="frugal-ledger", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _started(started_at: float | None, now: float) -> float:
         started = now if started_at is None else started_at
         if started > now:
             raise ValueError(f"started_at {started} is after now ({now})")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = connect(self.path)
-            try:
-                ensure_schema(db)
-                db.execute(
-                    "INSERT INTO runs (run_id, started, stopped, instance, price_usd_per_hour, "
-                    "slots, pid, heartbeat, ready) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, NULL)",
-                    (self.run_id, started, instance, price_usd_per_hour, slots, os.getpid(), now),
-                )
-                db.commit()
-                # The writer keeps this connection: the file it writes is the one set up here.
-                writer = LedgerWriter(
-                    db, self.path, self.run_id, self._queue, self._wake, self.health,
-                    flush_interval_s=self.flush_interval_s, heartbeat_s=self.heartbeat_s,
-                    max_held_rows=self.max_held_rows,
-                )  # fmt: skip
-            except BaseException:
-                db.close()
-                raise
-        except (OSError, sqlite3.Error) as exc:  # `frugal validate` checks the path; races remain
-            raise ConfigError(
-                f"cannot open the ledger: {exc}", field="ledger.path", file=str(self.path),
-                hint="ledger.path must name a SQLite file (or none yet) in a writable folder",
-            ) from None  # fmt: skip
-        self._thread = threading.Thread(target=writer.run, name="frugal-ledger", daemon=True)
-        self._thread.start()
+        return started
 
     def mark_ready(self, at: float | None = None) -> None:
         """Stamp when this run could first answer (unix seconds, default now): start-up ends.
@@ -255,7 +239,7 @@ class SqliteLedger:
         self._queue.put(done)
         self._wake.set()
         if not done.wait(timeout_s):
-            log.error("ledger %s: flush timed out after %.0f s", self.path, timeout_s)
+            log.error("ledger %s: flush timed out after %.0f s", self.where, timeout_s)
 
     def close(self) -> None:
         """Flush, stamp this run's end (so idle time is billed up to here) and stop the writer."""
@@ -270,6 +254,59 @@ class SqliteLedger:
             self._thread.join(timeout=5.0)
 
 
+class SqliteLedger(QueuedLedger):
+    """The embedded default ledger: one SQLite file, one writer thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flush_interval_ms: float = 200.0,
+        heartbeat_s: float = 2.0,
+        max_held_rows: int = DEFAULT_MAX_HELD_ROWS,
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(str(self.path), flush_interval_ms=flush_interval_ms,
+                         heartbeat_s=heartbeat_s, max_held_rows=max_held_rows)  # fmt: skip
+
+    def open(
+        self,
+        *,
+        instance: str,
+        price_usd_per_hour: float,
+        slots: float,
+        started_at: float | None = None,
+    ) -> None:
+        now = time.time()
+        started = self._started(started_at, now)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = connect(self.path)
+            try:
+                ensure_schema(db)
+                db.execute(
+                    "INSERT INTO runs (run_id, started, stopped, instance, price_usd_per_hour, "
+                    "slots, pid, heartbeat, ready) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, NULL)",
+                    (self.run_id, started, instance, price_usd_per_hour, slots, os.getpid(), now),
+                )
+                db.commit()
+                # The writer keeps this connection: the file it writes is the one set up here.
+                writer = LedgerWriter(
+                    db, self.path, self.run_id, self._queue, self._wake, self.health,
+                    flush_interval_s=self.flush_interval_s, heartbeat_s=self.heartbeat_s,
+                    max_held_rows=self.max_held_rows,
+                )  # fmt: skip
+            except BaseException:
+                db.close()
+                raise
+        except (OSError, sqlite3.Error) as exc:  # `frugal validate` checks the path; races remain
+            raise ConfigError(
+                f"cannot open the ledger: {exc}", field="ledger.path", file=str(self.path),
+                hint="ledger.path must name a SQLite file (or none yet) in a writable folder",
+            ) from None  # fmt: skip
+        self._start(writer.run)
+
+
 __all__ = [
     "SCHEMA",
     "BatchRow",
@@ -277,6 +314,7 @@ __all__ = [
     "LedgerRow",
     "LedgerStats",
     "PayloadRow",
+    "QueuedLedger",
     "SqliteLedger",
     "connect",
     "ensure_schema",

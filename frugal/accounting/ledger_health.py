@@ -74,7 +74,7 @@ class _Throttle:
 class LedgerHealth:
     """Counts and failure state, written by the writer thread and read from any thread."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()

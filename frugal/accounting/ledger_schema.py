@@ -8,6 +8,16 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any, Protocol
+
+
+class SqlReader(Protocol):
+    """What the ledger's readers (report, billing, budgets, retention) run their SQL on: a
+    sqlite3 connection, or a PostgreSQL one behind the same call (ledger_postgres_schema.py).
+    Their SQL is written once, with ``?`` marks, in the dialect both share."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -127,4 +137,12 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-__all__ = ["INSERT_SIZES", "SCHEMA", "connect", "ensure_schema", "insert_many", "insert_one"]
+__all__ = [
+    "INSERT_SIZES",
+    "SCHEMA",
+    "SqlReader",
+    "connect",
+    "ensure_schema",
+    "insert_many",
+    "insert_one",
+]

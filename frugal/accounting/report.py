@@ -14,7 +14,6 @@ whole run: requests are stamped when answered, batches when they start); idle is
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,8 +23,10 @@ from typing import Literal
 import numpy as np
 
 from frugal.accounting.billing import bill_window
-from frugal.accounting.ledger import connect, ensure_schema
+from frugal.accounting.ledger_schema import SqlReader
+from frugal.accounting.ledger_store import open_reader, reader_errors
 from frugal.accounting.tier_costs import parse_tier_costs
+from frugal.config import is_postgres_url
 from frugal.errors import ConfigError, InvalidInput
 
 GroupBy = Literal["endpoint", "model", "version"]
@@ -104,25 +105,33 @@ def _when(ts: float) -> str:
 
 
 def build_report(
-    path: Path, *, since: float | None = None, until: float | None = None, by: GroupBy = "endpoint"
+    path: Path | str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    by: GroupBy = "endpoint",
+    password_env: str | None = None,
+    field: str = "ledger.url",
 ) -> Report:
-    """Read the ledger at ``path`` and summarize the window [since, until] (see resolve_window)."""
+    """Read the ledger at ``path`` (a SQLite file, or a postgresql:// URL: ``password_env`` and
+    ``field`` as in ledger_store.open_reader) and summarize the window [since, until] (see
+    resolve_window)."""
     since, until = resolve_window(since, until)
-    if not Path(path).is_file():
+    postgres = is_postgres_url(path)
+    if not postgres and not Path(path).is_file():
         raise ConfigError("no ledger here yet", file=str(path), hint="run `frugal serve` first")
+    where = {"field": field} if postgres else {"file": str(path)}
     try:
-        db = connect(path)
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
-    try:
-        ensure_schema(db)  # a ledger from an older frugal lacks newer columns
-        return _build(db, since, until, by)
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
+        with open_reader(path, password_env=password_env, field=field) as db:
+            return _build(db, since, until, by)
+    except reader_errors() as exc:
+        raise ConfigError(f"not a frugal ledger: {first_line(exc)}", **where) from None
     except ValueError as exc:  # a tier_costs value that does not parse
-        raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
-    finally:
-        db.close()
+        raise ConfigError(f"not a frugal ledger: {exc}", **where) from None
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 @dataclass(slots=True)
@@ -184,7 +193,7 @@ class _Group:
 _MODEL_USD = "CASE WHEN model_usd = 0 AND overhead_usd = 0 THEN cost_usd ELSE model_usd END"
 
 
-def _build(db: sqlite3.Connection, since: float, until: float, by: GroupBy) -> Report:
+def _build(db: SqlReader, since: float, until: float, by: GroupBy) -> Report:
     rows = db.execute(
         "SELECT endpoint, model, version, shadow, latency_ms, status, items, batch_size, cache, "
         f"saved_usd, degraded, {_MODEL_USD}, overhead_usd, tier_costs FROM requests "

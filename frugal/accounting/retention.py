@@ -9,12 +9,13 @@ removed, never a payload).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from frugal.accounting.ledger import connect, ensure_schema
+from frugal.accounting.ledger_schema import SqlReader
+from frugal.accounting.ledger_store import open_reader, reader_errors
+from frugal.config import is_postgres_url
 from frugal.errors import ConfigError
 
 # A run whose heartbeat (every few seconds) is this old was killed: retention may treat its last
@@ -36,42 +37,46 @@ class Pruned:
 
 
 def prune(
-    path: Path,
+    path: Path | str,
     *,
     older_than_s: float | None = None,
     key: str | None = None,
     now: float | None = None,
+    password_env: str | None = None,
 ) -> Pruned:
-    """Delete what the arguments select, in one transaction; expired payloads always go."""
-    if not Path(path).exists():
+    """Delete what the arguments select, in one transaction; expired payloads always go.
+
+    ``path``: the SQLite file, or a postgresql:// URL (the same statements run there)."""
+    postgres = is_postgres_url(path)
+    if not postgres and not Path(path).exists():
         raise ConfigError("no ledger here yet", file=str(path))
     now = time.time() if now is None else now
+    where = {"field": "ledger.url"} if postgres else {"file": str(path)}
     try:
-        db = connect(Path(path))
-        ensure_schema(db)
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"not a frugal ledger: {exc}", file=str(path)) from None
-    try:
-        with db:
-            requests = batches = runs = 0
-            payloads = db.execute("DELETE FROM payloads WHERE expires < ?", (now,)).rowcount
-            if older_than_s is not None:
-                cutoff = now - older_than_s
-                requests += db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
-                batches += db.execute("DELETE FROM batches WHERE ts < ?", (cutoff,)).rowcount
-                # A killed run never stops; once silent for SILENT_S it is dead, and goes by
-                # its last heartbeat like a stopped run by its end.
-                runs += db.execute(
-                    "DELETE FROM runs WHERE COALESCE(stopped, heartbeat) < ? AND (stopped IS NOT "
-                    "NULL OR heartbeat < ?)",
-                    (cutoff, now - SILENT_S),
-                ).rowcount
-                payloads += db.execute("DELETE FROM payloads WHERE ts < ?", (cutoff,)).rowcount
-            if key is not None:
-                requests += db.execute("DELETE FROM requests WHERE key_name = ?", (key,)).rowcount
-                payloads += db.execute("DELETE FROM payloads WHERE key_name = ?", (key,)).rowcount
-    finally:
-        db.close()
+        with open_reader(path, password_env=password_env) as db:
+            return _prune(db, older_than_s, key, now)
+    except reader_errors() as exc:
+        raise ConfigError(f"not a frugal ledger: {exc}", **where) from None
+
+
+def _prune(db: SqlReader, older_than_s: float | None, key: str | None, now: float) -> Pruned:
+    requests = batches = runs = 0
+    payloads = db.execute("DELETE FROM payloads WHERE expires < ?", (now,)).rowcount
+    if older_than_s is not None:
+        cutoff = now - older_than_s
+        requests += db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+        batches += db.execute("DELETE FROM batches WHERE ts < ?", (cutoff,)).rowcount
+        # A killed run never stops; once silent for SILENT_S it is dead, and goes by its last
+        # heartbeat like a stopped run by its end.
+        runs += db.execute(
+            "DELETE FROM runs WHERE COALESCE(stopped, heartbeat) < ? AND (stopped IS NOT "
+            "NULL OR heartbeat < ?)",
+            (cutoff, now - SILENT_S),
+        ).rowcount
+        payloads += db.execute("DELETE FROM payloads WHERE ts < ?", (cutoff,)).rowcount
+    if key is not None:
+        requests += db.execute("DELETE FROM requests WHERE key_name = ?", (key,)).rowcount
+        payloads += db.execute("DELETE FROM payloads WHERE key_name = ?", (key,)).rowcount
     return Pruned(requests, batches, runs, payloads)
 
 

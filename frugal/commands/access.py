@@ -379,8 +379,17 @@ def ledger_prune(
     seconds = parse_duration(older_than, "--older-than") if older_than else None
     audit_log = _anchored(ledger_path, config_path, None)
     audit_log.check_append()
-    path = audit_log.path
-    pruned = prune(path, older_than_s=seconds, key=key_name)
+    # The rows are in ledger.url's database where the config names one; the audit log stays in
+    # the SQLite file (docs/ledger.md, "Which store").
+    path: Path | str = audit_log.path
+    password_env = None
+    if ledger_path is None:
+        from frugal.config import load_config
+
+        config_ledger = load_config(config_path).ledger
+        if config_ledger.url is not None:
+            path, password_env = config_ledger.url, config_ledger.password_env
+    pruned = prune(path, older_than_s=seconds, key=key_name, password_env=password_env)
     detail: dict[str, Any] = {"older_than": older_than, "key": key_name,
                               "requests": pruned.requests, "batches": pruned.batches,
                               "runs": pruned.runs, "payloads": pruned.payloads}  # fmt: skip

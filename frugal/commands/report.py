@@ -23,8 +23,9 @@ from frugal.commands.durations import parse_since
 @click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(path_type=Path),
-    help="Ledger file (default: the one CONFIG names).",
+    type=click.Path(),  # a str as given: a postgresql:// URL must not become a Path
+    help="Ledger file, or postgresql://user@host:port/db (password from PGPASSWORD or "
+    "~/.pgpass). Default: the ledger --config names (ledger.url, else ledger.path).",
 )
 @click.option(
     "--config",
@@ -32,7 +33,7 @@ from frugal.commands.durations import parse_since
     type=click.Path(path_type=Path),
     default="frugal.yaml",
     show_default=True,
-    help="Config whose `ledger.path` to read.",
+    help="Config whose ledger to read (`ledger.url`, else `ledger.path`).",
 )
 @click.option(
     "--since",
@@ -61,7 +62,7 @@ from frugal.commands.durations import parse_since
     help="csv repeats the window's billed, start-up and idle dollars on every row (window_*).",
 )
 def report(
-    ledger_path: Path | None,
+    ledger_path: str | None,
     config_path: Path,
     since: str | None,
     until: str | None,
@@ -73,15 +74,21 @@ def report(
     The bill splits into parts that add up to it: billed = start-up + model + overhead + idle
     (docs/cost-model.md).
     """
-    from frugal.accounting import build_report, resolve_window
-    from frugal.config import load_config
+    from frugal.accounting import build_report, ledger_location, resolve_window
+    from frugal.config import is_postgres_url, load_config
 
     start, end = resolve_window(
         parse_since(since, "--since"), parse_since(until, "--until"), names=("--since", "--until")
     )
+    password_env, field = None, "--ledger"
+    location: str | Path
     if ledger_path is None:
-        ledger_path = load_config(config_path).ledger.path
-    result = build_report(ledger_path, since=start, until=end, by=by)  # type: ignore[arg-type]
+        ledger = load_config(config_path).ledger
+        location, password_env, field = ledger_location(ledger), ledger.password_env, "ledger.url"
+    else:
+        location = ledger_path if is_postgres_url(ledger_path) else Path(ledger_path)
+    result = build_report(location, since=start, until=end, by=by,  # type: ignore[arg-type]
+                          password_env=password_env, field=field)  # fmt: skip
     rows = [asdict(r) for r in [*result.rows, result.total]]
     window = {k: getattr(result, k) for k in WINDOW_FIELDS}
     if fmt == "json":

@@ -28,7 +28,14 @@ from frugal.config.routes import (
     parse_comparison,
 )
 from frugal.config.scaling import AutoscalingConfig, PolicyName
-from frugal.config.server import AuthConfig, CorsConfig, LedgerConfig, ServerConfig
+from frugal.config.server import (
+    AuthConfig,
+    CorsConfig,
+    LedgerConfig,
+    ServerConfig,
+    is_postgres_url,
+    postgres_url_problem,
+)
 
 __all__ = [
     "GATE_SIGNALS",
@@ -62,7 +69,9 @@ __all__ = [
     "UpstreamConfig",
     "WeightedModel",
     "format_loc",
+    "is_postgres_url",
     "load_config",
     "parse_comparison",
     "parse_config",
+    "postgres_url_problem",
 ]

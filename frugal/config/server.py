@@ -2,19 +2,60 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
+    model_validator,
 )
 
-from frugal.config._base import _Section
+from frugal.config._base import _FieldError, _Section
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    """A ledger location that names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(location, str) and location.partition("://")[0] in POSTGRES_SCHEMES
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """What is wrong with a PostgreSQL ledger URL, or None: checked without connecting (the
+    config loads without the ``postgres`` extra). A password is refused: frugal.yaml and command
+    lines are read by many; it goes in an environment variable or libpq's ``.pgpass``."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in POSTGRES_SCHEMES:  # the URL itself is not echoed: it may hold a
+        # password
+        what = f"the scheme {scheme!r}" if sep else "it"
+        return f"{what} is not postgresql:// (postgresql://user@host:port/database)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.password is not None:
+        return (
+            "the URL holds a password: take it out, and put it in an environment variable that "
+            "ledger.password_env names (or PGPASSWORD, ~/.pgpass); frugal.yaml is read by many"
+        )
+    if parts.fragment:
+        return "a postgresql:// URL takes no #fragment"
+    return None
 
 
 class LedgerConfig(_Section):
     enabled: bool = True
     path: Path = Path("frugal-ledger.db")
+    # A PostgreSQL database every server process reaches (postgresql://user@host:port/db):
+    # one ledger for several machines or Ray replicas. Absent: the SQLite file `path`.
+    url: str | None = None
+    # The environment variable that holds the database password (else libpq's PGPASSWORD or
+    # ~/.pgpass, or none); the name is in config, the secret never is.
+    password_env: str | None = None
     flush_interval_ms: Annotated[float, Field(gt=0)] = 200.0
     # How often an idle run stamps "still alive" (a killed run is billed to its last one);
     # the writer wakes every flush interval, so beats come at least that far apart.
@@ -28,6 +69,21 @@ class LedgerConfig(_Section):
     # nobody without it can recompute; the head file is rewritten with `SEQ:HASH` on every append.
     audit_key_file: Path | None = None
     audit_head_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_url(self) -> LedgerConfig:
+        if self.url is not None:
+            problem = postgres_url_problem(self.url)
+            if problem is not None:
+                raise _FieldError("url", problem)
+        if self.password_env is not None:
+            if self.url is None:
+                raise _FieldError("password_env", "`password_env` goes with `url` (PostgreSQL)")
+            if not _ENV_NAME.fullmatch(self.password_env):
+                raise _FieldError(
+                    "password_env", f"{self.password_env!r} is not an environment variable name"
+                )
+        return self
 
 
 class AuthConfig(_Section):
@@ -76,4 +132,12 @@ class ServerConfig(_Section):
     cors: CorsConfig | None = None
 
 
-__all__ = ["AuthConfig", "CorsConfig", "LedgerConfig", "ServerConfig"]
+__all__ = [
+    "POSTGRES_SCHEMES",
+    "AuthConfig",
+    "CorsConfig",
+    "LedgerConfig",
+    "ServerConfig",
+    "is_postgres_url",
+    "postgres_url_problem",
+]

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from frugal.access import AuditLog, KeyStore, RateLimiter
-from frugal.accounting import SqliteLedger
+from frugal.accounting import QueuedLedger, ledger_location
 from frugal.accounting.retention import prune
 from frugal.config import FrugalConfig
 from frugal.errors import FrugalError, HeadersTooLarge, Overloaded
@@ -158,8 +158,12 @@ class FrugalApp:
         await self.engine.warm_up()
         self.engine.ready = True
         ledger = self.engine.recorder.ledger
-        if isinstance(ledger, SqliteLedger):
+        if isinstance(ledger, QueuedLedger):
             ledger.mark_ready()  # start-up ends: the report bills it apart
+        if self.config.ledger.enabled and self.config.ledger.url is not None:
+            log.info("ledger: rows go to %s; the audit log and split weights set at run time "
+                     "stay in %s on this machine", self.config.ledger.url,
+                     self.config.ledger.path)  # fmt: skip
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
             yield
@@ -203,8 +207,9 @@ class FrugalApp:
         while True:
             try:
                 pruned = await asyncio.to_thread(
-                    prune, self.config.ledger.path, older_than_s=older_than_s
-                )
+                    prune, ledger_location(self.config.ledger), older_than_s=older_than_s,
+                    password_env=self.config.ledger.password_env,
+                )  # fmt: skip
                 if pruned.total:
                     log.info("retention: pruned %s", pruned)
             except Exception:
@@ -258,7 +263,7 @@ class FrugalApp:
             return
         await self.engine.drain()
         ledger = self.engine.recorder.ledger
-        if isinstance(ledger, SqliteLedger):
+        if isinstance(ledger, QueuedLedger):
             await asyncio.to_thread(ledger.close)
 
     # ---- the dispatcher: the hot routes on raw ASGI (see exchange.py) ------------------------

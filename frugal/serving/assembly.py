@@ -18,7 +18,15 @@ from pathlib import Path
 import orjson
 
 from frugal.access import read_audit_key
-from frugal.accounting import LedgerStats, Pricer, SqliteLedger, resolve_pricer
+from frugal.accounting import (
+    LedgerStats,
+    Pricer,
+    QueuedLedger,
+    build_ledger,
+    check_ledger_url,
+    ledger_location,
+    resolve_pricer,
+)
 from frugal.accounting.budgets import BudgetBook
 from frugal.accounting.overhead import MODEL_THREAD_PREFIX
 from frugal.cache import CacheStage, build_store
@@ -59,7 +67,9 @@ def assemble(
     """
     started_at = time.time()
     if config.ledger.enabled:
-        check_database_path(config.ledger.path, "ledger.path", file)
+        if config.ledger.url is not None:  # connects once (writing nothing): a bad URL stops here
+            check_ledger_url(config.ledger, file=file)
+        check_database_path(config.ledger.path, "ledger.path", file)  # the audit log's file
         if config.ledger.audit_key_file is not None:  # serve would read it after the models
             read_audit_key(config.ledger.audit_key_file)
     if config.auth is not None:
@@ -76,8 +86,7 @@ def start_engine(assembly: Assembly) -> Engine:
     check_upstream_keys(config.upstream_models)
     ledger = None
     if config.ledger.enabled:
-        ledger = SqliteLedger(config.ledger.path, flush_interval_ms=config.ledger.flush_interval_ms,
-                              heartbeat_s=config.ledger.heartbeat_s)  # fmt: skip
+        ledger = build_ledger(config.ledger)  # SQLite, or PostgreSQL with ledger.url
         ledger.open(
             instance=pricer.instance,
             price_usd_per_hour=pricer.price_usd_per_hour,
@@ -89,7 +98,8 @@ def start_engine(assembly: Assembly) -> Engine:
         metrics.watch_ledger(functools.partial(ledger_state, ledger))
     budgets = None
     if config.auth is not None and ledger is not None:  # daily budgets are sums over the ledger
-        budgets = BudgetBook(ledger.path, ledger.run_id)
+        budgets = BudgetBook(ledger_location(config.ledger), ledger.run_id,
+                             password_env=config.ledger.password_env)  # fmt: skip
     recorder = Recorder(pricer, ledger, metrics, budgets=budgets,
                         interval_s=config.ledger.cost_interval_ms / 1000)  # fmt: skip
     # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
@@ -168,7 +178,7 @@ def _endpoints(
     return endpoints
 
 
-def ledger_state(ledger: SqliteLedger) -> LedgerState:
+def ledger_state(ledger: QueuedLedger) -> LedgerState:
     stats: LedgerStats = ledger.stats()
     return LedgerState(stats.healthy, stats.written, stats.rejected, stats.lost, stats.held)
 
