@@ -8,6 +8,7 @@ import pytest
 from frugal.config import AutoscalingConfig
 from frugal.scale import NAMED, named_policy, policy_from_config
 from frugal.scale.ray_autoscaling import ray_scaling, replica_concurrency
+from tests.scale.ray_support import require_ray
 
 
 def test_each_named_policy_maps_its_bounds_and_delays() -> None:
@@ -74,7 +75,7 @@ def test_bad_sizes_are_refused() -> None:
 
 def test_ray_accepts_every_mapping() -> None:
     """Ray Serve's own AutoscalingConfig validates what the mapping gives (skipped without ray)."""
-    serve_config = pytest.importorskip("ray.serve.config")
+    serve_config = require_ray().serve.config
     for name in NAMED:
         for zero in (False, True):
             fields = {"policy": name, "min_replicas": 0} if zero else {"policy": name}
