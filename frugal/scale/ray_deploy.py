@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +20,7 @@ from frugal.config import FrugalConfig, ModelConfig
 from frugal.errors import ConfigError
 from frugal.scale.policies import policy_from_config
 from frugal.scale.ray_autoscaling import RayScaling, ray_scaling, replica_concurrency
+from frugal.serving.assembly import check_database_path
 
 log = logging.getLogger("frugal.scale")
 APP_NAME = "frugal"
@@ -100,7 +100,7 @@ def check_fits(plans: list[ModelPlan], options: RayOptions, cluster_cpus: float)
 
 
 def build_application(
-    config: FrugalConfig, options: RayOptions, writer: Any, started_at: float
+    config: FrugalConfig, options: RayOptions, writer: Any, ledger_path: str = ""
 ) -> Any:
     """The Serve application: the ingress bound to a handle of each model deployment."""
     from ray import serve
@@ -115,13 +115,14 @@ def build_application(
             name=plan.deployment, ray_actor_options={"num_cpus": plan.cpus},
             **plan.scaling.deployment_options(),
         )  # fmt: skip
-        handles[plan.key] = deployment.bind(config, plan.key, ReplicaSpec(plan.cpus, writer))
+        spec = ReplicaSpec(plan.cpus, writer, ledger_path)
+        handles[plan.key] = deployment.bind(config, plan.key, spec)
     ingress = make(serve.ingress()(IngressReplica)).options(
         name=INGRESS_NAME, num_replicas=options.ingress_replicas,
         ray_actor_options={"num_cpus": options.ingress_cpus},
         max_ongoing_requests=max(100, config.server.max_concurrency or 0),
     )  # fmt: skip
-    return ingress.bind(config, handles, ReplicaSpec(options.ingress_cpus, writer), started_at)
+    return ingress.bind(config, handles, ReplicaSpec(options.ingress_cpus, writer, ledger_path))
 
 
 @dataclass(slots=True)
@@ -144,8 +145,9 @@ class RayDeployment:
 def start(config: FrugalConfig, options: RayOptions, *, file: str = "") -> RayDeployment:
     """Deploy onto Ray (connecting or starting it per ``options.address``) and return once
     every replica is up; the caller stops it."""
-    started_at = time.time()
     check_shared_state(config, file)
+    if config.ledger.enabled:
+        check_database_path(config.ledger.path, "ledger.path", file)
     pricer = resolve_pricer(config.instance, file=file)
     plans = plan_models(config, pricer)
     try:
@@ -159,22 +161,18 @@ def start(config: FrugalConfig, options: RayOptions, *, file: str = "") -> RayDe
     cluster_cpus = float(ray.cluster_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
     check_fits(plans, options, cluster_cpus)
     writer: Any = None
+    ledger_path = str(Path(config.ledger.path).resolve())
     if config.ledger.enabled:
         from frugal.scale.ray_ledger import LedgerWriter
 
-        ledger = config.ledger
         actor: Any = ray.remote(LedgerWriter)
         writer = actor.options(name=WRITER_NAME, num_cpus=0).remote(
-            str(Path(ledger.path).resolve()), flush_interval_ms=ledger.flush_interval_ms,
-            heartbeat_s=ledger.heartbeat_s, instance=pricer.instance,
-            price_usd_per_hour=pricer.price_usd_per_hour, slots=pricer.slots,
-            started_at=started_at,
+            ledger_path, flush_interval_ms=config.ledger.flush_interval_ms,
+            heartbeat_s=config.ledger.heartbeat_s,
         )  # fmt: skip
     serve.start(http_options={"host": options.host, "port": options.port})
-    serve.run(build_application(config, options, writer, started_at), name=APP_NAME,
+    serve.run(build_application(config, options, writer, ledger_path), name=APP_NAME,
               route_prefix="/", blocking=False)  # fmt: skip
-    if writer is not None:
-        ray.get(writer.mark_ready.remote())
     return RayDeployment(f"http://{options.host}:{options.port}", writer)
 
 

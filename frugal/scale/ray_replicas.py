@@ -20,15 +20,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from frugal.accounting import Ledger, Pricer, resolve_pricer
+from frugal.accounting import Pricer, resolve_pricer
+from frugal.accounting.budgets import BudgetBook
 from frugal.accounting.overhead import MODEL_THREAD_PREFIX
 from frugal.config import FrugalConfig
 from frugal.errors import FrugalError, ModelFailed, Overloaded
 from frugal.observability import ServingMetrics
 from frugal.runtimes import load_model
-from frugal.scale.ray_ledger import ActorLedger
+from frugal.scale.ray_ledger import ActorLedger, RunInfo
 from frugal.scale.ray_wire import (
     WireError,
     WireOutcome,
@@ -70,25 +72,37 @@ class ReplicaSpec:
 
     cpus: float
     writer: Any = None  # the LedgerWriter actor's handle; None: ledger.enabled is false
+    ledger_path: str = ""  # the writer's file, as the driver resolved it (budgets read it)
 
 
-def _ledger_for(config: FrugalConfig, spec: ReplicaSpec) -> Ledger | None:
+def _ledger_for(
+    config: FrugalConfig, spec: ReplicaSpec, pricer: Pricer, started_at: float
+) -> ActorLedger | None:
+    """The replica's run in the one ledger (a new run: the replica's share, from now on).
+
+    The place where a ``ledger.url`` (PostgreSQL) store would be opened by each replica
+    instead, with the same run (docs/ray.md, "Which ledger")."""
     if spec.writer is None:
         return None
-    return ActorLedger(spec.writer, send_interval_s=config.ledger.flush_interval_ms / 1000)
+    ledger = ActorLedger(spec.writer, RunInfo.new(pricer, started_at),
+                         send_interval_s=config.ledger.flush_interval_ms / 1000)  # fmt: skip
+    ledger.open()
+    return ledger
 
 
 class ModelReplica:
     """One replica of one model version: the runtime and its Batcher, as in one process."""
 
     def __init__(self, config: FrugalConfig, model_key: str, spec: ReplicaSpec) -> None:
+        started_at = time.time()
         model_config = next(m for m in config.local_models if m.key == model_key)
         self.key = model_key
         pricer = replica_pricer(resolve_pricer(config.instance), spec.cpus)
         model = load_model(model_config)
         metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
-        # Books this replica's batch rows; request rows are the ingress's.
-        self.recorder = Recorder(pricer, _ledger_for(config, spec), metrics)
+        # Books this replica's batch rows in its own run; request rows are the ingress's.
+        self.ledger = _ledger_for(config, spec, pricer, started_at)
+        self.recorder = Recorder(pricer, self.ledger, metrics)
         self._pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix=MODEL_THREAD_PREFIX)
         self.batcher = Batcher(model, model_config.batching, slot_pool=self._pool, pricer=pricer,
                                on_batch=self.recorder.batch)  # fmt: skip
@@ -106,6 +120,8 @@ class ModelReplica:
     async def __del__(self) -> None:  # Serve awaits an async __del__ when the replica stops
         await self.batcher.drain()
         await self.recorder.flush()
+        if self.ledger is not None:
+            await self.ledger.close()
         self._pool.shutdown(wait=False)
 
 
@@ -191,14 +207,11 @@ class IngressReplica:
     """One replica of the ingress: frugal's own ASGI app (same routes, headers, errors), its
     engine's model calls going to the model deployments' handles."""
 
-    def __init__(
-        self, config: FrugalConfig, handles: Mapping[str, Any], spec: ReplicaSpec,
-        started_at: float,
-    ) -> None:  # fmt: skip
+    def __init__(self, config: FrugalConfig, handles: Mapping[str, Any], spec: ReplicaSpec) -> None:
         self.config = config
         self.handles = dict(handles)
         self.spec = spec
-        self.started_at = started_at
+        self.started_at = time.time()
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         """Called by Serve after the constructor; Serve runs the app's lifespan."""
@@ -206,15 +219,19 @@ class IngressReplica:
         pricer = replica_pricer(resolve_pricer(config.instance), self.spec.cpus)
         remote = {key: RemoteQueue(key, handle) for key, handle in self.handles.items()}
         queues: dict[str, ModelQueue] = dict(remote)
+        ledger = _ledger_for(config, self.spec, pricer, self.started_at)
+        budgets = None
+        if config.auth is not None and ledger is not None:  # as --workers: other runs' rows
+            budgets = BudgetBook(Path(self.spec.ledger_path), ledger.run_id)
         engine = start_engine(
             Assembly(config, pricer, {}, self.started_at),
-            remote=queues,
-            ledger=_ledger_for(config, self.spec),
-        )
+            remote=queues, ledger=ledger, budgets=budgets,
+        )  # fmt: skip
         for queue in remote.values():  # cache hits save the mean cost the replicas measure
             queue.on_batch = engine.recorder.observe_item_cost
         app = FrugalApp(config, engine=engine)
-        return with_replica_header(app.asgi, replica_name())
+        on_stop = ledger.close if ledger is not None else None
+        return with_replica_header(app.asgi, replica_name(), on_stop=on_stop)
 
 
 def replica_name() -> str:
@@ -227,11 +244,23 @@ def replica_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def with_replica_header(app: ASGIApp, name: str) -> ASGIApp:
-    """Every HTTP response says which ingress replica answered it (``x-frugal-replica``)."""
+def with_replica_header(
+    app: ASGIApp, name: str, *, on_stop: Callable[[], Awaitable[None]] | None = None
+) -> ASGIApp:
+    """Every HTTP response says which ingress replica answered it (``x-frugal-replica``);
+    ``on_stop`` runs once the app's lifespan has shut down (the ledger's run ends then)."""
     value = name.encode()
 
     async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan" and on_stop is not None:
+
+            async def send_then_stop(message: Message) -> None:
+                if message["type"] == "lifespan.shutdown.complete":
+                    await on_stop()
+                await send(message)
+
+            await app(scope, receive, send_then_stop)
+            return
         if scope["type"] != "http":
             await app(scope, receive, send)
             return

@@ -75,12 +75,14 @@ def start_engine(
     *,
     remote: Mapping[str, ModelQueue] | None = None,
     ledger: Ledger | None = None,
+    budgets: BudgetBook | None = None,
 ) -> Engine:
     """Open the ledger and build the engine around the loaded models.
 
     ``remote``: model versions whose calls go elsewhere (scale/'s Ray replicas) instead of to a
     batcher here; ``ledger``: a store to book rows in instead of opening ``ledger.path`` (a
-    Ray replica's link to the one writer). Both absent: the single process, as always.
+    Ray replica's link to the one writer), with its ``budgets``. All absent: the single
+    process, as always.
     """
     config, pricer = assembly.config, assembly.pricer
     check_upstream_keys(config.upstream_models)
@@ -97,7 +99,6 @@ def start_engine(
     metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
     if isinstance(ledger, SqliteLedger):
         metrics.watch_ledger(functools.partial(ledger_state, ledger))
-    budgets = None
     if config.auth is not None and isinstance(ledger, SqliteLedger):  # sums over the ledger
         budgets = BudgetBook(ledger.path, ledger.run_id)
     recorder = Recorder(pricer, ledger, metrics, budgets=budgets,

@@ -172,7 +172,7 @@ def test_the_ledger_counts_every_request_once(deployed: Deployed, digits: Any) -
         for request_id, cost, model, overhead in rows:
             by_id.setdefault(request_id, []).append((cost, model, overhead))
         batches_usd = math.fsum(c for (c,) in db.execute("SELECT cost_usd FROM batches"))
-        runs = db.execute("SELECT COUNT(*), MIN(stopped) FROM runs").fetchone()
+        runs = db.execute("SELECT price_usd_per_hour, stopped FROM runs").fetchall()
     for answer in answers:
         request_id = request_id_of(answer)
         booked = by_id.get(request_id, [])
@@ -183,4 +183,8 @@ def test_the_ledger_counts_every_request_once(deployed: Deployed, digits: Any) -
     assert len(by_id) == sum(len(v) for v in by_id.values())  # no request twice, any test's
     models_usd = math.fsum(v[0][1] for v in by_id.values())
     assert models_usd == pytest.approx(batches_usd, rel=1e-9)
-    assert runs[0] == 1 and runs[1] is not None  # one run, stopped by the writer
+    # Each replica is a run priced at its share of the instance ($0.36/h over 2 vCPUs): two
+    # ingress replicas of 0.5 CPU, one model replica of 1 CPU; each stamped stopped.
+    price = TEST_INSTANCE["price_usd_per_hour"]
+    assert sorted(p for p, _ in runs) == pytest.approx([price / 4, price / 4, price / 2])
+    assert all(stopped is not None for _, stopped in runs)
