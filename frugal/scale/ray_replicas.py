@@ -180,8 +180,7 @@ class RemoteQueue:
         if isinstance(reply, tuple):  # refused: nothing was queued
             error = error_from_wire(reply)
             if isinstance(error, Overloaded):
-                self.refused["expected_wait" if "would answer" in error.message
-                             else "queue_full"] += 1  # fmt: skip
+                self.refused[_refusal_reason(error)] += 1
             raise error
         outcomes = outcomes_from_wire(reply)
         seen: set[tuple[float, int]] = set()
@@ -191,6 +190,13 @@ class RemoteQueue:
                 seen.add((stats.started_at, stats.size))
                 self.on_batch(stats)
         return outcomes
+
+
+def _refusal_reason(error: Overloaded) -> str:
+    """Which of the replica batcher's refusals this was (its messages say; see batcher.py)."""
+    if "shutting down" in error.message:
+        return "draining"
+    return "expected_wait" if "would answer" in error.message else "queue_full"
 
 
 @dataclass(slots=True)
