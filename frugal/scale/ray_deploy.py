@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -142,9 +143,16 @@ class RayDeployment:
             ray.kill(self.writer)
 
 
-def start(config: FrugalConfig, options: RayOptions, *, file: str = "") -> RayDeployment:
+def start(
+    config: FrugalConfig,
+    options: RayOptions,
+    *,
+    file: str = "",
+    after_init: Callable[[], None] = lambda: None,
+) -> RayDeployment:
     """Deploy onto Ray (connecting or starting it per ``options.address``) and return once
-    every replica is up; the caller stops it."""
+    every replica is up; the caller stops it. ``after_init`` runs once Ray is connected (Ray
+    installs its own signal handlers there: the caller's go in after them)."""
     check_shared_state(config, file)
     if config.ledger.enabled:
         check_database_path(config.ledger.path, "ledger.path", file)
@@ -158,6 +166,7 @@ def start(config: FrugalConfig, options: RayOptions, *, file: str = "") -> RayDe
     if not ray.is_initialized():
         ray.init(address=None if options.address == "local" else options.address,
                  include_dashboard=False)  # fmt: skip
+    after_init()
     cluster_cpus = float(ray.cluster_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
     check_fits(plans, options, cluster_cpus)
     writer: Any = None
@@ -187,11 +196,13 @@ def serve_on_ray(config_path: Path, options: RayOptions, *, insecure: bool = Fal
 
     config = load_config(config_path)
     check_exposure(config, options.host, insecure=insecure, file=str(config_path))
-    deployment = start(config, options, file=str(config_path))
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    log.warning("frugal on Ray Serve: %s (Ctrl-C stops it)", deployment.url)
+
+    def on_signals() -> None:  # a signal during start-up stops the deployment once it is up
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+
+    deployment = start(config, options, file=str(config_path), after_init=on_signals)
     print(f"frugal on Ray Serve: {deployment.url} (Ctrl-C stops it)", flush=True)
     stop.wait()
     deployment.stop()
