@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from frugal.access import KeyStore
 from frugal.config import FrugalConfig
 from frugal.optimize import free_port
 from frugal.scale.ray_deploy import RayDeployment, RayOptions, start
@@ -52,11 +53,17 @@ def ray_local() -> Iterator[Any]:
 class Deployed:
     """The running deployment and where its ledger is."""
 
-    def __init__(self, deployment: RayDeployment, ledger: Path) -> None:
+    def __init__(self, deployment: RayDeployment, ledger: Path, keys: KeyStore) -> None:
         self.deployment = deployment
         self.url = deployment.url
         self.ledger = ledger
+        self.keys = keys
         self.stopped = False
+        self.headers = {"authorization": f"Bearer {keys.create('tests', 'user')[1]}"}
+
+    def post(self, path: str, body: dict[str, Any], secret: str | None = None) -> httpx.Response:
+        headers = self.headers if secret is None else {"authorization": f"Bearer {secret}"}
+        return httpx.post(self.url + path, json=body, headers=headers, timeout=30)
 
     def stop(self) -> None:
         if not self.stopped:
@@ -79,9 +86,11 @@ def deployed(
                                         "max_replicas": 1}  # fmt: skip
     data["endpoints"][0]["cache"] = {"store": "redis", "redis_url": redis_server.url,
                                      "ttl_s": 600}  # fmt: skip
+    data["auth"] = {"keys": str(tmp / "keys.db"), "reload_interval_s": 0.05}
+    keys = KeyStore(tmp / "keys.db")
     config = FrugalConfig.model_validate(data)
     options = RayOptions(port=free_port(), ingress_replicas=2, ingress_cpus=0.5)
-    running = Deployed(start(config, options), tmp / "ledger.db")
+    running = Deployed(start(config, options), tmp / "ledger.db", keys)
 
     def ready() -> bool:
         return httpx.get(f"{running.url}/v2/health/ready", timeout=5).status_code == 200
@@ -107,7 +116,7 @@ def test_v2_route_answers_through_ray(deployed: Deployed, digits: Any) -> None:
     rows = x[1300:1304]
     body = {"inputs": [{"name": "pixels", "shape": [4, 64], "datatype": "FP32",
                         "data": rows.tolist()}]}  # fmt: skip
-    r = httpx.post(f"{deployed.url}/v2/models/digits/infer", json=body, timeout=30)
+    r = deployed.post("/v2/models/digits/infer", body)
     assert r.status_code == 200, r.text
     predict, confidence = r.json()["outputs"]
     assert predict["shape"] == [4] and predict["datatype"] == "INT64"
@@ -121,14 +130,12 @@ def test_v2_route_answers_through_ray(deployed: Deployed, digits: Any) -> None:
 def test_v1_route_and_its_errors_answer_through_ray(deployed: Deployed, digits: Any) -> None:
     """The simple JSON route answers as in one process, and a bad body gets the same 400."""
     x, _ = digits
-    r = httpx.post(f"{deployed.url}/v1/endpoints/digits/predict",
-                   json={"instances": x[1400:1402].tolist()}, timeout=30)  # fmt: skip
+    r = deployed.post("/v1/endpoints/digits/predict", {"instances": x[1400:1402].tolist()})
     assert r.status_code == 200, r.text
     assert len(r.json()["predictions"]) == 2
     assert r.headers["x-frugal-model"] == "digits:1"
     assert r.headers["x-frugal-cache"] in ("hit", "miss")
-    bad = httpx.post(f"{deployed.url}/v1/endpoints/digits/predict",
-                     json={"instances": [[1, 2, 3]]}, timeout=30)  # fmt: skip
+    bad = deployed.post("/v1/endpoints/digits/predict", {"instances": [[1, 2, 3]]})
     assert bad.status_code == 400
     assert bad.json()["field"] == "instances[0]"
 
@@ -137,15 +144,15 @@ def test_two_ingress_replicas_share_one_redis_cache(deployed: Deployed, digits: 
     """A miss answered by one ingress replica is a hit when another replica answers it."""
     x, _ = digits
     body = {"instances": [x[1500].tolist()]}
-    url = f"{deployed.url}/v1/endpoints/digits/predict"
-    first = httpx.post(url, json=body, timeout=30)
+    path = "/v1/endpoints/digits/predict"
+    first = deployed.post(path, body)
     assert first.status_code == 200 and first.headers["x-frugal-cache"] == "miss"
     missed_on = first.headers["x-frugal-replica"]
     # Serve picks the replica: 40 tries reach the other of two unless it never gets traffic
     # (odds 2^-40), so the loop is bounded and its end is a failure, not a wait.
     seen = set()
     for _ in range(40):
-        again = httpx.post(url, json=body, timeout=30)
+        again = deployed.post(path, body)
         assert again.status_code == 200
         assert again.headers["x-frugal-cache"] == "hit"
         assert again.json() == first.json()
@@ -155,13 +162,38 @@ def test_two_ingress_replicas_share_one_redis_cache(deployed: Deployed, digits: 
     assert seen - {missed_on}, f"every answer came from {missed_on}"
 
 
+def test_a_spent_budget_is_refused_by_both_ingress_replicas(
+    deployed: Deployed, digits: Any
+) -> None:
+    """Keys and daily budgets work through Ray: a spent key gets frugal's 429 naming the
+    budget from each ingress replica. (Which spending a replica saw, its own or the other's
+    run read from the ledger, cannot be told apart from outside: Serve picks the replica.)"""
+    x, _ = digits
+    _, secret = deployed.keys.create("tight", "user", budget_usd_day=1e-12)
+    body = {"instances": [x[1600].tolist()]}
+    path = "/v1/endpoints/digits/predict"
+    eventually(lambda: deployed.post(path, body, secret).status_code == 200,
+               "the new key to load and spend its budget")  # fmt: skip
+    refused_by: set[str] = set()
+
+    def both_refuse() -> bool:
+        r = deployed.post(path, body, secret)
+        assert r.status_code in (200, 429), r.text
+        if r.status_code == 429:
+            assert r.json()["budget"]["name"] == "usd_day"
+            refused_by.add(r.headers["x-frugal-replica"])
+        return len(refused_by) == 2
+
+    eventually(both_refuse, "both ingress replicas to refuse the spent key", timeout_s=30)
+
+
 def test_the_ledger_counts_every_request_once(deployed: Deployed, digits: Any) -> None:
     """Every answer has one row (by x-request-id), and the rows' model dollars are the
     batches' dollars: a batch shared by requests of both ingress replicas is split, not
     counted twice. Stops the deployment (the run's end is stamped)."""
     x, _ = digits
     url = f"{deployed.url}/v1/endpoints/digits/predict"
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=deployed.headers) as client:
         answers = [client.post(url, json={"instances": x[i : i + 3].tolist()})
                    for i in range(0, 60, 3)]  # fmt: skip
     assert all(a.status_code == 200 for a in answers)
