@@ -87,7 +87,7 @@ def serve(
                 "models[].autoscaling and TLS ends at Ray's proxy or your load balancer"
             )
         from frugal.config import load_config
-        from frugal.scale.ray_deploy import RayOptions, serve_on_ray
+        from frugal.scale import RayOptions, serve_on_ray
 
         server = load_config(config).server  # --host/--port default to server.host/port
         options = RayOptions(

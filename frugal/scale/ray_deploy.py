@@ -21,7 +21,6 @@ from frugal.config import FrugalConfig, ModelConfig
 from frugal.errors import ConfigError
 from frugal.scale.policies import policy_from_config
 from frugal.scale.ray_autoscaling import RayScaling, ray_scaling, replica_concurrency
-from frugal.serving.assembly import check_database_path
 
 log = logging.getLogger("frugal.scale")
 APP_NAME = "frugal"
@@ -153,6 +152,8 @@ def start(
     """Deploy onto Ray (connecting or starting it per ``options.address``) and return once
     every replica is up; the caller stops it. ``after_init`` runs once Ray is connected (Ray
     installs its own signal handlers there: the caller's go in after them)."""
+    from frugal.serving.assembly import check_database_path
+
     check_shared_state(config, file)
     if config.ledger.enabled:
         check_database_path(config.ledger.path, "ledger.path", file)
