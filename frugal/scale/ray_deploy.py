@@ -9,6 +9,7 @@ Ray does the rest (placement, routing, replicas); frugal grows no cluster manage
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -152,12 +153,13 @@ def start(
     """Deploy onto Ray (connecting or starting it per ``options.address``) and return once
     every replica is up; the caller stops it. ``after_init`` runs once Ray is connected (Ray
     installs its own signal handlers there: the caller's go in after them)."""
-    from frugal.serving.assembly import check_database_path
+    from frugal.serving import assemble
 
     check_shared_state(config, file)
-    if config.ledger.enabled:
-        check_database_path(config.ledger.path, "ledger.path", file)
-    pricer = resolve_pricer(config.instance, file=file)
+    # What `frugal serve` checks before its port opens (ledger and keys paths, prices, every
+    # model's sha256 and load), here, so a bad artifact is one clear error, not a replica
+    # that fails in Ray's logs. On several nodes this checks the head's copy of each file.
+    pricer = assemble(config, file=file).pricer
     plans = plan_models(config, pricer)
     try:
         import ray
@@ -165,8 +167,15 @@ def start(
     except ImportError as exc:
         raise ConfigError("--ray needs the ray extra", hint="pip install 'frugal[ray]'") from exc
     if not ray.is_initialized():
-        ray.init(address=None if options.address == "local" else options.address,
-                 include_dashboard=False)  # fmt: skip
+        try:
+            ray.init(address=None if options.address == "local" else options.address,
+                     include_dashboard=False)  # fmt: skip
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"cannot reach Ray at --address {options.address}: {exc}",
+                hint="start a cluster with `ray start --head` (then --address auto), or "
+                "pass --address local to start one in this process",
+            ) from exc
     after_init()
     cluster_cpus = float(ray.cluster_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
     check_fits(plans, options, cluster_cpus)
@@ -180,10 +189,19 @@ def start(
             ledger_path, flush_interval_ms=config.ledger.flush_interval_ms,
             heartbeat_s=config.ledger.heartbeat_s,
         )  # fmt: skip
-    serve.start(http_options={"host": options.host, "port": options.port})
-    serve.run(build_application(config, options, writer, ledger_path), name=APP_NAME,
-              route_prefix="/", blocking=False)  # fmt: skip
-    return RayDeployment(f"http://{options.host}:{options.port}", writer)
+    deployment = RayDeployment(f"http://{options.host}:{options.port}", writer)
+    try:
+        serve.start(http_options={"host": options.host, "port": options.port})
+        serve.run(build_application(config, options, writer, ledger_path), name=APP_NAME,
+                  route_prefix="/", blocking=False)  # fmt: skip
+    except Exception as exc:  # a replica failed to start, the port is taken, ...
+        with contextlib.suppress(Exception):
+            deployment.stop()
+        raise ConfigError(
+            f"Ray Serve could not start the deployment: {exc}",
+            hint="the replicas' logs are under /tmp/ray/session_latest/logs/serve/",
+        ) from exc
+    return deployment
 
 
 def serve_on_ray(config_path: Path, options: RayOptions, *, insecure: bool = False) -> None:
