@@ -107,10 +107,16 @@ class ModelReplica:
         self.batcher = Batcher(model, model_config.batching, slot_pool=self._pool, pricer=pricer,
                                on_batch=self.recorder.batch)  # fmt: skip
 
-    async def predict(self, items: list[Item], remaining_s: float) -> list[WireOutcome] | WireError:
-        """The items' outcomes (``remaining_s``: the request's deadline, as seconds from now:
-        monotonic clocks differ between processes), or the refusal that queued none."""
-        deadline = time.monotonic() + remaining_s
+    async def predict(
+        self, items: list[Item], deadline_unix: float
+    ) -> list[WireOutcome] | WireError:
+        """The items' outcomes, or the refusal that queued none.
+
+        ``deadline_unix``: the request's deadline in wall-clock seconds (monotonic clocks
+        differ between processes). Wall-clock, not "seconds left when sent": time spent
+        reaching this replica (Serve's queue, a cold start from zero replicas) counts, so an
+        item that arrives too late is answered 504 without reaching the model."""
+        deadline = time.monotonic() + (deadline_unix - time.time())
         try:
             outcomes = await self.batcher.submit(items, deadline).wait()
         except FrugalError as error:
@@ -168,9 +174,9 @@ class RemoteQueue:
         self._open += 1
         self._idle.clear()
         try:
-            remaining_s = max(0.0, deadline - time.monotonic())
+            deadline_unix = time.time() + (deadline - time.monotonic())
             try:
-                reply = await self._handle.predict.remote(items, remaining_s)
+                reply = await self._handle.predict.remote(items, deadline_unix)
             except Exception as exc:  # the replica died, Serve is shutting down, ...
                 raise ModelFailed(f"model {self.key}: its Ray replica failed: {exc}") from exc
         finally:
