@@ -178,7 +178,13 @@ def start(
             ) from exc
     after_init()
     cluster_cpus = float(ray.cluster_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
-    check_fits(plans, options, cluster_cpus)
+    try:
+        check_fits(plans, options, cluster_cpus)
+    except ConfigError as exc:
+        if options.address == "local":  # a cluster started here cannot grow: Serve would hang
+            raise
+        # A running cluster may have an autoscaler (KubeRay) that adds nodes when Serve asks.
+        log.warning("%s; waiting for the cluster's autoscaler to add nodes", exc)
     writer: Any = None
     ledger_path = str(Path(config.ledger.path).resolve())
     if config.ledger.enabled:
