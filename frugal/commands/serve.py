@@ -31,6 +31,34 @@ import click
 )
 @click.option("--ssl-certfile", type=click.Path(path_type=Path), help="TLS certificate (PEM).")
 @click.option("--ssl-keyfile", type=click.Path(path_type=Path), help="TLS private key (PEM).")
+@click.option(
+    "--ray",
+    "on_ray",
+    is_flag=True,
+    help="Deploy onto Ray Serve: a deployment per model version, autoscaled by its "
+    "`autoscaling` policy; caches must be Redis (see docs/ray.md). Needs frugal[ray].",
+)
+@click.option(
+    "--address",
+    default="auto",
+    show_default=True,
+    help="With --ray: `auto` joins the running cluster (`ray start --head`), `local` starts "
+    "one in this process, or a ray:// address.",
+)
+@click.option(
+    "--ingress-replicas",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="With --ray: replicas of the HTTP ingress (frugal's app; no model runs there).",
+)
+@click.option(
+    "--ingress-cpus",
+    type=click.FloatRange(0.01, 64),
+    default=0.5,
+    show_default=True,
+    help="With --ray: CPUs each ingress replica reserves; its share of the instance price.",
+)
 def serve(
     config: Path,
     host: str | None,
@@ -40,6 +68,10 @@ def serve(
     insecure: bool,
     ssl_certfile: Path | None,
     ssl_keyfile: Path | None,
+    on_ray: bool,
+    address: str,
+    ingress_replicas: int,
+    ingress_cpus: float,
 ) -> None:
     """Serve the models and endpoints of CONFIG (default ./frugal.yaml).
 
@@ -48,6 +80,23 @@ def serve(
     every queued request (for up to server.drain_timeout_s, then 503), flushes the ledger and
     exits 0; a second signal answers what is still queued 503 at once, a third quits.
     """
+    if on_ray:
+        if workers != 1 or ssl_certfile or ssl_keyfile:
+            raise click.UsageError(
+                "--workers and --ssl-* are for one host; with --ray, replicas come from "
+                "models[].autoscaling and TLS ends at Ray's proxy or your load balancer"
+            )
+        from frugal.config import load_config
+        from frugal.scale import RayOptions, serve_on_ray
+
+        server = load_config(config).server  # --host/--port default to server.host/port
+        options = RayOptions(
+            address=address, host=host or server.host,
+            port=server.port if port is None else port,
+            ingress_replicas=ingress_replicas, ingress_cpus=ingress_cpus,
+        )  # fmt: skip
+        serve_on_ray(config, options, insecure=insecure)
+        return
     from frugal.serving import serve as run
 
     run(

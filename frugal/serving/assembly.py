@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import orjson
 
 from frugal.access import read_audit_key
 from frugal.accounting import (
+    Ledger,
     LedgerStats,
     Pricer,
     QueuedLedger,
@@ -42,6 +44,7 @@ from frugal.runtimes.openai import check_upstream_keys
 from frugal.serving.batcher import Batcher
 from frugal.serving.drift_check import DriftCheck, DriftEvents
 from frugal.serving.engine import Endpoint, Engine
+from frugal.serving.model_queue import ModelQueue
 from frugal.serving.recorder import Recorder
 from frugal.serving.route_builder import RouterBuilder
 from frugal.serving.route_control import RouteControl
@@ -80,12 +83,24 @@ def assemble(
     return Assembly(config, pricer, models, started_at)
 
 
-def start_engine(assembly: Assembly) -> Engine:
-    """Open the ledger and build the engine around the loaded models."""
+def start_engine(
+    assembly: Assembly,
+    *,
+    remote: Mapping[str, ModelQueue] | None = None,
+    ledger: Ledger | None = None,
+    budgets: BudgetBook | None = None,
+) -> Engine:
+    """Open the ledger and build the engine around the loaded models.
+
+    ``remote``: model versions whose calls go elsewhere (scale/'s Ray replicas) instead of to a
+    batcher here; ``ledger``: a store to book rows in instead of opening ``ledger.path`` (a
+    Ray replica's link to the one writer), with its ``budgets``. All absent: the single
+    process, as always.
+    """
     config, pricer = assembly.config, assembly.pricer
     check_upstream_keys(config.upstream_models)
-    ledger = None
-    if config.ledger.enabled:
+    remote = remote or {}
+    if ledger is None and config.ledger.enabled:
         ledger = build_ledger(config.ledger)  # SQLite, or PostgreSQL with ledger.url
         ledger.open(
             instance=pricer.instance,
@@ -94,10 +109,10 @@ def start_engine(assembly: Assembly) -> Engine:
             started_at=assembly.started_at,
         )
     metrics = ServingMetrics(slots=pricer.slots, price_usd_per_hour=pricer.price_usd_per_hour)
-    if ledger is not None:
+    if isinstance(ledger, QueuedLedger):
         metrics.watch_ledger(functools.partial(ledger_state, ledger))
-    budgets = None
-    if config.auth is not None and ledger is not None:  # daily budgets are sums over the ledger
+    if budgets is None and config.auth is not None and isinstance(ledger, QueuedLedger):
+        # daily budgets are sums over the ledger
         budgets = BudgetBook(ledger_location(config.ledger), ledger.run_id,
                              password_env=config.ledger.password_env)  # fmt: skip
     recorder = Recorder(pricer, ledger, metrics, budgets=budgets,
@@ -113,21 +128,21 @@ def start_engine(assembly: Assembly) -> Engine:
             on_batch=recorder.batch,
         )
         for m in config.local_models
+        if m.key not in remote
     }
+    queues: dict[str, ModelQueue] = {**batchers, **remote}
     routes = RouteControl(metrics, config.ledger if config.ledger.enabled else None)
 
     def load_of(model: str) -> Load:
-        batcher = batchers[model]
-        return Load(batcher.queue_depth, batcher.estimated_wait_s)
+        queue = queues[model]
+        return Load(queue.queue_depth, queue.estimated_wait_s)
 
     events = DriftEvents(metrics, routes.audit)
     endpoints = _endpoints(config, RouterBuilder(config, metrics, routes, load_of), recorder,
                            events)  # fmt: skip
     metrics.watch_caches(lambda: _cache_states(endpoints))
     metrics.watch_batchers(
-        lambda: (
-            BatcherState(k, b.queue_depth, b.batch_cost, b.refused) for k, b in batchers.items()
-        )
+        lambda: (BatcherState(k, q.queue_depth, q.batch_cost, q.refused) for k, q in queues.items())
     )
     warmup = {
         e.name: read_warmup(e.cache.warmup, f"endpoints[{i}].cache.warmup")
@@ -135,7 +150,7 @@ def start_engine(assembly: Assembly) -> Engine:
         if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
     }
     return Engine(config, batchers=batchers, endpoints=endpoints, recorder=recorder,
-                  routes=routes, slot_pool=slot_pool, warmup=warmup)  # fmt: skip
+                  routes=routes, slot_pool=slot_pool, warmup=warmup, remote=remote)  # fmt: skip
 
 
 def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:

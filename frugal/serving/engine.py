@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +27,7 @@ from frugal.runtimes import InputSchema
 from frugal.serving.batcher import Batcher
 from frugal.serving.drift_check import DriftCheck
 from frugal.serving.errors import status_of
+from frugal.serving.model_queue import ModelQueue
 from frugal.serving.recorder import Finished, Recorder, tokens_of
 from frugal.serving.route_control import RouteControl
 from frugal.types import Item, ItemOutcome
@@ -100,9 +101,13 @@ class Engine:
         routes: RouteControl,
         slot_pool: ThreadPoolExecutor,
         warmup: dict[str, list[object]] | None = None,
+        remote: Mapping[str, ModelQueue] | None = None,
     ) -> None:
         self.config = config
-        self.batchers = batchers
+        self.batchers = batchers  # the model versions run in this process
+        # Every version's queue: the local batchers, and any whose model runs elsewhere
+        # (``remote``: scale/'s Ray Serve replicas, each running a Batcher of its own).
+        self.queues: dict[str, ModelQueue] = {**batchers, **(remote or {})}
         self.endpoints = endpoints
         self.recorder = recorder
         self.routes = routes
@@ -289,7 +294,7 @@ class Engine:
             "the server is shutting down and this request had not reached its model",
             retry_after_s=1.0, hint="send it again to another replica",
         )  # fmt: skip
-        return sum(batcher.abort_queued(error) for batcher in self.batchers.values())
+        return sum(queue.abort_queued(error) for queue in self.queues.values())
 
     async def drain(self) -> None:
         """Stop readiness, answer every queued item, flush the ledger: nothing accepted is lost."""
@@ -299,7 +304,7 @@ class Engine:
         for ep in self.endpoints.values():
             if ep.drift is not None:  # its shadow checks too
                 await ep.drift.close()
-        await asyncio.gather(*(b.drain() for b in self.batchers.values()))
+        await asyncio.gather(*(q.drain() for q in self.queues.values()))
         await self.routes.close()
         await self.recorder.flush()
         self.slot_pool.shutdown(wait=True)
@@ -319,7 +324,7 @@ class Engine:
             raise InvalidInput("no instances to predict", field="instances")
         if time.monotonic() >= deadline:
             raise DeadlineExceeded("the deadline passed before the request was queued")
-        return await self.batchers[model].submit(items, deadline).wait()
+        return await self.queues[model].submit(items, deadline).wait()
 
 
 def _check_fits(items: int, max_queue: int, model: str, field: str) -> None:

@@ -140,15 +140,20 @@ class Recorder:
         """The running mean cost of one item of that model version: what a cache hit saves."""
         return self._mean_item_cost.get(model, 0.0)
 
+    def observe_item_cost(self, stats: BatchStats) -> None:
+        """Folds a batch's item cost into the running mean (``batch`` does, for the batches of
+        this process; a process whose models run elsewhere calls it with theirs)."""
+        if stats.size and not stats.failed:
+            mean = self._mean_item_cost.get(stats.model)
+            cost = stats.cost_per_item_usd
+            self._mean_item_cost[stats.model] = cost if mean is None else 0.9 * mean + 0.1 * cost
+
     def batch(self, stats: BatchStats) -> None:
         """A batch ran: its metrics, its ledger row, and the running mean item cost."""
         self.metrics.observe_batch(stats)
         batch_usd = stats.cost_per_item_usd * stats.size
         self._interval_model_usd += batch_usd
-        if stats.size and not stats.failed:
-            mean = self._mean_item_cost.get(stats.model)
-            cost = stats.cost_per_item_usd
-            self._mean_item_cost[stats.model] = cost if mean is None else 0.9 * mean + 0.1 * cost
+        self.observe_item_cost(stats)
         if self.ledger is None:
             return
         name, _, version = stats.model.partition(":")
