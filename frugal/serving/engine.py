@@ -25,6 +25,7 @@ from frugal.routing import Router, RouteRequest
 from frugal.routing.shadow import compare
 from frugal.runtimes import InputSchema
 from frugal.serving.batcher import Batcher
+from frugal.serving.controller import Controller
 from frugal.serving.errors import status_of
 from frugal.serving.recorder import Finished, Recorder, tokens_of
 from frugal.serving.route_control import RouteControl
@@ -98,6 +99,7 @@ class Engine:
         routes: RouteControl,
         slot_pool: ThreadPoolExecutor,
         warmup: dict[str, list[object]] | None = None,
+        controller: Controller | None = None,
     ) -> None:
         self.config = config
         self.batchers = batchers
@@ -106,6 +108,7 @@ class Engine:
         self.routes = routes
         self.slot_pool = slot_pool
         self.warmup = warmup or {}
+        self.controller = controller  # frugal.yaml's `controller`: the app runs it
         self.ready = False
         # Upstream LLMs (runtime openai) take no batcher or slot: serving/openai_api.py has them.
         self.model_configs: dict[str, ModelConfig] = {m.key: m for m in config.local_models}
@@ -293,6 +296,8 @@ class Engine:
             await asyncio.gather(*self._shadows, return_exceptions=True)
         await asyncio.gather(*(b.drain() for b in self.batchers.values()))
         await self.routes.close()
+        if self.controller is not None:
+            await self.controller.close()
         await self.recorder.flush()
         self.slot_pool.shutdown(wait=True)
         for endpoint in self.endpoints.values():
