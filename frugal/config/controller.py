@@ -136,6 +136,10 @@ def check_controller(config: FrugalConfig) -> None:
             raise _FieldError(f"{at}.model", f"{model.key} is controlled twice")
         seen.add(model.key)
         batching = model.batching
+        if batching.workers < 2:
+            raise _FieldError(f"{at}.model", f"{model.key} has batching.workers 1, where "
+                              "max_wait_ms has no effect (docs/batching.md): give it workers: "
+                              "2 or more, or leave it out here")  # fmt: skip
         if entry.max_wait_ms.max > batching.timeout_ms:
             raise _FieldError(f"{at}.max_wait_ms.max", f"{entry.max_wait_ms.max:g} ms is past "
                               f"{model.key}'s batching.timeout_ms ({batching.timeout_ms:g}): "

@@ -20,7 +20,9 @@ import pytest
 
 from frugal.access import AuditLog
 from frugal.config import parse_config
+from frugal.routing.rules import RuleRouter
 from frugal.runtimes import sha256_of
+from frugal.serving import build_engine
 from tests.conftest import DIGITS_INPUTS, digits_config
 from tests.waiting import eventually
 
@@ -282,3 +284,27 @@ def test_without_a_controller_section_the_admin_route_says_so(
     assert reply.status_code == 404
     assert "no `controller` section" in reply.json()["error"]
     assert "frugal_controller" not in httpx.get(f"{server.url}/metrics", timeout=10).text
+
+
+async def test_enabled_false_builds_no_controller_and_leaves_its_rules_as_configured(
+    tmp_path: Path, digits_model_file: Path
+) -> None:
+    data = digits_config(digits_model_file, tmp_path)
+    data["endpoints"] = [
+        {
+            "name": "digits",
+            "route": {
+                "model": "digits",
+                "rules": [{"name": "busy", "when": {"queue_depth": "> 9"}, "model": "digits"}],
+            },
+        }
+    ]
+    data["controller"] = {"enabled": False, "degrade": [
+        {"endpoint": "digits", "rule": "busy", "on_above": 10, "off_below": 1}]}  # fmt: skip
+    engine = build_engine(parse_config(data))
+    try:
+        assert engine.controller is None
+        router = engine.endpoints["digits"].router
+        assert isinstance(router, RuleRouter) and router.is_on("busy")
+    finally:
+        await engine.drain()

@@ -13,7 +13,7 @@ from tests.conftest import digits_config
 
 
 def with_controller(model_file: Path, tmp_path: Path, controller: dict[str, Any]) -> Any:
-    data = digits_config(model_file, tmp_path)
+    data = digits_config(model_file, tmp_path, batching={"workers": 2})
     data["endpoints"] = [
         {"name": "digits", "cache": {"ttl_s": 60},
          "route": {"model": "digits", "rules": [
@@ -89,6 +89,14 @@ def test_bad_sections_name_the_field(
         parse_config(with_controller(digits_model_file, tmp_path, controller))
     assert caught.value.field == field
     assert message in str(caught.value)
+
+
+def test_a_wait_to_control_must_have_an_effect(digits_model_file: Path, tmp_path: Path) -> None:
+    """With one worker the batcher never waits max_wait_ms: controlling it is refused."""
+    data = with_controller(digits_model_file, tmp_path, GOOD)
+    data["models"][0]["batching"]["workers"] = 1
+    with pytest.raises(ConfigError, match=r"batching\.workers 1, where max_wait_ms has no effect"):
+        parse_config(data)
 
 
 def test_a_cache_to_control_must_exist(digits_model_file: Path, tmp_path: Path) -> None:
