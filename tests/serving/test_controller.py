@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,10 @@ def test_the_cache_ttl_follows_the_hit_ratio_within_its_bounds(
 
     eventually(unseen, "ttl_s down to 10", timeout_s=WAIT_S)
     assert stage.ttl_s == 10
+    # An entry stored from now on lives 10 s at most (the TTL it was started with was 40 s).
+    assert httpx.post(url, json={"instances": new_rows()}, timeout=30).status_code == 200
+    newest = next(reversed(stage.store._slots.values()))
+    assert 0 < newest.expires_at - time.monotonic() <= 10
     changes = controller_state(server.url)["changes"]
     assert [(c["old"], c["new"]) for c in changes] == [
         (40, 80), (80, 160), (160, 80), (80, 40), (40, 20), (20, 10)
