@@ -24,7 +24,7 @@ from frugal.config import parse_config
 from frugal.routing.rules import RuleRouter
 from frugal.runtimes import sha256_of
 from frugal.serving import build_engine
-from tests.conftest import DIGITS_INPUTS, digits_config
+from tests.conftest import DIGITS_INPUTS, ServerProcess, digits_config, write_config
 from tests.waiting import eventually
 
 SOAK_MODEL = Path(__file__).parents[2] / "bench" / "soak_model.py"
@@ -313,3 +313,33 @@ async def test_enabled_false_builds_no_controller_and_leaves_its_rules_as_config
         assert isinstance(router, RuleRouter) and router.is_on("busy")
     finally:
         await engine.drain()
+
+
+def test_frugal_serve_runs_the_controller_and_logs_its_changes(
+    tmp_path: Path, digits: Any, digits_model_file: Path
+) -> None:
+    """The same wiring in a real `frugal serve` process: a change is in its log as one line."""
+    data = digits_config(digits_model_file, tmp_path)
+    data["endpoints"] = [{"name": "digits", "model": "digits", "cache": {"ttl_s": 40}}]
+    data["controller"] = {
+        "interval_s": 0.05,
+        "min_samples": 10,
+        "cache": [
+            {"endpoint": "digits", "ttl_s": {"min": 10, "max": 80}, "staleness_budget_s": 300}
+        ],
+    }
+    with ServerProcess(write_config(tmp_path, data)) as server:
+        url = f"{server.url}/v1/endpoints/digits/predict"
+        same = [digits[0][0].tolist()]
+        sending_until(url, same, lambda: knob_value(server.url) == 80, "ttl_s up to 80")
+
+        def logged() -> list[str]:
+            return [line for line in server.log_text().splitlines() if "controller change" in line]
+
+        lines = eventually(logged, "the change in the server's log")
+    assert len(lines) == 1
+    change = json.loads(lines[0].split("controller change ", 1)[1])
+    assert (change["knob"], change["target"], change["old"], change["new"]) == (
+        "cache_ttl_s", "digits", 40, 80
+    )  # fmt: skip
+    assert change["readings"]["hit_ratio"] >= 0.5
