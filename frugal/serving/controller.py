@@ -256,8 +256,19 @@ class Controller:
             made.append(change)
         return made
 
+    def begin(self) -> None:
+        """Readings start now: what ran before (start-up, cache warm-up) is no traffic."""
+        now = self._clock()
+        for window in self.latencies.windows.values():
+            window.close(now)
+        for cache in self.caches:
+            cache.close(now)
+        for knob in self.knobs:
+            knob.changed_at = now
+
     async def run(self) -> None:
         """Ticks every ``interval_s`` until cancelled; a failing tick is logged, never fatal."""
+        self.begin()
         while True:
             await asyncio.sleep(self.config.interval_s)
             try:

@@ -343,3 +343,33 @@ def test_frugal_serve_runs_the_controller_and_logs_its_changes(
         "cache_ttl_s", "digits", 40, 80
     )  # fmt: skip
     assert change["readings"]["hit_ratio"] >= 0.5
+
+
+async def test_readings_start_when_the_controller_starts(
+    tmp_path: Path, digits: Any, digits_model_file: Path
+) -> None:
+    """Lookups before the controller starts (start-up, a cache warm-up) are not traffic: 20
+    misses then move nothing; 12 hits of one instance after it starts raise the TTL."""
+    data = digits_config(digits_model_file, tmp_path)
+    data["endpoints"] = [{"name": "digits", "model": "digits", "cache": {"ttl_s": 40}}]
+    data["controller"] = {
+        "min_samples": 10,
+        "cache": [
+            {"endpoint": "digits", "ttl_s": {"min": 10, "max": 160}, "staleness_budget_s": 300}
+        ],
+    }
+    engine = build_engine(parse_config(data))
+    controller, endpoint = engine.controller, engine.endpoint("digits")
+    assert controller is not None
+    rows = [r.tolist() for r in digits[0][:20]]
+    try:
+        await engine.predict(endpoint, rows, deadline=time.monotonic() + 30)
+        controller.begin()
+        assert controller.tick() == []  # 20 misses came before: no "rarely reused" move
+        for _ in range(12):
+            await engine.predict(endpoint, rows[:1], deadline=time.monotonic() + 30)
+        [change] = controller.tick()
+    finally:
+        await engine.drain()
+    assert (change.knob, change.old, change.new) == ("cache_ttl_s", 40, 80)
+    assert change.readings["lookups"] == 12 and change.readings["hit_ratio"] == 1.0
