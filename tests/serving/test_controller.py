@@ -113,15 +113,16 @@ def test_max_wait_rises_under_light_load_and_falls_under_heavy_load_within_its_b
     digits_model_file: Path,
     controller_log: pytest.LogCaptureFixture,
 ) -> None:
-    """One client at a time: p99 about 21 ms, under half the 100 ms SLO, so the wait doubles
-    up to its max (16). Three clients of 40 items: a queue of batches of 4 at 24 ms each, p99
-    far over the SLO, so it halves down to its min (1) and stays there."""
+    """One client at a time: p99 about 21 ms, under half the 200 ms SLO, so the wait doubles
+    up to its max (16). Four clients of 40 items: a queue of batches of 4 at 24 ms each, p99
+    far over the SLO, so it halves down to its min (1) and stays there. (The SLO leaves a
+    light-load batch 180 ms of stall on a busy machine before it would read as heavy.)"""
     data = digits_config(digits_model_file, tmp_path)
     data["models"] = [device_bound("soak", batch_ms=20, item_ms=1, max_batch_size=4, workers=2)]
     data["endpoints"] = [{"name": "digits", "model": "soak"}]
     data["controller"] = {
         "interval_s": 0.05, "window_s": 5, "min_samples": 10,
-        "batching": [{"model": "soak", "slo_p99_ms": 100, "step": 2,
+        "batching": [{"model": "soak", "slo_p99_ms": 200, "step": 2,
                       "max_wait_ms": {"min": 1, "max": 16}}],
     }  # fmt: skip
     server = serve(parse_config(data))
@@ -131,7 +132,7 @@ def test_max_wait_rises_under_light_load_and_falls_under_heavy_load_within_its_b
 
     sending_until(url, rows[:1], lambda: knob_value(server.url) == 16, "max_wait_ms up to 16")
     assert batcher.config.max_wait_ms == 16  # what the batcher waits, not only what is shown
-    with Load(url, rows, threads=3):
+    with Load(url, rows, threads=4):
         eventually(lambda: knob_value(server.url) == 1, "max_wait_ms down to 1", timeout_s=WAIT_S)
     state = controller_state(server.url)
     changes = state["changes"]
@@ -140,9 +141,9 @@ def test_max_wait_rises_under_light_load_and_falls_under_heavy_load_within_its_b
     ]  # fmt: skip
     for change in changes:
         assert change["knob"] == "max_wait_ms" and change["target"] == "soak:1"
-        assert change["readings"]["samples"] >= 10 and change["readings"]["slo_p99_ms"] == 100
+        assert change["readings"]["samples"] >= 10 and change["readings"]["slo_p99_ms"] == 200
         rising = change["new"] > change["old"]
-        assert (change["readings"]["p99_ms"] < 50) == rising
+        assert (change["readings"]["p99_ms"] < 100) == rising
         assert ("over the SLO" in change["reason"]) != rising
     assert state["knobs"][0] | {"readings": None} == {
         "knob": "max_wait_ms", "target": "soak:1", "value": 1, "min": 1, "max": 16,
