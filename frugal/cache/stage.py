@@ -65,6 +65,13 @@ class CacheStage:
         self.following = 0  # items now waiting for another request's computation
         self.hits = self.misses = self.refreshed = 0  # since start, for /admin/cache/stats
         self.saved_usd = 0.0
+        # The TTL of entries stored from now on: the config's, until the policy controller
+        # sets another (entries already stored keep theirs).
+        self.ttl_s = config.ttl_s
+        # Hits answered from the store, and their summed age (now - computed): the staleness
+        # of what the cache serves, read by the policy controller.
+        self.stored_hits = 0
+        self.stored_hit_age_s = 0.0
 
     @property
     def computing(self) -> int:
@@ -107,6 +114,8 @@ class CacheStage:
                 if entry is None and self.semantic is not None and isinstance(items[i], str):
                     entry = await self._nearest(items[i])
                 if entry is not None:
+                    self.stored_hits += 1
+                    self.stored_hit_age_s += max(0.0, self._clock() - entry.created)
                     outcomes[i] = _hit(entry.value, entry.confidence, entry.model)
                     hits += 1
                     saved += self._mean_item_cost(entry.model)
@@ -172,7 +181,7 @@ class CacheStage:
         early = self.config.early_expiry
         if early is None or not early.enabled or entry.compute_s <= 0:
             return False
-        expires = entry.created + self.config.ttl_s
+        expires = entry.created + self.ttl_s
         gap = -entry.compute_s * early.beta * math.log(1.0 - self._rand())  # >= 0
         return self._clock() + gap >= expires
 
@@ -214,7 +223,7 @@ class CacheStage:
                     endpoint=self.endpoint,
                     compute_s=outcome.batch.busy_s if outcome.batch is not None else 0.0,
                 )
-                await self.store.put(key, entry, self.config.ttl_s)
+                await self.store.put(key, entry, self.ttl_s)
                 text = items[idx[0]]
                 if self.semantic is not None and isinstance(text, str):
                     await asyncio.to_thread(self.semantic.add, text, key)

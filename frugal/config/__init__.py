@@ -2,6 +2,13 @@
 field of every error (root.py)."""
 
 from frugal.config.caching import CacheConfig, CaptureConfig, EarlyExpiryConfig, SemanticConfig
+from frugal.config.controller import (
+    BatchingControl,
+    Bounds,
+    CacheControl,
+    ControllerConfig,
+    DegradeControl,
+)
 from frugal.config.models import (
     BatchingConfig,
     InstanceConfig,
@@ -44,9 +51,14 @@ __all__ = [
     "AuthConfig",
     "AutoscalingConfig",
     "BatchingConfig",
+    "BatchingControl",
+    "Bounds",
     "CacheConfig",
+    "CacheControl",
     "CaptureConfig",
+    "ControllerConfig",
     "CorsConfig",
+    "DegradeControl",
     "DriftConfig",
     "EarlyExpiryConfig",
     "EndpointConfig",

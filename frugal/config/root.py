@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from frugal.config._base import _FieldError, _Section
+from frugal.config.controller import ControllerConfig, check_controller
 from frugal.config.models import InstanceConfig, ModelConfig
 from frugal.config.routes import EndpointConfig, _check_llm_endpoint
 from frugal.config.server import AuthConfig, LedgerConfig, ServerConfig
@@ -26,6 +27,7 @@ class FrugalConfig(_Section):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     auth: AuthConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
+    controller: ControllerConfig | None = None  # absent: no knob moves (docs/controller.md)
 
     @model_validator(mode="after")
     def _references(self) -> FrugalConfig:
@@ -52,6 +54,7 @@ class FrugalConfig(_Section):
                     )
                 found.append((field, target))
             _check_llm_endpoint(endpoint, found, f"endpoints[{i}]")
+        check_controller(self)
         return self
 
     @property

@@ -97,13 +97,28 @@ class RuleRouter:
         self.default = default
         self._load = load
         self._observe = observe
+        self._off: set[str] = set()  # rules switched off at run time (the policy controller)
         models = list(default.models)
         for rule in self.rules:
             models += [m for m in rule.router.models if m not in models]
         self.models: tuple[str, ...] = tuple(models)
 
+    def switch(self, rule: str, on: bool) -> None:
+        """Turn a rule on or off (by name) while serving; an off rule is never evaluated."""
+        if rule not in {r.name for r in self.rules}:
+            raise KeyError(rule)
+        if on:
+            self._off.discard(rule)
+        else:
+            self._off.add(rule)
+
+    def is_on(self, rule: str) -> bool:
+        return rule not in self._off
+
     async def route(self, request: RouteRequest, call: CallModel) -> RoutedResult:
         for rule in self.rules:
+            if rule.name in self._off:
+                continue
             if rule.matches(request, self._load):
                 if self._observe is not None:
                     self._observe(request.endpoint, rule.name, rule.degraded)

@@ -156,6 +156,8 @@ class FrugalApp:
             await self.engine.routes.load()
             self._background.append(asyncio.create_task(self.engine.routes.watch()))
         await self.engine.warm_up()
+        if self.engine.controller is not None:  # frugal.yaml's `controller` (docs/controller.md)
+            self._background.append(asyncio.create_task(self.engine.controller.run()))
         self.engine.ready = True
         ledger = self.engine.recorder.ledger
         if isinstance(ledger, QueuedLedger):

@@ -38,10 +38,11 @@ from frugal.errors import ConfigError
 from frugal.observability import BatcherState, CacheState, LedgerState, ServingMetrics
 from frugal.routing import build_llm_cascades
 from frugal.routing.drift import DriftMonitor
-from frugal.routing.rules import Load
+from frugal.routing.rules import Load, RuleRouter
 from frugal.runtimes import InputSchema, Model, load_model
 from frugal.runtimes.openai import check_upstream_keys
 from frugal.serving.batcher import Batcher
+from frugal.serving.controller import build_controller, controlled_latencies
 from frugal.serving.drift_check import DriftCheck, DriftEvents
 from frugal.serving.engine import Endpoint, Engine
 from frugal.serving.model_queue import ModelQueue
@@ -119,13 +120,15 @@ def start_engine(
                         interval_s=config.ledger.cost_interval_ms / 1000)  # fmt: skip
     # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
     slot_pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix=MODEL_THREAD_PREFIX)
+    latencies = controlled_latencies(config)  # None: no controller
+    on_batch = recorder.batch if latencies is None else latencies.after(recorder.batch)
     batchers = {
         m.key: Batcher(
             assembly.models[m.key],
             m.batching,
             slot_pool=slot_pool,
             pricer=pricer,
-            on_batch=recorder.batch,
+            on_batch=on_batch,
         )
         for m in config.local_models
         if m.key not in remote
@@ -149,8 +152,16 @@ def start_engine(
         for i, e in enumerate(config.endpoints)
         if e.cache is not None and e.cache.enabled and e.cache.warmup is not None
     }
+    controller = None
+    if latencies is not None:
+        controller = build_controller(
+            config, batchers, latencies, metrics.registry,
+            caches={n: e.cache for n, e in endpoints.items() if e.cache is not None},
+            routers={n: e.router for n, e in endpoints.items() if isinstance(e.router, RuleRouter)},
+        )  # fmt: skip
     return Engine(config, batchers=batchers, endpoints=endpoints, recorder=recorder,
-                  routes=routes, slot_pool=slot_pool, warmup=warmup, remote=remote)  # fmt: skip
+                  routes=routes, slot_pool=slot_pool, warmup=warmup, remote=remote,
+                  controller=controller)  # fmt: skip
 
 
 def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:

@@ -115,6 +115,12 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    def set_max_wait_ms(self, max_wait_ms: float) -> None:
+        """The policy controller's knob: later waits use it (a timer already armed stands)."""
+        if not max_wait_ms > 0:
+            raise ValueError(f"max_wait_ms must be > 0, got {max_wait_ms}")
+        self.config = self.config.model_copy(update={"max_wait_ms": max_wait_ms})
+
     @property
     def batch_cost(self) -> tuple[float, float] | None:
         """(overhead_s, per_unit_s) fitted on recent batches of a sized model, once known."""

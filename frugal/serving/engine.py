@@ -25,6 +25,7 @@ from frugal.routing import Router, RouteRequest
 from frugal.routing.shadow import compare
 from frugal.runtimes import InputSchema
 from frugal.serving.batcher import Batcher
+from frugal.serving.controller import Controller
 from frugal.serving.drift_check import DriftCheck
 from frugal.serving.errors import status_of
 from frugal.serving.model_queue import ModelQueue
@@ -102,6 +103,7 @@ class Engine:
         slot_pool: ThreadPoolExecutor,
         warmup: dict[str, list[object]] | None = None,
         remote: Mapping[str, ModelQueue] | None = None,
+        controller: Controller | None = None,
     ) -> None:
         self.config = config
         self.batchers = batchers  # the model versions run in this process
@@ -113,6 +115,7 @@ class Engine:
         self.routes = routes
         self.slot_pool = slot_pool
         self.warmup = warmup or {}
+        self.controller = controller  # frugal.yaml's `controller`: the app runs it
         self.ready = False
         # Upstream LLMs (runtime openai) take no batcher or slot: serving/openai_api.py has them.
         self.model_configs: dict[str, ModelConfig] = {m.key: m for m in config.local_models}
@@ -306,6 +309,8 @@ class Engine:
                 await ep.drift.close()
         await asyncio.gather(*(q.drain() for q in self.queues.values()))
         await self.routes.close()
+        if self.controller is not None:
+            await self.controller.close()
         await self.recorder.flush()
         self.slot_pool.shutdown(wait=True)
         for endpoint in self.endpoints.values():

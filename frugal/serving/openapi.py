@@ -332,6 +332,13 @@ def openapi_document(config: FrugalConfig) -> Schema:
                                           None, _ref("Key"), "admin"),
     }  # fmt: skip
     paths["/admin/endpoints/{endpoint}/route"] = _route_admin(config)
+    paths["/admin/controller"] = _get(
+        "The policy controller's knobs, bounds, readings and recent changes (docs/controller.md)",
+        {"type": "object", "properties": {"interval_s": {"type": "number"},
+         "window_s": {"type": "number"}, "knobs": {"type": "array"},
+         "changes": {"type": "array"}}}, "admin")  # fmt: skip
+    if config.controller is None or not config.controller.enabled:
+        paths["/admin/controller"]["get"]["responses"]["404"] = _error("No `controller` section.")
     for path in ("/admin/keys/{key}/revoke", "/admin/keys/{key}/rotate"):
         paths[path]["post"]["parameters"] = [
             {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -98,6 +98,7 @@ class ControlRoutes:
             Route("/admin/keys", guard("admin", self.keys), methods=["GET", "POST"]),
             Route("/admin/keys/{key}/revoke", guard("admin", self.revoke_key), methods=["POST"]),
             Route("/admin/keys/{key}/rotate", guard("admin", self.rotate_key), methods=["POST"]),
+            Route("/admin/controller", guard("admin", self.controller)),
             Route(
                 "/admin/endpoints/{endpoint}/route",
                 guard("admin", self.endpoint_route),
@@ -275,6 +276,14 @@ class ControlRoutes:
             actor = ctx.caller.name or "loopback"
             return await admin.change_route(engine, endpoint, request, ctx.request_id, actor)
         return admin.route_state(engine, endpoint, ctx.request_id)
+
+    async def controller(self, request: Request, ctx: Context) -> Response:
+        """The policy controller's knobs, bounds, last readings and recent changes."""
+        controller = self.app.engine.controller
+        if controller is None:
+            raise NotFound("no policy controller: frugal.yaml has no `controller` section",
+                           hint="see docs/controller.md")  # fmt: skip
+        return json_response(controller.state(), headers={"x-request-id": ctx.request_id})
 
     def _key_store(self) -> KeyStore:
         store = self.app.admission.store

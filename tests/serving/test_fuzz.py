@@ -112,15 +112,17 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     data["endpoints"].append({"name": "split", "route": {"split": [
         {"model": "digits:1", "weight": 90}, {"model": "digits:2", "weight": 10}]}})  # fmt: skip
     data["auth"] = {"keys": str(tmp_path / "keys.db")}
+    control = {"endpoint": "digits", "ttl_s": {"min": 10, "max": 600}, "staleness_budget_s": 300}
+    data["controller"] = {"cache": [control]}  # for GET /admin/controller
     _, secret = KeyStore(tmp_path / "keys.db").create("fuzzer", "admin")
     with ServerProcess(write_config(tmp_path, data)) as server:
         done = run_schemathesis(server.url, secret, tmp_path)
     summary = done.stdout[-6000:]
     assert done.returncode == 0, summary + server.log_text()[-3000:]
     # 16 + chat and embeddings (no upstream) + version 2's metadata, ready and infer routes, the
-    # split's predict, GET/POST of its route admin, and each endpoint's feedback (404 here: no
-    # drift check)
-    assert "Tested: 26" in summary, summary
+    # split's predict, GET/POST of its route admin, the policy controller's GET, and each
+    # endpoint's feedback (404 here: no drift check)
+    assert "Tested: 27" in summary, summary
     assert "Traceback" not in server.log_text()
 
 
