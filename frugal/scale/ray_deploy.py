@@ -187,7 +187,7 @@ def start(
         log.warning("%s; waiting for the cluster's autoscaler to add nodes", exc)
     writer: Any = None
     ledger_path = str(Path(config.ledger.path).resolve())
-    if config.ledger.enabled:
+    if config.ledger.enabled and config.ledger.url is None:  # ledger.url: replicas open it
         from frugal.scale.ray_ledger import LedgerWriter
 
         actor: Any = ray.remote(LedgerWriter)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frugal.accounting import Pricer, resolve_pricer
+from frugal.accounting import Pricer, QueuedLedger, build_ledger, ledger_location, resolve_pricer
 from frugal.accounting.budgets import BudgetBook
 from frugal.accounting.overhead import MODEL_THREAD_PREFIX
 from frugal.config import FrugalConfig
@@ -77,17 +77,31 @@ class ReplicaSpec:
 
 def _ledger_for(
     config: FrugalConfig, spec: ReplicaSpec, pricer: Pricer, started_at: float
-) -> ActorLedger | None:
+) -> ActorLedger | QueuedLedger | None:
     """The replica's run in the one ledger (a new run: the replica's share, from now on).
 
-    The place where a ``ledger.url`` (PostgreSQL) store would be opened by each replica
-    instead, with the same run (docs/ray.md, "Which ledger")."""
+    With ``ledger.url`` each replica opens the PostgreSQL ledger itself, as a run of its own:
+    every node reaches it, so no writer actor stands between. Otherwise its rows go to the one
+    writer actor that owns the SQLite file (docs/ray.md, "Which ledger")."""
+    if config.ledger.enabled and config.ledger.url is not None:
+        ledger = build_ledger(config.ledger)
+        ledger.open(instance=pricer.instance, price_usd_per_hour=pricer.price_usd_per_hour,
+                    slots=pricer.slots, started_at=started_at)  # fmt: skip
+        return ledger
     if spec.writer is None:
         return None
-    ledger = ActorLedger(spec.writer, RunInfo.new(pricer, started_at),
-                         send_interval_s=config.ledger.flush_interval_ms / 1000)  # fmt: skip
-    ledger.open()
-    return ledger
+    actor = ActorLedger(spec.writer, RunInfo.new(pricer, started_at),
+                        send_interval_s=config.ledger.flush_interval_ms / 1000)  # fmt: skip
+    actor.open()
+    return actor
+
+
+async def _close(ledger: ActorLedger | QueuedLedger) -> None:
+    """Flush and stamp the run's end, whichever store it is."""
+    if isinstance(ledger, QueuedLedger):
+        await asyncio.to_thread(ledger.close)
+    else:
+        await ledger.close()
 
 
 class ModelReplica:
@@ -106,6 +120,8 @@ class ModelReplica:
         self._pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix=MODEL_THREAD_PREFIX)
         self.batcher = Batcher(model, model_config.batching, slot_pool=self._pool, pricer=pricer,
                                on_batch=self.recorder.batch)  # fmt: skip
+        if isinstance(self.ledger, QueuedLedger):
+            self.ledger.mark_ready()  # the model is loaded: start-up ends here
 
     async def predict(
         self, items: list[Item], deadline_unix: float
@@ -127,7 +143,7 @@ class ModelReplica:
         await self.batcher.drain()
         await self.recorder.flush()
         if self.ledger is not None:
-            await self.ledger.close()
+            await _close(self.ledger)
         self._pool.shutdown(wait=False)
 
 
@@ -234,7 +250,10 @@ class IngressReplica:
         ledger = _ledger_for(config, self.spec, pricer, self.started_at)
         budgets = None
         if config.auth is not None and ledger is not None:  # as --workers: other runs' rows
-            budgets = BudgetBook(Path(self.spec.ledger_path), ledger.run_id)
+            where = (
+                ledger_location(config.ledger) if config.ledger.url else Path(self.spec.ledger_path)
+            )
+            budgets = BudgetBook(where, ledger.run_id, password_env=config.ledger.password_env)
         engine = start_engine(
             Assembly(config, pricer, {}, self.started_at),
             remote=queues, ledger=ledger, budgets=budgets,
@@ -242,7 +261,9 @@ class IngressReplica:
         for queue in remote.values():  # cache hits save the mean cost the replicas measure
             queue.on_batch = engine.recorder.observe_item_cost
         app = FrugalApp(config, engine=engine)
-        on_stop = ledger.close if ledger is not None else None
+        # The app closes a store it was given (as in one process); the writer actor's link is
+        # closed here once the app's lifespan has ended.
+        on_stop = ledger.close if isinstance(ledger, ActorLedger) else None
         return with_replica_header(app.asgi, replica_name(), on_stop=on_stop)
 
 

@@ -220,3 +220,49 @@ def test_the_ledger_counts_every_request_once(deployed: Deployed, digits: Any) -
     price = TEST_INSTANCE["price_usd_per_hour"]
     assert sorted(p for p, _ in runs) == pytest.approx([price / 4, price / 4, price / 2])
     assert all(stopped is not None for _, stopped in runs)
+
+
+def test_replicas_share_one_postgresql_ledger(
+    deployed: Deployed, ray_local: Any, redis_server: RedisServer, digits_model_file: Path,
+    pg_url: str, tmp_path: Path, digits: Any,
+) -> None:  # fmt: skip
+    """With ``ledger.url`` no writer actor runs: each replica opens the PostgreSQL ledger as a
+    run of its own, and every answer still has exactly one row. Runs after the SQLite
+    deployment (one Serve application at a time on this Ray)."""
+    import psycopg
+
+    deployed.stop()
+    data = digits_config(digits_model_file, tmp_path)
+    data["instance"] = {**TEST_INSTANCE, "vcpus": 2}
+    data["models"][0]["autoscaling"] = {"policy": "balanced", "min_replicas": 1,
+                                        "max_replicas": 1}  # fmt: skip
+    data["endpoints"][0]["cache"] = {"store": "redis", "redis_url": redis_server.url,
+                                     "ttl_s": 600}  # fmt: skip
+    data["ledger"]["url"] = pg_url
+    # Serve's HTTP proxy keeps the port it started on for the life of this Ray.
+    port = int(deployed.url.rsplit(":", 1)[1])
+    options = RayOptions(port=port, ingress_replicas=2, ingress_cpus=0.5)
+    deployment = start(FrugalConfig.model_validate(data), options)
+    try:
+        eventually(lambda: httpx.get(f"{deployment.url}/v2/health/ready", timeout=5)
+                   .status_code == 200, "the Ray ingress on PostgreSQL to be ready",
+                   timeout_s=RAY_START_S, ignoring=(httpx.HTTPError,))  # fmt: skip
+        x, _ = digits
+        url = f"{deployment.url}/v1/endpoints/digits/predict"
+        with httpx.Client(timeout=30) as client:
+            answers = [client.post(url, json={"instances": x[i : i + 2].tolist()})
+                       for i in range(0, 40, 2)]  # fmt: skip
+        assert all(a.status_code == 200 for a in answers), answers[0].text
+    finally:
+        deployment.stop()
+    with psycopg.connect(pg_url) as db:
+        rows = db.execute("SELECT request_id FROM requests").fetchall()
+        runs = db.execute("SELECT price_usd_per_hour, stopped FROM runs").fetchall()
+    counted: dict[str, int] = {}
+    for (request_id,) in rows:
+        counted[request_id] = counted.get(request_id, 0) + 1
+    for answer in answers:
+        assert counted.get(request_id_of(answer)) == 1, request_id_of(answer)
+    price = TEST_INSTANCE["price_usd_per_hour"]
+    assert sorted(p for p, _ in runs) == pytest.approx([price / 4, price / 4, price / 2])
+    assert all(stopped is not None for _, stopped in runs)

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from frugal.config import parse_config
-from frugal.errors import ConfigError, InvalidInput
+from frugal.errors import ConfigError
 from frugal.routing import mean_logprob
 from frugal.routing.calibrate import resolve_cascade
 from tests.conftest import assert_charged, write_config
@@ -318,10 +318,11 @@ def test_an_llm_cascade_with_an_unimportable_scorer_stops_the_start(tmp_path: Pa
     assert info.value.field == "endpoints[0].route.cascade[0].accept"
 
 
-def test_calibrate_refuses_an_llm_cascade_with_a_hint(tmp_path: Path) -> None:
-    """calibrate replays local models: an LLM cascade is refused with a pointer to the docs."""
+def test_calibrate_resolves_an_llm_cascade(tmp_path: Path) -> None:
+    """calibrate measures an LLM cascade too (tests/optimize/test_llm_calibrate.py runs it):
+    its tiers resolve as upstream models, with their gates."""
     path = write_config(tmp_path, llm_config(tmp_path, llm_models(),
                                              endpoints=[cascade_endpoint()]))  # fmt: skip
-    with pytest.raises(InvalidInput, match="cascade of upstream LLMs") as info:
-        resolve_cascade(path, "chat")
-    assert info.value.hint is not None and "docs/llm.md" in info.value.hint
+    cascade = resolve_cascade(path, "chat")
+    assert cascade.llm and all(m.upstream is not None for m in cascade.models)
+    assert cascade.gates[0] is not None and cascade.gates[-1] is None
