@@ -1,0 +1,109 @@
+"""How long a replica takes to serve a batch, read from a measured profile: the simulator's one
+source of service times, so a simulation is only as good as the profile it is given.
+
+A replica is one ``frugal serve`` worker process: one batcher whose batches run one after the
+other (Python's GIL keeps one process near one core), each batch taking
+
+    model time(b)  +  b x server time per request(b)
+
+where ``model time(b)`` is the profile's mean latency of a batch of ``b`` (interpolated between
+measured sizes) and the server's own time (HTTP, JSON, admission, ledger, metrics) comes from the
+end-to-end section of ``frugal profile --http``: its CPU seconds per request at a concurrency,
+less the model's share at the batch that concurrency gives one worker, interpolated by batch
+size (it falls as batches grow, because some of the server's work is per batch). A model-only
+profile has no server time: the simulation then under-counts a small model's load, and says so.
+
+The time a request spends outside the replica (the client's and the loopback's share of the
+latency) is what the profile's least loaded level measured beyond the server's CPU; it is added
+to each answer's latency and never occupies a replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from frugal.errors import InvalidInput
+from frugal.optimize.profiles import ProfileRecord
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ServiceModel:
+    """Per batch size 1..max_batch_size: seconds one replica is busy with the batch."""
+
+    batch_s: np.ndarray  # index b-1: model + server time of a batch of b
+    model_s: np.ndarray  # index b-1: the model's part alone
+    hit_s: float  # a cache hit: the server's time for one request, no model
+    network_s: float  # added to every answer's latency, outside the replica
+    startup_s: float  # from asking for a replica until it takes requests
+    end_to_end: bool  # False: a model-only profile (no server time counted)
+
+    @property
+    def max_batch_size(self) -> int:
+        return int(self.batch_s.size)
+
+    def capacity_per_s(self) -> float:
+        """Requests/s one replica serves at its largest batch (busy all the time)."""
+        return self.max_batch_size / float(self.batch_s[-1])
+
+
+def service_model(
+    profile: ProfileRecord,
+    *,
+    max_batch_size: int,
+    startup_s: float | None = None,
+) -> ServiceModel:
+    """The service times of ``profile`` at ``max_batch_size``; ``startup_s`` overrides the
+    profile's measured ``model_load_s`` (which a profile written before load times lacks)."""
+    if startup_s is None:
+        startup_s = profile.model_load_s
+    if startup_s is None:
+        raise InvalidInput(
+            f"{profile.file} has no model_load_s: give the replicas' start-up time",
+            field="--startup-s",
+            hint="re-run `frugal profile` (it records the load time) or pass --startup-s",
+        )
+    sizes = np.asarray([p.batch_size for p in profile.points], dtype=np.float64)
+    means_s = np.asarray([p.mean_ms for p in profile.points], dtype=np.float64) / 1000
+    batches = np.arange(1, max_batch_size + 1, dtype=np.float64)
+    model_s = _interpolate(batches, sizes, means_s)
+    if profile.http is None:
+        overhead = np.zeros_like(batches)
+        network_s = 0.0
+    else:
+        http = profile.http
+        clean = [lv for lv in http.levels if lv.clean] or list(http.levels)
+        workers = max(http.server_workers, 1)
+        # One worker holds about concurrency / workers requests of a closed-loop level; those
+        # are the batch its batcher forms.
+        level_b = np.asarray(
+            [min(max(lv.concurrency / workers, 1.0), http.max_batch_size) for lv in clean]
+        )
+        cpu = np.asarray([lv.server_cpu_s_per_request for lv in clean])
+        model_at = _interpolate(level_b, sizes, means_s) / level_b
+        per_request = np.maximum(cpu - model_at, 0.0)
+        order = np.argsort(level_b, kind="stable")
+        overhead = np.interp(batches, level_b[order], per_request[order])
+        first = clean[0]
+        network_s = max(first.mean_ms / 1000 - float(cpu[0]), 0.0)
+    batch_s = model_s + batches * overhead
+    return ServiceModel(
+        batch_s=batch_s,
+        model_s=model_s,
+        hit_s=float(overhead[0]) if profile.http is not None else 0.0,
+        network_s=network_s,
+        startup_s=float(startup_s),
+        end_to_end=profile.http is not None,
+    )
+
+
+def _interpolate(at: np.ndarray, sizes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Linear between measured batch sizes; past the largest, its per-item time continues (a
+    batch twice as large takes twice as long); below the smallest, the smallest's time."""
+    inside = np.interp(at, sizes, values)
+    per_item = values[-1] / sizes[-1]
+    return np.asarray(np.where(at > sizes[-1], values[-1] + (at - sizes[-1]) * per_item, inside))
+
+
+__all__ = ["ServiceModel", "service_model"]
