@@ -121,7 +121,8 @@ class _Simulation:
         self.ready_area, self.ready_count, self.ready_change_s = 0.0, 0, 0.0
         self.snapshots: deque[tuple[float, float, float]] = deque()  # (t, busy, ready area)
         self.changes: list[tuple[float, int, int]] = [(0.0, 0, 0)]  # (t, billed, ready)
-        self.scale_events = self.cold_starts = 0
+        self.events: list[tuple[float, int, str]] = []  # (t, replicas after, up|down|cold)
+        self.cold_starts = 0
         self.now = 0.0
 
     # --- events -----------------------------------------------------------------------------
@@ -257,11 +258,11 @@ class _Simulation:
             utilization = 1.0 if self.pending else 0.0
         wanted = self.autoscaler.decide(t, target, utilization)
         if wanted is not None and wanted != target:
-            self.scale_events += 1
             if wanted > target:
                 self._add(wanted - target, cold=False)
             else:
                 self._remove(target - wanted)
+            self.events.append((t, wanted, "up" if wanted > target else "down"))
         self.push(t + s.tick_s, _TICK, 0)
 
     # --- the fleet --------------------------------------------------------------------------
@@ -281,9 +282,9 @@ class _Simulation:
         for _ in range(count):
             replica = self._new_replica(cold=cold)
             self.push(self.now + self.service.startup_s, _READY, replica.index)
-        self.cold_starts += count if cold else 0
         if cold:
-            self.scale_events += 1
+            self.cold_starts += count
+            self.events.append((self.now, self._target(), "cold"))
         self._count_billed()
 
     def _remove(self, count: int) -> None:
@@ -355,7 +356,7 @@ class _Simulation:
             busy_s=self.busy_s,
             cold_s=cold_s,
             startup_s=startup_s,
-            scale_events=self.scale_events,
+            events=tuple(self.events),
             cold_starts=self.cold_starts,
             max_replicas=max(billed for _, billed, _ in self.changes),
             little=(self.area, self.sojourn_s, self.departures),

@@ -63,13 +63,17 @@ class SimResult:
     mean_ms: float
     over_slo_pct: float  # of all requests: answered later than the SLO, or dropped
     slo_ms: float
-    scale_events: int
+    events: tuple[tuple[float, int, str], ...]  # (t_s, replicas after, "up" | "down" | "cold")
     cold_starts: int
     max_replicas: int
     mean_in_system: float  # Little's law, over requests that reached a replica's queue
     mean_sojourn_s: float
     throughput_per_s: float  # of those requests, leaving per second
     series: Series
+
+    @property
+    def scale_events(self) -> int:
+        return len(self.events)
 
     @property
     def dropped(self) -> int:
@@ -117,7 +121,9 @@ class SimResult:
             },
             "slo_ms": self.slo_ms,
             "over_slo_pct": num(self.over_slo_pct),
-            "scale_events": self.scale_events,
+            "scale_events": [
+                {"t_s": round(t, 3), "replicas": n, "why": why} for t, n, why in self.events
+            ],
             "cold_starts": self.cold_starts,
             "max_replicas": self.max_replicas,
             "series": self.series.to_dict(),
@@ -139,7 +145,7 @@ def summarize(
     busy_s: float,
     cold_s: float,
     startup_s: float,
-    scale_events: int,
+    events: tuple[tuple[float, int, str], ...],
     cold_starts: int,
     max_replicas: int,
     little: tuple[float, float, int],
@@ -179,7 +185,7 @@ def summarize(
         mean_ms=mean,
         over_slo_pct=100 * (late + dropped) / requests if requests else 0.0,
         slo_ms=settings_slo_ms,
-        scale_events=scale_events,
+        events=events,
         cold_starts=cold_starts,
         max_replicas=max_replicas,
         mean_in_system=area / duration_s if duration_s > 0 else 0.0,
