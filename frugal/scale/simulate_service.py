@@ -2,20 +2,26 @@
 source of service times, so a simulation is only as good as the profile it is given.
 
 A replica is one ``frugal serve`` worker process: one batcher whose batches run one after the
-other (Python's GIL keeps one process near one core), each batch taking
+other (Python's GIL keeps one process near one core). With an end-to-end profile (``frugal
+profile --http``) a batch of ``b`` keeps the replica busy
 
-    model time(b)  +  b x server time per request(b)
+    b x the server's CPU seconds per request at batch b
 
-where ``model time(b)`` is the profile's mean latency of a batch of ``b`` (interpolated between
-measured sizes) and the server's own time (HTTP, JSON, admission, ledger, metrics) comes from the
-end-to-end section of ``frugal profile --http``: its CPU seconds per request at a concurrency,
-less the model's share at the batch that concurrency gives one worker, interpolated by batch
-size (it falls as batches grow, because some of the server's work is per batch). A model-only
-profile has no server time: the simulation then under-counts a small model's load, and says so.
+the CPU its process tree spent per answered request (HTTP, JSON, admission, the model, ledger,
+metrics) at each measured concurrency, read from /proc, interpolated by the batch that
+concurrency gives one worker (it falls as batches grow: part of the work is per batch). CPU
+time, not the model-only points' wall-clock means: on a machine whose cores other processes
+share, a wall-clock mean carries every preemption (on the shared 2-core VM of the validation,
+batch 1's mean was 12x its median), and CPU time does not.
+
+A model-only profile has no server time: a batch then takes the model's mean latency at ``b``
+(interpolated between measured sizes), the simulation under-counts a small model's load, and
+it says so.
 
 The time a request spends outside the replica (the client's and the loopback's share of the
-latency) is what the profile's least loaded level measured beyond the server's CPU; it is added
-to each answer's latency and never occupies a replica.
+latency) is the least loaded level's median latency beyond the server's CPU per request; it
+is added to each answer's latency and never occupies a replica. A cache hit costs the
+server's time for one request less the model's (its median at batch 1).
 """
 
 from __future__ import annotations
@@ -66,11 +72,11 @@ def service_model(
         )
     sizes = np.asarray([p.batch_size for p in profile.points], dtype=np.float64)
     means_s = np.asarray([p.mean_ms for p in profile.points], dtype=np.float64) / 1000
+    medians_s = np.asarray([p.p50_ms for p in profile.points], dtype=np.float64) / 1000
     batches = np.arange(1, max_batch_size + 1, dtype=np.float64)
     model_s = _interpolate(batches, sizes, means_s)
     if profile.http is None:
-        overhead = np.zeros_like(batches)
-        network_s = 0.0
+        batch_s, hit_s, network_s = model_s, 0.0, 0.0
     else:
         http = profile.http
         clean = [lv for lv in http.levels if lv.clean] or list(http.levels)
@@ -81,17 +87,17 @@ def service_model(
             [min(max(lv.concurrency / workers, 1.0), http.max_batch_size) for lv in clean]
         )
         cpu = np.asarray([lv.server_cpu_s_per_request for lv in clean])
-        model_at = _interpolate(level_b, sizes, means_s) / level_b
-        per_request = np.maximum(cpu - model_at, 0.0)
         order = np.argsort(level_b, kind="stable")
-        overhead = np.interp(batches, level_b[order], per_request[order])
-        first = clean[0]
-        network_s = max(first.mean_ms / 1000 - float(cpu[0]), 0.0)
-    batch_s = model_s + batches * overhead
+        per_request = np.interp(batches, level_b[order], cpu[order])
+        batch_s = batches * per_request
+        model_s = np.minimum(model_s, batch_s)
+        model_alone_s = float(np.interp(1.0, sizes, medians_s))
+        hit_s = max(float(per_request[0]) - model_alone_s, 0.0)
+        network_s = max(clean[0].p50_ms / 1000 - float(cpu[0]), 0.0)
     return ServiceModel(
         batch_s=batch_s,
         model_s=model_s,
-        hit_s=float(overhead[0]) if profile.http is not None else 0.0,
+        hit_s=hit_s,
         network_s=network_s,
         startup_s=float(startup_s),
         end_to_end=profile.http is not None,
