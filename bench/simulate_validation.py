@@ -99,11 +99,20 @@ async def replay(url: str, trace: Trace, bodies: list[str]) -> dict[str, Any]:
     errors: dict[str, int] = {}
 
     async def one(i: int, at: float) -> None:
-        try:
-            status = await asyncio.wait_for(http.post(requests[i % len(requests)]), 30)
-        except (TimeoutError, OSError, ValueError, IndexError, asyncio.IncompleteReadError) as e:
-            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-            return
+        for attempt in range(3):
+            try:
+                status = await asyncio.wait_for(http.post(requests[i % len(requests)]), 30)
+                break
+            except (IndexError, ConnectionResetError, asyncio.IncompleteReadError) as e:
+                # A pooled keep-alive connection the server closed while idle (uvicorn's
+                # keep-alive timeout, during a trace's quiet start) reads as an empty status
+                # line: send again on another connection, as an HTTP client library would.
+                if attempt == 2:
+                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                    return
+            except (TimeoutError, OSError, ValueError) as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                return
         if status != 200:
             errors[str(status)] = errors.get(str(status), 0) + 1
             return
