@@ -23,7 +23,6 @@ randomness of its own; the trace carries the randomness):
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import numpy as np
 
 from frugal.scale.autoscaler import Autoscaler
 from frugal.scale.policies import ScalingPolicy
-from frugal.scale.simulate_result import Series, SimResult, summarize
+from frugal.scale.simulate_result import SimResult, summarize, time_series
 from frugal.scale.simulate_service import ServiceModel
 from frugal.scale.traces import Trace
 
@@ -335,8 +334,8 @@ class _Simulation:
         billed_s = sum(r.stop_s - r.asked_s for r in self.replicas if r.stop_s is not None)
         cold_s = sum(_starting_s(r) for r in self.replicas if r.cold)
         startup_s = sum(_starting_s(r) for r in self.replicas if not r.cold)
-        series = _series(
-            self.trace, end_s, self.settings.bins, self.changes, self.done_s, self.latency_s
+        series = time_series(
+            self.trace.t_s, end_s, self.settings.bins, self.changes, self.done_s, self.latency_s
         )
         return summarize(
             label=self.fleet.label,
@@ -368,40 +367,6 @@ def _starting_s(replica: _Replica) -> float:
     assert replica.stop_s is not None
     up = replica.ready_s if replica.ready_s is not None else replica.stop_s
     return min(up, replica.stop_s) - replica.asked_s
-
-
-def _series(
-    trace: Trace,
-    end_s: float,
-    bins: int,
-    changes: list[tuple[float, int, int]],
-    done_s: np.ndarray,
-    latency_s: np.ndarray,
-) -> Series:
-    """Load, replicas and p99 latency per time bin, for the plot and the JSON."""
-    bins = max(1, min(bins, math.ceil(end_s) or 1))
-    edges = np.linspace(0.0, end_s if end_s > 0 else 1.0, bins + 1)
-    width = float(edges[1] - edges[0])
-    arrivals, _ = np.histogram(trace.t_s, bins=edges)
-    change_t = np.asarray([c[0] for c in changes])
-    # Replicas at each bin's middle (at its end, the last bin would show the final stop).
-    at = np.searchsorted(change_t, (edges[:-1] + edges[1:]) / 2, side="right") - 1
-    billed = np.asarray([changes[j][1] for j in at])
-    ready = np.asarray([changes[j][2] for j in at])
-    answered = ~np.isnan(latency_s)
-    which = np.clip(np.searchsorted(edges, done_s[answered], side="right") - 1, 0, bins - 1)
-    lat = latency_s[answered]
-    p99 = np.full(bins, np.nan)
-    order = np.argsort(which, kind="stable")
-    which, lat = which[order], lat[order]
-    bounds = np.searchsorted(which, np.arange(bins + 1))
-    for b in range(bins):
-        part = lat[bounds[b] : bounds[b + 1]]
-        if part.size:
-            p99[b] = float(np.percentile(part, 99)) * 1000
-    return Series(
-        t_s=edges[1:], arrivals_per_s=arrivals / width, replicas=billed, ready=ready, p99_ms=p99
-    )
 
 
 def simulate(

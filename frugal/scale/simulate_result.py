@@ -195,4 +195,40 @@ def summarize(
     )
 
 
-__all__ = ["Series", "SimResult", "summarize"]
+def time_series(
+    arrivals_t_s: np.ndarray,
+    end_s: float,
+    bins: int,
+    changes: list[tuple[float, int, int]],
+    done_s: np.ndarray,
+    latency_s: np.ndarray,
+) -> Series:
+    """Load, replicas and p99 latency per time bin, for the plot and the JSON; ``changes`` are
+    (t, replicas billed, replicas up) at each change, ``done_s``/``latency_s`` per request
+    (nan: dropped)."""
+    bins = max(1, min(bins, math.ceil(end_s) or 1))
+    edges = np.linspace(0.0, end_s if end_s > 0 else 1.0, bins + 1)
+    width = float(edges[1] - edges[0])
+    arrivals, _ = np.histogram(arrivals_t_s, bins=edges)
+    change_t = np.asarray([c[0] for c in changes])
+    # Replicas at each bin's middle (at its end, the last bin would show the final stop).
+    at = np.searchsorted(change_t, (edges[:-1] + edges[1:]) / 2, side="right") - 1
+    billed = np.asarray([changes[j][1] for j in at])
+    ready = np.asarray([changes[j][2] for j in at])
+    answered = ~np.isnan(latency_s)
+    which = np.clip(np.searchsorted(edges, done_s[answered], side="right") - 1, 0, bins - 1)
+    lat = latency_s[answered]
+    p99 = np.full(bins, np.nan)
+    order = np.argsort(which, kind="stable")
+    which, lat = which[order], lat[order]
+    bounds = np.searchsorted(which, np.arange(bins + 1))
+    for b in range(bins):
+        part = lat[bounds[b] : bounds[b + 1]]
+        if part.size:
+            p99[b] = float(np.percentile(part, 99)) * 1000
+    return Series(
+        t_s=edges[1:], arrivals_per_s=arrivals / width, replicas=billed, ready=ready, p99_ms=p99
+    )
+
+
+__all__ = ["Series", "SimResult", "summarize", "time_series"]
