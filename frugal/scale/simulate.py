@@ -110,6 +110,7 @@ class _Simulation:
         self.ttl_s = [ttls.get(e, settings.cache_ttl_s) for e in trace.endpoints]
         n = len(trace)
         self.latency_s = np.full(n, np.nan)  # per request; nan: dropped
+        self.outside_s = service.outside_s(n)  # each answer's time outside the replica
         self.done_s = np.full(n, np.nan)
         self.hit = np.zeros(n, dtype=bool)
         self.dropped_full = self.dropped_timeout = 0
@@ -170,7 +171,7 @@ class _Simulation:
                 replica.debt_s += self.service.hit_s
                 self.busy_s += self.service.hit_s
                 self.hit[i] = True
-                self.latency_s[i] = self.service.hit_s + self.service.network_s
+                self.latency_s[i] = self.service.hit_s + self.outside_s[i]
                 self.done_s[i] = t
                 return
         self._enter(t)
@@ -220,7 +221,7 @@ class _Simulation:
         replica, t = self.replicas[index], self.now
         endpoints = len(self.trace.endpoints)
         for arrived_s, i in replica.running:
-            self.latency_s[i] = t - arrived_s + self.service.network_s
+            self.latency_s[i] = t - arrived_s + self.outside_s[i]
             self.done_s[i] = t
             self._leave(arrived_s, t)
             key, endpoint = int(self.trace.key_ids[i]), int(self.trace.endpoint_ids[i])

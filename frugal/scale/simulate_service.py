@@ -18,14 +18,17 @@ A model-only profile has no server time: a batch then takes the model's mean lat
 (interpolated between measured sizes), the simulation under-counts a small model's load, and
 it says so.
 
-The time a request spends outside the replica (the client's and the loopback's share of the
-latency) is the least loaded level's median latency beyond the server's CPU per request; it
-is added to each answer's latency and never occupies a replica. A cache hit costs the
+The time a request spends outside the replica's busy time (the client's and the loopback's
+share of the latency, and the server's own jitter: GC, the ledger's writer, the OS) is drawn
+per answer, log-normal, with the median and p99 that the least loaded level measured beyond the
+server's CPU per request (that level has almost no queue); it is added to the answer's latency
+and never occupies a replica. A cache hit costs the
 server's time for one request less the model's (its median at batch 1).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,9 +44,18 @@ class ServiceModel:
     batch_s: np.ndarray  # index b-1: model + server time of a batch of b
     model_s: np.ndarray  # index b-1: the model's part alone
     hit_s: float  # a cache hit: the server's time for one request, no model
-    network_s: float  # added to every answer's latency, outside the replica
+    network_s: float  # median time outside the replica, added to every answer's latency
     startup_s: float  # from asking for a replica until it takes requests
     end_to_end: bool  # False: a model-only profile (no server time counted)
+    # The spread of that outside time: log-normal, sigma of its log (0: always network_s).
+    jitter_sigma: float = 0.0
+
+    def outside_s(self, count: int, seed: int = 0) -> np.ndarray:
+        """``count`` draws of the time an answer spends outside the replica, reproducible."""
+        if self.jitter_sigma <= 0 or self.network_s <= 0:
+            return np.full(count, self.network_s)
+        rng = np.random.default_rng(seed)
+        return np.asarray(self.network_s * np.exp(self.jitter_sigma * rng.standard_normal(count)))
 
     @property
     def max_batch_size(self) -> int:
@@ -76,7 +88,7 @@ def service_model(
     batches = np.arange(1, max_batch_size + 1, dtype=np.float64)
     model_s = _interpolate(batches, sizes, means_s)
     if profile.http is None:
-        batch_s, hit_s, network_s = model_s, 0.0, 0.0
+        batch_s, hit_s, network_s, sigma = model_s, 0.0, 0.0, 0.0
     else:
         http = profile.http
         clean = [lv for lv in http.levels if lv.clean] or list(http.levels)
@@ -94,6 +106,11 @@ def service_model(
         model_alone_s = float(np.interp(1.0, sizes, medians_s))
         hit_s = max(float(per_request[0]) - model_alone_s, 0.0)
         network_s = max(clean[0].p50_ms / 1000 - float(cpu[0]), 0.0)
+        # The least loaded level has (almost) no queue, so the spread of its latencies is the
+        # server's own jitter (GC, the ledger's writer, the OS) and the client's: p99 = median
+        # x exp(2.326 sigma) for a log-normal.
+        tail_s = clean[0].p99_ms / 1000 - float(cpu[0])
+        sigma = math.log(tail_s / network_s) / 2.326 if tail_s > network_s > 0 else 0.0
     return ServiceModel(
         batch_s=batch_s,
         model_s=model_s,
@@ -101,6 +118,7 @@ def service_model(
         network_s=network_s,
         startup_s=float(startup_s),
         end_to_end=profile.http is not None,
+        jitter_sigma=sigma,
     )
 
 

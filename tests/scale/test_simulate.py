@@ -159,3 +159,15 @@ def test_an_end_to_end_profile_counts_the_server_time() -> None:
     assert full.batch_s[0] > 2 * bare.batch_s[0]
     assert bare.hit_s == 0 < full.hit_s < full.batch_s[0]
     assert service_model(profile, max_batch_size=8, startup_s=0.5).startup_s == 0.5
+
+
+def test_with_no_queue_latency_spreads_as_the_profile_measured() -> None:
+    """At a load that forms no queue, the simulated p50 and p99 are the profile's least loaded
+    level's (its jitter is drawn log-normal from that level's p50 and p99)."""
+    profile = read_profile(EXAMPLE_PROFILE)
+    assert profile.http is not None
+    level = profile.http.levels[0]
+    trace = generate("steady", rate=20, duration_s=600, seed=3)
+    r = simulate(trace, service_model(profile, max_batch_size=32), Fleet(fixed=4), settings())
+    assert r.p50_ms == pytest.approx(level.p50_ms, rel=0.1)
+    assert r.p99_ms == pytest.approx(level.p99_ms, rel=0.25)
