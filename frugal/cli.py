@@ -29,6 +29,7 @@ from frugal.commands import (
     report,
     route,
     serve,
+    simulate,
     validate,
 )
 from frugal.commands.exits import EXIT_BAD_INPUT
@@ -59,7 +60,7 @@ def main() -> None:
 # In the order `frugal --help` has always listed them (click sorts by name anyway).
 for command in (
     serve, validate, report, demo, cache, profile, quantize, prune, plan, check, calibrate, route,
-    keys, audit, ledger,
+    keys, audit, ledger, simulate,
 ):  # fmt: skip
     main.add_command(command)
 

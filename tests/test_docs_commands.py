@@ -179,7 +179,9 @@ def _command_path(args: list[str]) -> tuple[list[str], click.Command | None, lis
 def _parse(args: list[str]) -> click.Context | str | None:
     """The command's context from frugal's own parser; the usage error as text; None: --help."""
     path, command, rest = _command_path(args)
-    if command is None or isinstance(command, click.Group) or not path:
+    # A group runs by itself only when it says so (`frugal simulate --trace ...`).
+    runs_alone = isinstance(command, click.Group) and command.invoke_without_command
+    if command is None or (isinstance(command, click.Group) and not runs_alone) or not path:
         return f"no command `frugal {' '.join(path)}`"
     parent = click.Context(main, info_name="frugal")
     for name in path[:-1]:

@@ -9,6 +9,7 @@ from frugal.commands.report import report
 from frugal.commands.route import route
 from frugal.commands.routing import calibrate
 from frugal.commands.serve import serve, validate
+from frugal.commands.simulate import simulate
 from frugal.commands.variants import prune, quantize
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "report",
     "route",
     "serve",
+    "simulate",
     "validate",
 ]
