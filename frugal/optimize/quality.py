@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from frugal.routing.labels import same_label
 from frugal.runtimes.base import Model
 from frugal.types import Item
 
@@ -79,7 +80,7 @@ def compare(
 
 def _accuracy(values: Sequence[Any], labels: Sequence[Any]) -> float:
     predicted = [_label(v) for v in values]
-    hits = sum(_same(p, y) for p, y in zip(predicted, labels, strict=True))
+    hits = sum(same_label(p, y) for p, y in zip(predicted, labels, strict=True))
     return hits / len(labels)
 
 
@@ -88,12 +89,6 @@ def _label(value: Any) -> Any:
     if isinstance(value, list | tuple | np.ndarray):
         return int(np.argmax(np.asarray(value)))
     return value
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
-        return float(a) == float(b)
-    return str(a) == str(b)
 
 
 def _score_rows(values: Sequence[Any]) -> bool:

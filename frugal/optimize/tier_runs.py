@@ -28,6 +28,7 @@ from frugal.optimize.batch_profile import batch_usd, profile_batches
 from frugal.routing.batch_costs import BatchProfile
 from frugal.routing.calibrate import Calibration, Cascade, TierRecording, choose_thresholds
 from frugal.routing.gates import Gate
+from frugal.routing.labels import same_label
 from frugal.routing.sweep import TierRun
 from frugal.runtimes import Model, predict_isolated
 from frugal.types import Item, Prediction
@@ -154,7 +155,7 @@ def _run_tier(
             else:
                 ok.append(j)
                 good.append(result)
-                correct[start + j] = _same(result.value, labels[start + j])
+                correct[start + j] = same_label(result.value, labels[start + j])
         if gate is not None and ok:
             try:
                 given = gate.scores([batch[j] for j in ok], good)
@@ -184,13 +185,6 @@ def _predict(model: Model, batch: Sequence[Item]) -> list[Prediction | BaseExcep
         if isinstance(result, FrugalError):
             raise result
     return results
-
-
-def _same(a: object, b: object) -> bool:
-    """Labels compare as numbers when both are numbers (3 == 3.0), else as text."""
-    if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
-        return float(a) == float(b)
-    return str(a) == str(b)
 
 
 @contextmanager

@@ -36,17 +36,9 @@ from frugal.config import DriftConfig
 from frugal.errors import InvalidInput, NotFound
 from frugal.routing.cascade import CascadeRouter
 from frugal.routing.confidence import drop_bound
+from frugal.routing.labels import same_label
 from frugal.routing.shadow import agree
 from frugal.types import ItemOutcome
-
-
-def same_label(a: object, b: object) -> bool:
-    """Labels compare as numbers when both are numbers (3 == 3.0), else as text: as
-    calibration compares them."""
-    number = (int, float)
-    if isinstance(a, number) and isinstance(b, number) and not isinstance(a, bool):
-        return float(a) == float(b)
-    return str(a) == str(b)
 
 
 @dataclass(slots=True)
@@ -280,4 +272,4 @@ def answered(outcome: ItemOutcome, tiers: Sequence[str]) -> bool:
     return outcome.error is None and outcome.prediction is not None and outcome.model in tiers
 
 
-__all__ = ["DriftEvent", "DriftMonitor", "ShadowTicket", "same_label"]
+__all__ = ["DriftEvent", "DriftMonitor", "ShadowTicket"]
