@@ -15,21 +15,18 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from frugal.access import AuditLog
-from frugal.errors import FrugalError
 from frugal.observability import ServingMetrics
-from frugal.routing.drift import DriftEvent, DriftMonitor
-from frugal.serving.errors import status_of
-from frugal.serving.recorder import Finished, Recorder
+from frugal.routing.drift import DriftEvent, DriftMonitor, ShadowTicket
+from frugal.serving.recorder import Recorder
+from frugal.serving.shadow_calls import CallModel, book_shadow, shadow_outcomes
 from frugal.types import Item, ItemOutcome
 
 log = logging.getLogger("frugal.drift")
 AUDIT_ACTOR = "drift-check"
-
-CallModel = Callable[[str, Sequence[Item], float], Awaitable[list[ItemOutcome]]]
 
 
 class DriftEvents:
@@ -100,26 +97,20 @@ class DriftCheck:
         task.add_done_callback(self._tasks.discard)
 
     async def _shadow(
-        self, call: CallModel, sample: list[Item], ticket: Any, request_id: str
+        self, call: CallModel, sample: list[Item], ticket: ShadowTicket, request_id: str
     ) -> None:
         monitor = self.monitor
         received = time.monotonic()
-        try:
-            last = await call(monitor.last, sample, received + self.timeout_s)
-        except FrugalError as error:  # its queue is full, or draining: this sample is dropped
-            last = [ItemOutcome(None, error, 0.0, None, monitor.last) for _ in sample]
-        except Exception:
-            log.exception("drift check on %s: the last tier failed unexpectedly", monitor.endpoint)
+        last = await shadow_outcomes(call, monitor.last, sample, received + self.timeout_s,
+                                     f"drift check on {monitor.endpoint}")  # fmt: skip
+        if last is None:
             return
         disagreed = monitor.shadowed(ticket, last)
         self.metrics.routes.observe_drift_shadow(
             monitor.endpoint, judged=sum(o.prediction is not None for o in last),
             disagreed=disagreed, cost_usd=math.fsum(o.cost_usd for o in last),
         )  # fmt: skip
-        failed = next((o.error for o in last if o.error is not None), None)
-        status = 200 if failed is None else status_of(failed)
-        self.recorder.finish(Finished(monitor.endpoint, monitor.last, request_id, received,
-                                      status, outcomes=last, shadow=True))  # fmt: skip
+        book_shadow(self.recorder, monitor.endpoint, monitor.last, request_id, received, last)
 
     def feedback(self, request_id: str, key: str, labels: Sequence[object]) -> dict[str, Any]:
         result = self.monitor.feedback(request_id, key, labels)

@@ -27,10 +27,10 @@ from frugal.runtimes import InputSchema
 from frugal.serving.batcher import Batcher
 from frugal.serving.controller import Controller
 from frugal.serving.drift_check import DriftCheck
-from frugal.serving.errors import status_of
 from frugal.serving.model_queue import ModelQueue
-from frugal.serving.recorder import Finished, Recorder, tokens_of
+from frugal.serving.recorder import Recorder, tokens_of
 from frugal.serving.route_control import RouteControl
+from frugal.serving.shadow_calls import book_shadow, shadow_outcomes
 from frugal.types import Item, ItemOutcome
 
 log = logging.getLogger("frugal.engine")
@@ -220,20 +220,13 @@ class Engine:
     async def _shadow(
         self, ep: Endpoint, items: list[Item], answer: Answer, request_id: str
     ) -> None:
-        """The shadow's copy: compared, counted, priced as shadow spend, then discarded.
-
-        Its ledger row has no key: the operator chose to shadow, the caller's budget does not pay.
-        """
+        """The shadow's copy: compared, counted, priced as shadow spend, then discarded."""
         assert ep.shadow is not None
         model = ep.shadow_model
         received = time.monotonic()
         deadline = self.deadline_for(model, received, None)
-        try:
-            outcomes = await self._call(model, items, deadline)
-        except FrugalError as error:  # its queue is full, or draining: the copy is dropped
-            outcomes = [ItemOutcome(None, error, 0.0, None, model) for _ in items]
-        except Exception:
-            log.exception("shadow %s on %s failed unexpectedly", model, ep.name)
+        outcomes = await shadow_outcomes(self._call, model, items, deadline, f"shadow on {ep.name}")
+        if outcomes is None:
             return
         latency_s = time.monotonic() - received
         result = compare(answer.outcomes, outcomes, ep.shadow.tolerance)
@@ -242,10 +235,7 @@ class Engine:
             ep.name, model, agreed=result.agreed, disagreed=result.disagreed,
             failed=result.failed, latency_s=latency_s, cost_usd=cost,
         )  # fmt: skip
-        failed = next((o.error for o in outcomes if o.error is not None), None)
-        status = 200 if failed is None else status_of(failed)
-        self.recorder.finish(Finished(ep.name, model, request_id, received, status,
-                                      outcomes=outcomes, shadow=True))  # fmt: skip
+        book_shadow(self.recorder, ep.name, model, request_id, received, outcomes)
 
     async def warm_up(self) -> None:
         """Compute each endpoint's warm-up instances into its cache; runs before readiness."""
