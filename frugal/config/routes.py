@@ -312,17 +312,17 @@ class EndpointConfig(_Section):
 def _check_llm_endpoint(
     endpoint: EndpointConfig, models: list[tuple[str, ModelConfig]], at: str
 ) -> None:
-    """Upstream LLMs and local models do not mix in one endpoint; fallbacks are LLM-only."""
+    """Upstream LLMs and local models do not mix in one endpoint, except as a cascade whose
+    local tiers come first (a classifier answers the simple chats, the LLM the rest);
+    fallbacks are LLM-only."""
     llm = [m.runtime == "openai" for _, m in models]
-    if any(llm) and not all(llm):
-        field = models[llm.index(not llm[0])][0]
-        raise _FieldError(
-            f"{at}.{field}", "an endpoint's models are all runtime openai or none of them"
-        )
     route = endpoint.route
+    if any(llm) and not all(llm):
+        _check_mixed_cascade(endpoint, models, llm, at)
     if route is not None and route.cascade is not None:
-        _check_gates(route.cascade, llm=all(llm), at=f"{at}.route.cascade")
-    if all(llm) and route is not None:
+        _check_gates(route.cascade, llm[: len(route.cascade)], at=f"{at}.route.cascade")
+    upstream = any(llm)
+    if upstream and route is not None:
         for name in ("split", "shadow", "drift"):
             if getattr(route, name):
                 raise _FieldError(f"{at}.route.{name}", f"`{name}` over runtime openai models is "
@@ -330,21 +330,50 @@ def _check_llm_endpoint(
         if route.rules:
             raise _FieldError(f"{at}.route.rules", "`rules` over runtime openai models are not "
                               "supported yet")  # fmt: skip
-    if not all(llm) and route is not None and route.fallback is not None:
+    if not upstream and route is not None and route.fallback is not None:
         raise _FieldError(f"{at}.route.fallback", "`fallback` is for runtime openai models")
     for name in ("cache", "capture"):
-        if all(llm) and getattr(endpoint, name) is not None:
+        if upstream and getattr(endpoint, name) is not None:
             raise _FieldError(f"{at}.{name}", f"`{name}` is not supported yet on endpoints of "
                               "runtime openai models")  # fmt: skip
-    if not all(llm) and endpoint.llm is not None:
+    if not upstream and endpoint.llm is not None:
         raise _FieldError(f"{at}.llm", "`llm` token limits are for runtime openai models")
 
 
-def _check_gates(tiers: list[TierConfig], *, llm: bool, at: str) -> None:
+def _check_mixed_cascade(
+    endpoint: EndpointConfig, models: list[tuple[str, ModelConfig]], llm: list[bool], at: str
+) -> None:
+    """Local models first, then runtime openai ones, each local one reading text: the chat's
+    last user message is its one input (routing/llm_cascade.py)."""
+    route = endpoint.route
+    if route is None or route.cascade is None:
+        field = models[llm.index(not llm[0])][0]
+        raise _FieldError(
+            f"{at}.{field}",
+            "an endpoint's models are all runtime openai or none of them (a `cascade` may put "
+            "local models first, before its runtime openai tiers)",
+        )
+    tiers = llm[: len(route.cascade)]
+    first_llm = tiers.index(True)
+    for i in range(first_llm, len(tiers)):
+        if not tiers[i]:
+            raise _FieldError(f"{at}.route.cascade[{i}].model", "in a cascade of local and "
+                              "runtime openai models the local tiers come first")  # fmt: skip
+    for i in range(first_llm):
+        inputs = models[i][1].inputs
+        if inputs and (len(inputs) != 1 or inputs[0].datatype != "BYTES"):
+            raise _FieldError(
+                f"{at}.route.cascade[{i}].model",
+                "a local tier before runtime openai tiers reads the chat's last user message: "
+                "its model takes one BYTES (text) input, or declares no inputs",
+            )
+
+
+def _check_gates(tiers: list[TierConfig], llm: list[bool], *, at: str) -> None:
     """An LLM answer has no class probabilities; a local model has no token logprobs."""
-    allowed = LLM_GATE_SIGNALS if llm else LOCAL_GATE_SIGNALS
-    kind = "runtime openai" if llm else "local-model"
-    for i, tier in enumerate(tiers):
+    for i, (tier, upstream) in enumerate(zip(tiers, llm, strict=True)):
+        allowed = LLM_GATE_SIGNALS if upstream else LOCAL_GATE_SIGNALS
+        kind = "runtime openai" if upstream else "local-model"
         if tier.accept is not None and tier.accept.signal not in allowed:
             raise _FieldError(
                 f"{at}[{i}].accept.{tier.accept.signal}",

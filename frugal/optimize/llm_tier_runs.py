@@ -8,6 +8,10 @@ server scores it: routing/llm_cascade.py) and priced from the tokens the upstrea
 comes out is the same ``TierRecording`` a local cascade gives, so the thresholds are chosen by
 the same sweep and the same confidence bound (routing/calibrate.py, routing/confidence.py).
 
+A local tier before the LLM ones (a classifier answering the simple chats) reads each prompt's
+last user message, as the server feeds it (``chat_text``); its answer, the prediction as text
+(``answer_text``), is graded the same way and priced at its share of its batches' busy time.
+
 A row: ``{"messages": [...]}`` or ``{"prompt": "..."}``, a ``reference``, and optionally
 ``params`` (request fields such as ``max_tokens``, sent to every tier).
 """
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -30,9 +34,15 @@ from frugal.errors import FrugalError, InvalidInput
 from frugal.optimize.graders import Grader
 from frugal.routing.calibrate import Cascade, TierRecording
 from frugal.routing.gates import Gate
-from frugal.routing.llm_cascade import mean_logprob
+from frugal.routing.llm_cascade import answer_text, chat_text, mean_logprob
 from frugal.routing.sweep import TierRun
 from frugal.runtimes.openai import Completion, UpstreamClient
+from frugal.types import Item
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from frugal.config import ModelConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,11 @@ async def _record(
     with progress_bar(progress) as bar:
         for config, gate in zip(cascade.models, cascade.gates, strict=True):
             task = bar.add_task(config.key, total=len(rows))
+            if config.upstream is None:  # a local tier: in batches here, nothing to await
+                run, busy = _local_tier(cascade, config, gate, rows, grader, bar, task)
+                runs.append(run)
+                seconds.append(busy)
+                continue
             client = UpstreamClient(config)
             started = time.perf_counter()
             try:
@@ -106,6 +121,46 @@ async def _record(
             seconds.append((time.perf_counter() - started) / len(rows))
             runs.append(await _tier_run(config.key, gate, rows, answers, grader))
     return runs, seconds
+
+
+def _local_tier(
+    cascade: Cascade, config: ModelConfig, gate: Gate | None, rows: list[PromptRow],
+    grader: Grader, bar: Progress, task: TaskID,
+) -> tuple[TierRun, float]:  # fmt: skip
+    """A local tier on the prompts it can read; one it cannot (no user text) counts as failed
+    there, as the server escalates it."""
+    from frugal.accounting import resolve_pricer
+    from frugal.optimize.tier_runs import run_tier
+    from frugal.runtimes import InputSchema, load_model
+
+    schema = InputSchema(config.inputs)
+    read: list[int] = []
+    items: list[Item] = []
+    for i, row in enumerate(rows):
+        try:
+            items.append(schema.item_from_instance(chat_text(row.body), "messages"))
+        except InvalidInput:
+            continue
+        read.append(i)
+    if not items:
+        raise InvalidInput(f"tier {config.key} reads each prompt's last user message as text, "
+                           "and no prompt has one", field="messages")  # fmt: skip
+    bar.advance(task, len(rows) - len(items))
+    pricer = resolve_pricer(cascade.config.instance, file=str(cascade.path))
+
+    def grade(value: object, row: object) -> bool:
+        assert isinstance(row, PromptRow)
+        return bool(grader(answer_text(value), row.reference, row.row))
+
+    kept = [rows[i] for i in read]
+    run, busy = run_tier(load_model(config), config, gate, items, kept, pricer, bar, task,
+                         grade=grade)  # fmt: skip
+    n = len(rows)
+    scores, correct = np.full(n, np.nan), np.zeros(n, dtype=bool)
+    failed, cost = np.ones(n, dtype=bool), np.zeros(n)
+    scores[read], correct[read], failed[read], cost[read] = (
+        run.scores, run.correct, run.failed, run.cost_usd)  # fmt: skip
+    return TierRun(run.model, run.op, scores, correct, failed, cost), busy * len(read) / n
 
 
 async def _ask(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -69,7 +69,7 @@ def record_tiers(
             labels = list(dataset.labels or ())
             model = load_model(model_config)
             task = bar.add_task(model_config.key, total=len(dataset))
-            run, busy = _run_tier(
+            run, busy = run_tier(
                 model, model_config, gate, dataset.items, labels, pricer, bar, task
             )
             profile = None
@@ -100,8 +100,9 @@ def calibrate(
     """Record every tier, then choose the cheapest thresholds meeting the target (the whole of
     ``frugal calibrate`` short of printing; ``choose_thresholds`` documents the options).
 
-    A cascade of upstream LLMs is recorded by llm_tier_runs.py, its answers judged by
-    ``grader`` (graders.py); local tiers compare predictions with the data's labels."""
+    A cascade ending in upstream LLMs (local tiers may come first) is recorded by
+    llm_tier_runs.py, its answers judged by ``grader`` (graders.py); a cascade of local models
+    compares predictions with the data's labels."""
     if cascade.llm:
         from frugal.optimize.graders import load_grader
         from frugal.optimize.llm_tier_runs import record_llm_tiers
@@ -117,16 +118,21 @@ def calibrate(
                              arrival_batch=arrival_batch, confidence=confidence)  # fmt: skip
 
 
-def _run_tier(
+def run_tier(
     model: Model,
     config: ModelConfig,
     gate: Gate | None,
     items: list[Item],
-    labels: list[object],
+    labels: Sequence[object],
     pricer: Pricer,
     bar: Progress,
     task: TaskID,
+    *,
+    grade: Callable[[object, object], bool] = same_label,
 ) -> tuple[TierRun, float]:
+    """One local tier on every item, in its batches: a TierRun and its busy seconds per item.
+    ``grade(value, label)`` says whether an answer is right (a mixed cascade's local tier is
+    graded like its LLM tiers: optimize/llm_tier_runs.py)."""
     n = len(items)
     size = config.batching.max_batch_size
     scores = np.full(n, np.nan)
@@ -155,7 +161,7 @@ def _run_tier(
             else:
                 ok.append(j)
                 good.append(result)
-                correct[start + j] = same_label(result.value, labels[start + j])
+                correct[start + j] = grade(result.value, labels[start + j])
         if gate is not None and ok:
             try:
                 given = gate.scores([batch[j] for j in ok], good)
@@ -198,4 +204,4 @@ def progress_bar(show: bool) -> Iterator[Progress]:
         yield bar
 
 
-__all__ = ["TIMED_RUNS", "calibrate", "record_tiers"]
+__all__ = ["TIMED_RUNS", "calibrate", "progress_bar", "record_tiers", "run_tier"]

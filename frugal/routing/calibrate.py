@@ -44,8 +44,9 @@ class Cascade:
 
     @property
     def llm(self) -> bool:
-        """A cascade of upstream LLMs (runtime openai): graded answers, priced per token."""
-        return self.models[0].upstream is not None
+        """A cascade ending in upstream LLMs (runtime openai; local tiers may come first):
+        calibrated on prompts with graded answers."""
+        return self.models[-1].upstream is not None
 
 
 @dataclass(frozen=True, slots=True)

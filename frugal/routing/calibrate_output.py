@@ -73,11 +73,11 @@ def print_calibration(result: Calibration, console: Any = None) -> None:
         else f"at most {result.target_value:.4f} below large-only "
         f"(accuracy >= {result.needed_accuracy:.4f} on the calibration part)"
     )
-    priced = (
-        "the tokens each upstream reported, at its prices"
-        if result.cascade.llm
-        else "the measured busy time of each tier"
-    )
+    priced = "the measured busy time of each tier"
+    if result.cascade.llm:
+        priced = "the tokens each upstream reported, at its prices"
+        if result.cascade.models[0].upstream is None:
+            priced += ", and the measured busy time of each local tier"
     console.print(
         f"swept {len(result.points)} threshold combination(s); target: {target}; "
         f"$ per 1k items from {priced}"

@@ -6,7 +6,12 @@ called with one request payload and the upstream's completion body. An answer wi
 signal (an upstream that returns no logprobs, a scorer that raises or gives None) is not
 accepted. An upstream error on a tier but the last escalates too, as in local cascades, so a
 cascade is also a fallback; the last tier's answer or error is final. The request pays for every
-tier it called (docs/llm.md#cascades).
+tier it called, each tier's dollars named in the row (docs/llm.md#cascades).
+
+The first tiers may be local models (a classifier that answers the simple chats): the serving
+side runs the chat's text through that model's batcher and says what its answer would be
+(``LocalCall``); the tier's gate (``confidence``, ``margin`` or a scorer, as in local cascades)
+keeps it or escalates.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from frugal.config import EndpointConfig, FrugalConfig
-from frugal.errors import FrugalError
+from frugal.errors import FrugalError, InvalidInput
 from frugal.routing.cascade import TierObserver
 from frugal.routing.gates import Gate
 from frugal.runtimes.openai import Completion, Usage
+from frugal.types import Item, ItemOutcome
 
 log = logging.getLogger("frugal.llm")
 # Calls one tier: (model key, request body) -> the upstream's non-streamed answer.
@@ -31,9 +39,24 @@ ChatCall = Callable[[str, dict[str, Any]], Awaitable[Completion]]
 
 
 @dataclass(frozen=True, slots=True)
+class LocalRun:
+    """A local tier's run on one chat: the item it read, its outcome (batch, cost, error) and
+    the chat completion its answer would be (None when it failed)."""
+
+    item: Item
+    outcome: ItemOutcome
+    completion: Completion | None
+
+
+# Runs a local tier's model on a chat request: (model key, request body) -> its run.
+LocalCall = Callable[[str, dict[str, Any]], Awaitable[LocalRun]]
+
+
+@dataclass(frozen=True, slots=True)
 class LLMTier:
-    model: str  # name:version of a runtime openai model
+    model: str  # name:version of a runtime openai model, or of a local model when ``local``
     gate: Gate | None  # None: the last tier, which keeps every answer
+    local: bool = False  # a local model reading the chat's text (always before the LLM tiers)
 
 
 @dataclass(slots=True)
@@ -46,14 +69,18 @@ class CascadeSpend:
     path: list[str] = field(default_factory=list)  # "model*answered" per tier called
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # the upstream tiers' token bills; local tiers are in ``local``
     exact: bool = True
+    upstream: list[tuple[str, float]] = field(default_factory=list)  # (model, usd) per call
+    local: list[ItemOutcome] = field(default_factory=list)  # local tiers' outcomes, in order
 
-    def add(self, usage: Usage, cost_usd: float) -> None:
+    def add(self, usage: Usage, cost_usd: float, model: str = "") -> None:
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
         self.cost_usd += cost_usd
         self.exact = self.exact and usage.exact
+        if model:
+            self.upstream.append((model, cost_usd))
 
     @property
     def usage(self) -> Usage:
@@ -113,17 +140,25 @@ class LLMCascade:
         call: ChatCall,
         spend: CascadeSpend,
         *,
+        local: LocalCall | None = None,
         observe: TierObserver | None = None,
         leave_last: bool = False,
     ) -> CascadeAnswer:
         """The first kept answer; with ``leave_last``, stop before calling the last tier.
 
         Raises the last tier's error; ``spend`` holds what the tiers before it cost.
+        ``local`` runs the local tiers (required when there are any).
         """
         for tier in self.tiers:
             last = tier.gate is None
             if last and leave_last:
                 return CascadeAnswer(tier.model, None)
+            if tier.local:
+                assert local is not None, "a cascade with local tiers needs `local`"
+                local_answer = await self._local(tier, payload, local, spend, observe)
+                if local_answer is not None:
+                    return CascadeAnswer(tier.model, local_answer)
+                continue
             body = _request_for(tier, payload)
             try:
                 completion = await call(tier.model, body)
@@ -134,12 +169,47 @@ class LLMCascade:
                 log.warning("cascade %s: tier %s failed, escalating: %s",
                             self.endpoint, tier.model, error.message)  # fmt: skip
                 continue
-            spend.add(completion.usage, completion.cost_usd)
+            spend.add(completion.usage, completion.cost_usd, tier.model)
             kept = last or await self._kept(tier, body, completion)
             self.settle(spend, tier.model, answered=kept, failed=False, observe=observe)
             if kept:
                 return CascadeAnswer(tier.model, _as_asked(completion, payload, body))
         raise AssertionError("the last tier keeps every answer")  # pragma: no cover
+
+    async def _local(
+        self,
+        tier: LLMTier,
+        payload: dict[str, Any],
+        local: LocalCall,
+        spend: CascadeSpend,
+        observe: TierObserver | None,
+    ) -> Completion | None:
+        """A local tier's answer when its gate keeps it; None escalates (a failure too)."""
+        gate = tier.gate
+        assert gate is not None  # the last tier is an upstream one (config/routes.py)
+        try:
+            run = await local(tier.model, payload)
+        except FrugalError as error:  # e.g. no text to read: the LLM tiers answer it
+            self.settle(spend, tier.model, answered=False, failed=True, observe=observe)
+            log.info("cascade %s: tier %s cannot read this chat, escalating: %s",
+                     self.endpoint, tier.model, error.message)  # fmt: skip
+            return None
+        spend.local.append(run.outcome)
+        prediction = run.outcome.prediction
+        if run.completion is None or prediction is None:
+            self.settle(spend, tier.model, answered=False, failed=True, observe=observe)
+            return None
+        if gate.signal == "scorer":  # a user function: off the event loop
+            try:
+                kept = (await asyncio.to_thread(gate.accepts, [run.item], [prediction]))[0]
+            except Exception:
+                log.exception("cascade %s: scorer %s failed; escalating",
+                              self.endpoint, gate.config.scorer)  # fmt: skip
+                kept = False
+        else:
+            kept = gate.accepts([run.item], [prediction])[0]
+        self.settle(spend, tier.model, answered=kept, failed=False, observe=observe)
+        return run.completion if kept else None
 
     def settle(
         self,
@@ -178,6 +248,33 @@ class LLMCascade:
         return gate.passes(scores[0])
 
 
+def chat_text(payload: dict[str, Any]) -> str:
+    """What a local tier reads of a chat: its last user message's text (a content list's text
+    parts joined by newlines). InvalidInput when there is none, so the LLM tiers answer it."""
+    messages = payload.get("messages")
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [p.get("text") for p in content if isinstance(p, dict)]
+            content = "\n".join(p for p in parts if isinstance(p, str))
+        if isinstance(content, str) and content.strip():
+            return content
+        break
+    raise InvalidInput("no user message with text for the local tier to read", field="messages")
+
+
+def answer_text(value: Any) -> str:
+    """A local model's prediction as the chat answer's content: a label as it is, anything
+    else as JSON. Calibration grades this same text (optimize/llm_tier_runs.py)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
 def _request_for(tier: LLMTier, payload: dict[str, Any]) -> dict[str, Any]:
     if tier.gate is not None and tier.gate.signal == "mean_logprob":
         return payload | {"logprobs": True}
@@ -210,16 +307,17 @@ def build_llm_cascades(
                 assert model is not None  # checked by config validation
                 where = f"endpoints[{index}].route.cascade[{j}].accept"
                 gate = Gate(tier.accept, field=where) if tier.accept is not None else None
-                tiers.append(LLMTier(model.key, gate))
+                tiers.append(LLMTier(model.key, gate, local=model.upstream is None))
             cascades[endpoint.name] = LLMCascade(endpoint.name, tiers, warned=warned)
     return cascades
 
 
 def _is_llm_cascade(config: FrugalConfig, endpoint: EndpointConfig) -> bool:
+    """A cascade whose last tier is an upstream LLM (earlier tiers may be local models)."""
     if endpoint.route is None or endpoint.route.cascade is None:
         return False
-    models = [config.find_model(ref) for ref in endpoint.models]
-    return all(m is not None and m.upstream is not None for m in models)
+    last = config.find_model(endpoint.route.cascade[-1].model)
+    return last is not None and last.upstream is not None
 
 
 __all__ = [
@@ -228,6 +326,10 @@ __all__ = [
     "ChatCall",
     "LLMCascade",
     "LLMTier",
+    "LocalCall",
+    "LocalRun",
+    "answer_text",
     "build_llm_cascades",
+    "chat_text",
     "mean_logprob",
 ]

@@ -4,7 +4,8 @@ The request's ``model`` names a frugal endpoint whose models are ``runtime: open
 fallback list and token limits) or such a model directly, so the OpenAI SDK works unchanged with
 ``base_url=http://host/v1`` and a frugal key. Each answer is priced from the upstream's ``usage``
 and written to the ledger with its tokens, like any other request (docs/llm.md). An endpoint with
-a ``cascade`` tries its tiers through routing/llm_cascade.py and pays for each tier it called.
+a ``cascade`` tries its tiers through routing/llm_cascade.py and pays for each tier it called;
+its first tiers may be local models, run here through their batchers on the chat's text.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from frugal.errors import FrugalError, InvalidInput, NotFound
 from frugal.routing import (
     CascadeSpend,
     LLMCascade,
+    LocalRun,
+    answer_text,
     apply_budget,
     build_llm_cascades,
+    chat_text,
     first_answer,
     prompt_chars,
 )
@@ -84,12 +88,11 @@ class LLMRoutes:
         self.targets: dict[str, Target] = {}
         cascades = build_llm_cascades(config)
         for endpoint in config.endpoints:
+            cascade = cascades.get(endpoint.name)
             keys = [config.find_model(ref) for ref in endpoint.models]
-            if all(m is not None and m.key in clients for m in keys):
+            if cascade is not None or all(m is not None and m.key in clients for m in keys):
                 models = tuple(m.key for m in keys if m is not None)
-                self.targets[endpoint.name] = Target(
-                    endpoint.name, models, endpoint.llm, cascades.get(endpoint.name)
-                )
+                self.targets[endpoint.name] = Target(endpoint.name, models, endpoint.llm, cascade)
 
     async def aclose(self) -> None:
         for client in self.clients.values():
@@ -208,12 +211,13 @@ class _Call:
         self.model = cascade.models[-1]
         try:
             answer = await cascade.answer(plain, lambda m, body: clients[m].chat(body), spend,
-                                          observe=observe, leave_last=streamed)  # fmt: skip
+                                          local=self._local, observe=observe,
+                                          leave_last=streamed)  # fmt: skip
         except FrugalError as error:
             return self.refuse(error, spend)
         self.model = answer.model
         if answer.completion is not None:
-            cost = self.record(200, spend.usage, spend.cost_usd, spend.route)
+            cost = self.record(200, spend=spend)
             if not streamed:
                 headers = cost_headers(self.request_id, answer.model, cost)
                 return json_response(answer.completion.body, 200, headers)
@@ -229,6 +233,30 @@ class _Call:
         cascade.settle(spend, answer.model, answered=True, failed=False, observe=observe)
         relay = self._relay(stream, client, prompt_chars(payload), spend.route, spend)
         return StreamingResponse(relay, 200, self._stream_headers(), media_type="text/event-stream")
+
+    async def _local(self, model: str, payload: dict[str, Any]) -> LocalRun:
+        """A local tier on the chat's text, through that model's batcher like any item; its
+        answer is a chat completion whose content is the prediction (``answer_text``)."""
+        engine = self.engine
+        item = engine.schemas[model].item_from_instance(chat_text(payload), "messages")
+        deadline = engine.deadline_for(model, self.received, None)
+        [outcome] = await engine.queues[model].submit([item], deadline).wait()
+        if outcome.error is not None or outcome.prediction is None:
+            return LocalRun(item, outcome, None)
+        body = {
+            "id": f"chatcmpl-{self.request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": answer_text(outcome.prediction.value)},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }  # fmt: skip
+        return LocalRun(item, outcome, Completion(body, Usage(), outcome.cost_usd, attempts=1))
 
     def _stream_headers(self) -> dict[str, str]:
         return {"x-request-id": self.request_id, "x-frugal-model": self.model,
@@ -259,25 +287,35 @@ class _Call:
             )
             cost = client.price(usage)
             if earlier is not None:
-                earlier.add(usage, cost)
-                usage, cost = earlier.usage, earlier.cost_usd
-            total = self.record(status, usage, cost, route)
+                earlier.add(usage, cost, self.model)
+                total = self.record(status, route=route, spend=earlier)
+            else:
+                total = self.record(status, usage, cost, route)
             await stream.chunks.aclose()  # type: ignore[attr-defined]
         yield cost_comment(total)
 
     def record(self, status: int, usage: Usage | None = None, cost_usd: float = 0.0,
-               route: str = "") -> float:  # fmt: skip
+               route: str = "", spend: CascadeSpend | None = None) -> float:  # fmt: skip
+        """The row; ``spend``: a cascade's tiers, each tier's dollars named (local tiers by
+        their outcomes, upstream ones by their token bills)."""
+        if spend is None:
+            return self.engine.recorder.finish(Finished(
+                self.label, self.model, self.request_id, self.received, status,
+                upstream_usd=cost_usd, tokens=usage.total if usage is not None else 0,
+                key=self.caller.name, route=route,
+            ))  # fmt: skip
         return self.engine.recorder.finish(Finished(
             self.label, self.model, self.request_id, self.received, status,
-            upstream_usd=cost_usd, tokens=usage.total if usage is not None else 0,
-            key=self.caller.name, route=route,
+            outcomes=spend.local, upstream_usd=spend.cost_usd, tokens=spend.usage.total,
+            key=self.caller.name, route=route or spend.route,
+            upstream_tiers=tuple(spend.upstream),
         ))  # fmt: skip
 
     def refuse(self, error: FrugalError, spent: CascadeSpend | None = None) -> Response:
         """The error's row; ``spent``: what a cascade's tiers cost before it (still charged)."""
         status = status_of(error)
         if spent is not None and spent.path:
-            cost = self.record(status, spent.usage, spent.cost_usd, spent.route)
+            cost = self.record(status, spend=spent)
         else:
             cost = self.record(status)
         if is_server_fault(error):

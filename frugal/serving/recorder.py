@@ -53,6 +53,8 @@ class Finished:
     route: str = ""
     degraded: bool = False
     shadow: bool = False  # shadow spend: in the ledger, not in request metrics or budgets
+    # An LLM cascade's upstream tiers: (model, usd) per call, part of ``upstream_usd``.
+    upstream_tiers: tuple[tuple[str, float], ...] = ()
 
 
 class Recorder:
@@ -182,11 +184,13 @@ def tokens_of(outcomes: Sequence[ItemOutcome]) -> int:
 
 def tier_costs(done: Finished) -> str:
     """Each model version's share of the request's model dollars, when more than the row's
-    own model ran its items (a cascade's tiers, a split's versions)."""
+    own model ran its items (a cascade's tiers, a split's versions, an LLM cascade's tiers)."""
     by_model: dict[str, float] = {}
     for outcome in done.outcomes:
         for model, usd in outcome.spend:
             by_model[model] = by_model.get(model, 0.0) + usd
+    for model, usd in done.upstream_tiers:
+        by_model[model] = by_model.get(model, 0.0) + usd
     if not by_model or list(by_model) == [done.model]:
         return ""
     return format_tier_costs(by_model.items())

@@ -7,6 +7,7 @@ tokens it reported."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,53 @@ def test_bad_prompts_and_graders_exit_2(
     result = invoke("calibrate", config, "--endpoint", "ask", "--data", data, *args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+OTHER_TOPICS = ["tell me a joke", "how do I cook pasta", "what is the capital of france",
+                "translate hello to german", "summarise this article", "write a haiku about rain",
+                "who won the match yesterday", "explain quantum computing"]  # fmt: skip
+
+
+def test_a_local_classifier_in_front_of_an_llm_is_calibrated_on_graded_prompts(
+    doubles: tuple[LLMDouble, LLMDouble], tmp_path: Path
+) -> None:
+    """A mixed cascade: the FAQ classifier (trained here) reads each prompt as the server feeds
+    it, its label is graded against the reference like an LLM's answer (a regex here: an FAQ is
+    answered right by its canned answer or by the LLM's echo), and priced from its measured busy
+    time; the gate lands where the classifier's wrong answers escalate."""
+    from tests.serving.test_llm_mixed_cascade import FAQ, faq_model, train_faq
+
+    _, dear = doubles
+    faq = tmp_path / "faq.joblib"
+    sha = train_faq(faq)
+    config = {
+        "instance": {"price_usd_per_hour": 0.1},
+        "models": [faq_model((faq, sha)), {"name": "dear", "runtime": "openai", "upstream": {
+            "base_url": dear.url, "model": "dear", "input_usd_per_1m": DEAR_IN,
+            "output_usd_per_1m": DEAR_IN, "timeout_s": 10.0, "max_concurrency": 16}}],
+        "endpoints": [{"name": "ask", "route": {"cascade": [
+            {"model": "faq", "accept": {"confidence": ">= 0.5"}}, {"model": "dear"}]}}],
+    }  # fmt: skip
+    (tmp_path / "frugal.yaml").write_text(yaml.safe_dump(config))
+    rows = [(q, f"^({re.escape(answer)}|echo {q})$")
+            for answer, questions in FAQ.items() for q in questions] * 24  # fmt: skip
+    rows += [(f"{t} {i}", f"^echo {t} {i}$") for i in range(15) for t in OTHER_TOPICS]
+    rows.append(("", r"^echo\s*$"))  # no text for the classifier: it fails there, the LLM answers
+    with (tmp_path / "prompts.jsonl").open("w") as f:
+        for prompt, reference in rows:
+            f.write(json.dumps({"prompt": prompt, "reference": reference}) + "\n")
+    out = tmp_path / "c.json"
+    result = invoke("calibrate", tmp_path / "frugal.yaml", "--endpoint", "ask", "--data",
+                    tmp_path / "prompts.jsonl", "--grader", "regex", "--max-drop", "0.02",
+                    "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    alone = [t["alone"]["calibration"] for t in report["tiers"]]
+    unknown_share = (len(OTHER_TOPICS) * 15 + 1) / len(rows)
+    assert alone[0]["accuracy"] == pytest.approx(1 - unknown_share, abs=0.05)
+    assert alone[1]["accuracy"] == 1.0
+    assert 0 < alone[0]["usd_per_1k"] < alone[1]["usd_per_1k"]
+    chosen = report["chosen"]["holdout"]
+    assert chosen["accuracy"] >= 0.98
+    assert chosen["escalation_rate"] == pytest.approx(unknown_share, abs=0.06)
+    assert chosen["usd_per_1k"] < 0.7 * alone[1]["usd_per_1k"]
