@@ -208,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--confidence", type=float, default=0.0, help="for frugal calibrate")
     p.add_argument("--sequential", action="store_true", help="split in file order, not shuffled")
     p.add_argument("--items-per-request", type=int, default=1)
-    p.add_argument("--task", choices=("knn", "cnn"), default="knn",
-                   help="the large tier: knn (the first benchmark) or cnn (cascade_models.py)")
+    p.add_argument(
+        "--task",
+        choices=("knn", "cnn"),
+        default="knn",
+        help="the large tier: knn (the first benchmark) or cnn (cascade_models.py)",
+    )
     p.add_argument("--arrival-batch", type=int, help="passed on to frugal calibrate")
     p.add_argument("--small-runtime", choices=("sklearn", "onnx"), default="sklearn",
                    help="run the small tier's logistic regression in scikit-learn or, converted "
@@ -274,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
           f"calibration), cascade threshold confidence >= {threshold:g}; load: "
           f"{load}, {args.seconds:g} s\n")  # fmt: skip
     print(f"{k} image(s) a request\n")
-    print("| endpoint | accuracy | $ / 1k items (model) | vs large-only | $ / 1k items (model "
-          "+ overhead) | vs large-only | escalated | req/s | p50 ms | p99 ms | large batch |")
+    print(
+        "| endpoint | accuracy | $ / 1k items (model) | vs large-only | $ / 1k items (model "
+        "+ overhead) | vs large-only | escalated | req/s | p50 ms | p99 ms | large batch |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         model = r["usd_per_1k_model"] / large_row["usd_per_1k_model"]

@@ -119,8 +119,10 @@ def main() -> None:
           "billed $/h |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['usd_per_1k']:.6f} | "
-              f"{r['overhead_usd_per_1k']:.6f} | {r['runs']} | {r['billed_usd_per_hour']:.3f} |")
+        print(
+            f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['usd_per_1k']:.6f} | "
+            f"{r['overhead_usd_per_1k']:.6f} | {r['runs']} | {r['billed_usd_per_hour']:.3f} |"
+        )
 
 
 if __name__ == "__main__":
