@@ -48,9 +48,15 @@ from frugal.errors import InvalidInput, NotFound
 )
 @click.option("--endpoint", help="The server endpoint the rest goes to (written to the README).")
 @click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
+@click.option(
+    "--text-encoder",
+    type=click.Choice(["minilm"]),
+    help="MODEL is a head over sentence embeddings: bundle all-MiniLM-L6-v2 (int8 "
+    "unless --quantize none) and its vocabulary, so the device takes text.",
+)
 def export(
     model_ref: str, edge: bool, out: Path, config_path: Path, quantize: str, threshold: float,
-    endpoint: str | None, force: bool,
+    endpoint: str | None, force: bool, text_encoder: str | None,
 ) -> None:  # fmt: skip
     """Export MODEL (name or name:version in --config) as an edge bundle: its ONNX model,
     quantized where it can be, a manifest with its sha256 and schema, and frugal_edge.py,
@@ -67,11 +73,15 @@ def export(
     if not edge:  # pragma: no cover - click's required flag
         raise InvalidInput("only --edge exports exist", field="--edge")
     bundle = export_edge(model, out, quantize=quantize, threshold=threshold, endpoint=endpoint,
-                         force=force)  # fmt: skip
+                         force=force, text_encoder=text_encoder)  # fmt: skip
     manifest = bundle.manifest
     click.echo(f"wrote {out}: model.onnx ({bundle.size_bytes:,} bytes, "
                f"{manifest['quantized'] or 'fp32'}), sha256 {manifest['sha256'][:16]}..., "
                f"gate confidence >= {threshold}")  # fmt: skip
+    if "text" in manifest:
+        size = (out / "encoder.onnx").stat().st_size
+        click.echo(f"text encoder: encoder.onnx ({size:,} bytes, "
+                   f"{manifest['text']['encoder_quantized'] or 'fp32'}) and vocab.txt")  # fmt: skip
     if manifest["note"]:
         click.echo(f"note: {manifest['note']}")
 

@@ -8,6 +8,7 @@ from frugal.edge.runner import (
     EdgeCascade,
     EdgeModel,
     ServerError,
+    WordPiece,
     file_sha256,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "EdgeCascade",
     "EdgeModel",
     "ServerError",
+    "WordPiece",
     "file_sha256",
 ]

@@ -4,7 +4,9 @@ This one file is what an edge bundle ships (``frugal export --edge``, docs/edge.
 only numpy and onnxruntime, and the standard library for HTTP, so it runs on a device that has
 neither frugal nor its dependencies. It must never import frugal (tests/test_layering.py).
 
-``EdgeModel`` opens the bundle's ONNX model after checking its sha256 against the manifest.
+``EdgeModel`` opens the bundle's ONNX model after checking its sha256 against the manifest; a
+text bundle also has a sentence encoder (all-MiniLM-L6-v2, int8) and its vocabulary, and
+``WordPiece`` tokenizes for it in plain Python.
 ``EdgeCascade`` answers each item with it, keeps the answers whose confidence passes the gate
 (the manifest's, or one given), sends the rest in one request to a frugal endpoint, and appends
 to a local JSONL record what was answered where and what it cost: the server's own
@@ -17,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import unicodedata
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +51,110 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class WordPiece:
+    """BERT's uncased tokenizer, as all-MiniLM-L6-v2's tokenizer.json sets it up (BertNormalizer
+    lowercasing and stripping accents, BertPreTokenizer, WordPiece with ``##``, ``[CLS] x [SEP]``,
+    truncated to ``max_length``), written out because a bundle cannot count on the compiled
+    ``tokenizers`` package; tests/edge check it gives that package's ids."""
+
+    def __init__(self, vocab: Path, max_length: int = 128) -> None:
+        tokens = vocab.read_text(encoding="utf-8").splitlines()
+        self.ids = {token: i for i, token in enumerate(tokens)}
+        self.unk, self.cls, self.sep = (self.ids[t] for t in ("[UNK]", "[CLS]", "[SEP]"))
+        self.pad = self.ids.get("[PAD]", 0)
+        self.max_length = max_length
+
+    def encode(self, text: str) -> list[int]:
+        pieces: list[int] = []
+        for word in _words(text):
+            pieces.extend(self._pieces(word))
+        return [self.cls, *pieces[: self.max_length - 2], self.sep]
+
+    def batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask), int64, padded to the longest text."""
+        encoded = [self.encode(t) for t in texts]
+        width = max(len(e) for e in encoded)
+        ids = np.full((len(encoded), width), self.pad, dtype=np.int64)
+        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        for row, e in enumerate(encoded):
+            ids[row, : len(e)] = e
+            mask[row, : len(e)] = 1
+        return ids, mask
+
+    def _pieces(self, word: str) -> list[int]:
+        """Greedy longest match first; a word with an unknown part is one [UNK]."""
+        if len(word) > 100:
+            return [self.unk]
+        pieces, start = [], 0
+        while start < len(word):
+            end, found = len(word), None
+            while start < end:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in self.ids:
+                    found = self.ids[piece]
+                    break
+                end -= 1
+            if found is None:
+                return [self.unk]
+            pieces.append(found)
+            start = end
+        return pieces
+
+
+def _words(text: str) -> list[str]:
+    """Clean, space out CJK characters, lowercase, strip accents, split on spaces and
+    punctuation (each punctuation character a word of its own)."""
+    kept = []
+    for ch in text:
+        code = ord(ch)
+        if code in (0, 0xFFFD) or _control(ch):
+            continue
+        if ch in " \t\n\r" or unicodedata.category(ch) == "Zs":
+            kept.append(" ")
+        elif _cjk(code):
+            kept.append(f" {ch} ")
+        else:
+            kept.append(ch)
+    normal = unicodedata.normalize("NFD", "".join(kept))
+    text = "".join(c for c in normal if unicodedata.category(c) != "Mn").lower()
+    words: list[str] = []
+    for chunk in text.split():
+        current = ""
+        for ch in chunk:
+            if _punctuation(ch):
+                if current:
+                    words.append(current)
+                words.append(ch)
+                current = ""
+            else:
+                current += ch
+        if current:
+            words.append(current)
+    return words
+
+
+def _control(ch: str) -> bool:
+    return ch not in "\t\n\r" and unicodedata.category(ch).startswith("C")
+
+
+def _punctuation(ch: str) -> bool:
+    code = ord(ch)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def _cjk(code: int) -> bool:
+    return any(lo <= code <= hi for lo, hi in _CJK)
+
+
+_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+        (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))  # fmt: skip
+
+
 class EdgeModel:
-    """The bundle's classifier: labels and confidences (max class probability) per item."""
+    """The bundle's classifier: labels and confidences (max class probability) per item; a text
+    bundle takes strings (encoded on the device first)."""
 
     def __init__(self, bundle: str | Path) -> None:
         self.bundle = Path(bundle)
@@ -59,14 +165,17 @@ class EdgeModel:
             raise BundleError(f"{path}: cannot read the manifest ({exc})") from None
         if self.manifest.get("format") != FORMAT:
             raise BundleError(f"{path}: format {self.manifest.get('format')!r}, not {FORMAT}")
-        model = self.bundle / str(self.manifest.get("file", ""))
-        if not model.is_file():
-            raise BundleError(f"{model}: the model file the manifest names is missing")
-        if file_sha256(model) != self.manifest.get("sha256"):
-            raise BundleError(f"{model}: sha256 differs from the manifest's: altered or damaged")
+        model = self._checked(str(self.manifest.get("file", "")), self.manifest.get("sha256"))
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(self.manifest.get("threads", 1))
-        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        cpu = ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(model), options, providers=cpu)
+        self.text: dict[str, Any] | None = self.manifest.get("text")
+        if self.text is not None:
+            encoder = self._checked(self.text["encoder"], self.text["encoder_sha256"])
+            vocab = self._checked(self.text["vocab"], self.text["vocab_sha256"])
+            self.tokenizer = WordPiece(vocab, int(self.text.get("max_length", 128)))
+            self.encoder = ort.InferenceSession(str(encoder), options, providers=cpu)
         self.input = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         pair = next((p for p in _CLASSIFIER_OUTPUTS if set(p) <= set(names)), None)
@@ -75,12 +184,27 @@ class EdgeModel:
                               "needs labels and probabilities")  # fmt: skip
         self.outputs = list(pair)
 
+    def _checked(self, name: str, sha256: Any) -> Path:
+        path = self.bundle / name
+        if not name or not path.is_file():
+            raise BundleError(f"{path}: a file the manifest names is missing")
+        if file_sha256(path) != sha256:
+            raise BundleError(f"{path}: sha256 differs from the manifest's: altered or damaged")
+        return path
+
     @property
     def threshold(self) -> float:
         return float(self.manifest.get("gate", {}).get("confidence", 0.0))
 
     def predict(self, items: Any) -> tuple[list[Any], list[float]]:
         """One batch: each item's label and confidence, in order."""
+        if self.text is not None:
+            texts = [i.decode("utf-8") if isinstance(i, bytes) else str(i) for i in items]
+            ids, mask = self.tokenizer.batch(texts)
+            (embeddings,) = self.encoder.run(
+                ["embedding"], {"input_ids": ids, "attention_mask": mask}
+            )
+            items = embeddings
         x = np.asarray(items, dtype=np.float32)
         if x.ndim == 1:
             x = x.reshape(1, -1)
@@ -125,7 +249,7 @@ class EdgeCascade:
     def predict(self, items: Any) -> list[EdgeAnswer]:
         """Answers in order; raises ServerError when the server fails (unless told to answer
         locally), after recording what the edge spent."""
-        rows = np.asarray(items, dtype=np.float32)
+        rows = list(items) if self.model.text is not None else np.asarray(items, dtype=np.float32)
         started = time.perf_counter()
         labels, confidences = self.model.predict(rows)
         local_s = time.perf_counter() - started
@@ -144,7 +268,8 @@ class EdgeCascade:
         }  # fmt: skip
         try:
             if rest:
-                values, cost, request_id = self._ask_server(rows[rest].tolist())
+                sent = [rows[i] for i in rest] if isinstance(rows, list) else rows[rest].tolist()
+                values, cost, request_id = self._ask_server(sent)
                 entry |= {"server": len(rest), "server_usd": cost, "request_id": request_id}
                 for i, value in zip(rest, values, strict=True):
                     answers[i] = EdgeAnswer(value, None, "server", cost / len(rest))
@@ -193,5 +318,6 @@ __all__ = [
     "EdgeCascade",
     "EdgeModel",
     "ServerError",
+    "WordPiece",
     "file_sha256",
 ]

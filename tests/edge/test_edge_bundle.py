@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
-import onnxruntime
 import pytest
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -31,6 +27,7 @@ from tests.conftest import (
     digits_config,
     write_config,
 )
+from tests.edge.conftest import run_in_venv
 from tests.optimize.cascades import invoke
 from tests.waiting import eventually
 
@@ -102,38 +99,13 @@ def test_an_altered_model_is_refused(bundle: Path, tmp_path: Path) -> None:
         EdgeModel(copy)
 
 
-@pytest.mark.skipif(os.environ.get("FRUGAL_SKIP_FRESH_VENV") == "1",
-                    reason="FRUGAL_SKIP_FRESH_VENV=1")  # fmt: skip
 def test_the_bundle_runs_in_a_fresh_venv_with_only_numpy_and_onnxruntime(
-    bundle: Path, tmp_path: Path, small: Pipeline, digits: Any
+    bundle: Path, tmp_path: Path, edge_venv: Path, digits: Any
 ) -> None:
     """No frugal, no scikit-learn: the same answers as in this process."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    pins = [f"numpy=={np.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], check=True, timeout=600)
     x, _ = digits
     rows = x[HELD_OUT][:50].tolist()
-    (tmp_path / "rows.json").write_text(json.dumps(rows))
-    script = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {str(bundle)!r})\n"
-        "import frugal_edge\n"
-        "for absent in ('frugal', 'sklearn', 'pydantic'):\n"
-        "    try:\n"
-        "        __import__(absent)\n"
-        "    except ImportError:\n"
-        "        pass\n"
-        "    else:\n"
-        "        raise SystemExit(absent + ' is importable: not a fresh venv')\n"
-        f"rows = json.load(open({str(tmp_path / 'rows.json')!r}))\n"
-        f"print(json.dumps(frugal_edge.EdgeModel({str(bundle)!r}).predict(rows)))\n"
-    )
-    ran = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    labels, confidences = json.loads(ran.stdout)
+    labels, confidences = run_in_venv(edge_venv, bundle, rows, tmp_path)
     here = EdgeModel(bundle).predict(rows)
     assert labels == here[0]
     assert confidences == pytest.approx(here[1], abs=1e-6)
