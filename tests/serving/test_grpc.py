@@ -281,7 +281,8 @@ def test_sigterm_drain_answers_queued_grpc_calls(
         "instance": TEST_INSTANCE,
         "models": [{
             "name": "slow", "runtime": "python", "factory": "slow_digits:make",
-            "path": str(tmp_path), "options": {"model_path": str(digits_model_file), "delay_s": 0.1},
+            "path": str(tmp_path),
+            "options": {"model_path": str(digits_model_file), "delay_s": 0.1},
             "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}],
             "batching": {"max_batch_size": 4, "max_queue": 1000, "timeout_ms": 60000},
         }],
