@@ -21,7 +21,8 @@ from frugal.serving.protocol import FrugalHttpProtocol
 
 CONFIG_ENV = "FRUGAL_CONFIG"
 PROCESSES_ENV = "FRUGAL_PROCESSES"
-GRPC_PORT_ENV = "FRUGAL_GRPC_PORT"  # --grpc-port, for each --workers process
+GRPC_PORT_ENV = "FRUGAL_GRPC_PORT"  # --grpc-port and --host, for each --workers process
+GRPC_HOST_ENV = "FRUGAL_GRPC_HOST"
 # uvicorn cancels what is still open this long after the drain bound, as a last resort: by then
 # the app has answered every queued item and body read 503 (FrugalApp._cut).
 DRAIN_GRACE_S = 5.0
@@ -146,6 +147,7 @@ def serve(
         if config.server.grpc_port is not None:
             check_grpc_port(options["host"], config.server.grpc_port)
             os.environ[GRPC_PORT_ENV] = str(config.server.grpc_port)
+            os.environ[GRPC_HOST_ENV] = options["host"]
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
     if config.server.health_port is not None and workers > 1:
@@ -201,7 +203,16 @@ def with_grpc_port(config: FrugalConfig, port: int | None, host: str | None = No
 
 
 def check_grpc_port(host: str, port: int) -> None:
-    """The gRPC port is free, or an error naming ``--grpc-port`` before anything starts."""
+    """The gRPC extra is installed and the port is free, or an error naming ``--grpc-port``
+    before anything starts."""
+    try:
+        import grpc  # noqa: F401
+        import tritonclient.grpc  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInput(
+            f"serving gRPC needs the `grpc` extra ({exc.name} is not installed)",
+            field="--grpc-port", hint="pip install 'frugal[grpc]', or leave --grpc-port out",
+        ) from None  # fmt: skip
     if port == 0:
         return
     try:
@@ -220,7 +231,9 @@ def app_from_env() -> Any:
     processes = int(os.environ.get(PROCESSES_ENV, "1"))
     grpc_port = os.environ.get(GRPC_PORT_ENV)
     config = with_grpc_port(
-        load_config(os.environ[CONFIG_ENV]), int(grpc_port) if grpc_port else None
+        load_config(os.environ[CONFIG_ENV]),
+        int(grpc_port) if grpc_port else None,
+        host=os.environ.get(GRPC_HOST_ENV) if grpc_port else None,
     )
     return FrugalApp(config, processes=processes).asgi
 

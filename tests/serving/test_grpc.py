@@ -332,3 +332,52 @@ def test_grpc_port_taken_is_a_clear_error(tmp_path: Path, digits_model_file: Pat
         )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "--grpc-port" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (
+            lambda r: (
+                r.inputs.add(name="pixels", datatype="FP32", shape=[1, 64]),
+                r.raw_input_contents.extend([b"\0" * 256, b"\0" * 4]),
+            ),
+            "has 2 entries for 1 inputs",
+        ),
+        (
+            lambda r: (
+                r.inputs.add(name="pixels", datatype="FP32", shape=[1, 64]),
+                r.raw_input_contents.append(b"\0" * 200),
+            ),
+            "binary_data_size is 200 bytes, but shape [1, 64] of FP32 needs 256",
+        ),
+        (
+            lambda r: r.inputs.add(name="pixels", datatype="FP32", shape=[1, -64]),
+            "must be a list of non-negative integers",
+        ),
+        (
+            lambda r: r.inputs.add(name="pixels", datatype="FP16", shape=[1, 64]),
+            "FP16 has no typed contents field",
+        ),
+        (lambda r: setattr(r, "model_name", "a/b"), "without a slash"),
+    ],
+    ids=["raw-count", "raw-size", "negative-shape", "fp16-typed", "slash-in-name"],
+)
+def test_malformed_calls_are_invalid_argument(
+    server: ServerInThread, build: Any, says: str
+) -> None:
+    request = service_pb2.ModelInferRequest(model_name="digits")
+    build(request)
+    channel, stub = stub_of(server)
+    with channel, pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert says in caught.value.details()
+    assert dict(caught.value.trailing_metadata())["x-request-id"]
+
+
+def test_unserved_methods_are_unimplemented(server: ServerInThread) -> None:
+    with client_of(server) as client:
+        error = error_of(lambda: client.get_model_config("digits"))
+    assert error.status() == "StatusCode.UNIMPLEMENTED"
+    assert "ModelConfig is not served" in error.message()
