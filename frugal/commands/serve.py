@@ -12,6 +12,12 @@ import click
 @click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: server.port, 8000; 0 picks a free one).")
 @click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    help="Also serve the Open Inference Protocol over gRPC on this port (default: "
+    "server.grpc_port, off; 0 picks a free one). Needs frugal[grpc]; see docs/protocols.md.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=1,
@@ -63,6 +69,7 @@ def serve(
     config: Path,
     host: str | None,
     port: int | None,
+    grpc_port: int | None,
     workers: int,
     log_level: str,
     insecure: bool,
@@ -81,10 +88,10 @@ def serve(
     exits 0; a second signal answers what is still queued 503 at once, a third quits.
     """
     if on_ray:
-        if workers != 1 or ssl_certfile or ssl_keyfile:
+        if workers != 1 or ssl_certfile or ssl_keyfile or grpc_port is not None:
             raise click.UsageError(
-                "--workers and --ssl-* are for one host; with --ray, replicas come from "
-                "models[].autoscaling and TLS ends at Ray's proxy or your load balancer"
+                "--workers, --grpc-port and --ssl-* are for one host; with --ray, replicas come "
+                "from models[].autoscaling and TLS ends at Ray's proxy or your load balancer"
             )
         from frugal.config import load_config
         from frugal.scale import RayOptions, serve_on_ray
@@ -101,7 +108,7 @@ def serve(
 
     run(
         config, host=host, port=port, workers=workers, log_level=log_level, insecure=insecure,
-        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, grpc_port=grpc_port,
     )  # fmt: skip
 
 

@@ -129,6 +129,8 @@ class ServerConfig(_Section):
     drain_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     # Health probes on their own port and thread, answered however busy the event loop is.
     health_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    # The Open Inference Protocol over gRPC on its own port (the `grpc` extra); 0 picks a free one.
+    grpc_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     cors: CorsConfig | None = None
 
 

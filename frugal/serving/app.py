@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -47,6 +47,9 @@ from frugal.serving.request_ids import new_request_id, request_id_from
 from frugal.serving.routes import ControlRoutes
 from frugal.serving.shedding import Shedder
 
+if TYPE_CHECKING:
+    from frugal.serving.grpc_server import GrpcServer
+
 log = logging.getLogger("frugal.serving")
 Scope = MutableMapping[str, Any]
 RETENTION_INTERVAL_S = 3600.0
@@ -76,6 +79,7 @@ class FrugalApp:
         )
         self.shedder = Shedder(server, self.protocol_limits)
         self._health_port: HealthPort | None = None
+        self.grpc: GrpcServer | None = None  # with server.grpc_port (serving/grpc_server.py)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
         self.audit = AuditLog.from_config(config.ledger) if config.ledger.enabled else None
@@ -147,6 +151,8 @@ class FrugalApp:
         await self._start_admission()
         self._inference = Inference(self.config, self.engine, self.admission)
         self._llm = LLMRoutes(self.config, build_clients(self.config), intake=self.intake)
+        if self.config.server.grpc_port is not None:
+            await self._start_grpc()
         if self.audit is not None:
             await asyncio.to_thread(self._audit_model_loads)
         self._background.append(asyncio.create_task(self.engine.recorder.run()))
@@ -195,6 +201,14 @@ class FrugalApp:
         if auth is None:
             log.info("auth: off (no `auth` section); admin routes answer loopback clients only")
 
+    async def _start_grpc(self) -> None:
+        from frugal.serving.grpc_server import GrpcServer  # the `grpc` extra
+
+        server = self.config.server
+        assert server.grpc_port is not None
+        self.grpc = GrpcServer(self, server.host, server.grpc_port, server.max_body_bytes)
+        await self.grpc.start()
+
     def _audit_model_loads(self) -> None:
         assert self.audit is not None
         for cfg in self.config.models:
@@ -233,6 +247,8 @@ class FrugalApp:
         log.info("draining: readiness off; %d open request(s) have %g s to finish "
                  "(server.drain_timeout_s)", self._open, bound_s)  # fmt: skip
         self.intake.cut(after_s=bound_s)
+        if self.grpc is not None:  # no new calls; open ones finish within the same bound
+            self.grpc.begin_stop(bound_s)
         assert self._loop is not None
         self._drain_timer = self._loop.call_later(bound_s, self._cut, "drain_timeout_s passed")
 
@@ -252,6 +268,8 @@ class FrugalApp:
         """Answer what is queued, flush the ledger, stamp the run's end."""
         if self._drain_timer is not None:
             self._drain_timer.cancel()
+        if self.grpc is not None:  # its open calls are answered before the engine drains
+            await self.grpc.stop(self.config.server.drain_timeout_s)
         await self.shedder.lag.stop()
         if self._health_port is not None:
             await asyncio.to_thread(self._health_port.stop)

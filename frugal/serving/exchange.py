@@ -28,6 +28,7 @@ HEADERS_READ = frozenset(
         b"x-frugal-user",
         b"x-frugal-tier",
         b"x-frugal-session",
+        b"inference-header-content-length",  # v2's binary tensors (serving/v2_binary.py)
     }
 )
 # Not a header name a client can send (a space is not a token character): from_scope's mark.
@@ -77,18 +78,22 @@ class Exchange:
     async def read_json(self, limit: int) -> Any:
         """The body as JSON, refused with 413 before reading past ``limit`` bytes."""
         check_json_content_type(self.headers.get("content-type"))
-        declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(
-                f"body of {declared} bytes is over the {limit}-byte limit", field="body"
-            )
-        raw = await self.intake.read(self._receive, self.client, limit)
+        raw = await self.read_bytes(limit)
         if not raw:
             raise InvalidInput("the body is empty; send a JSON object", field="body")
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"not valid JSON: {exc}", field="body") from None
+
+    async def read_bytes(self, limit: int) -> bytes:
+        """The body as sent, refused with 413 before reading past ``limit`` bytes."""
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(
+                f"body of {declared} bytes is over the {limit}-byte limit", field="body"
+            )
+        return await self.intake.read(self._receive, self.client, limit)
 
 
 def check_json_content_type(value: str | None) -> None:
@@ -112,8 +117,9 @@ def json_reply(body: Any, status: int, headers: dict[str, str]) -> Reply:
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(reply.body)).encode())]  # fmt: skip
+    own_type = "content-type" in reply.headers  # a v2 binary answer sets its own
+    headers = [(b"content-type", b"application/json")] if not own_type else []
+    headers.append((b"content-length", str(len(reply.body)).encode()))
     headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from frugal.access import Capture
@@ -26,6 +27,7 @@ from frugal.serving.engine import Answer, Engine
 from frugal.serving.errors import CRASH_STATUS, cost_headers, reply_for, status_of
 from frugal.serving.exchange import DUPLICATE_HEADER, Exchange, Reply, json_reply
 from frugal.serving.recorder import Finished
+from frugal.serving.v2_binary import read_infer_body
 
 log = logging.getLogger("frugal.serving")
 
@@ -106,15 +108,15 @@ class Inference:
             model = engine.resolve_model(name, version)
             label = f"v2:{model}"
             deadline = engine.deadline_for(model, received, deadline_header(exchange.headers))
-            body = await exchange.read_json(self.max_body_bytes)
-            given_id, tensors = decode_infer_request(body)
+            request = await read_infer_body(exchange, self.max_body_bytes)  # JSON or binary
+            given_id, tensors = decode_infer_request(request.body)
             answer = await engine.infer(model, tensors, deadline=deadline)
             error = answer.first_error
             if error is not None:  # v2 tensors are all or nothing
                 return self._refuse(label, model, request_id, received, error, caller, answer)
             model_name, _, model_version = model.partition(":")
             out = encode_infer_response(model_name, model_version, given_id, answer.outcomes)
-            return self._answer(label, request_id, received, answer, out, caller)
+            return self._answer(label, request_id, received, answer, out, caller, request.encode)
         except FrugalError as error:
             return self._refuse(f"v2:{model}", model, request_id, received, error, caller)
 
@@ -169,11 +171,11 @@ class Inference:
 
     def _answer(
         self, label: str, request_id: str, received: float, answer: Answer, body: Any,
-        caller: Caller,
+        caller: Caller, encode: Callable[[Any, int, dict[str, str]], Reply] = json_reply,
     ) -> Reply:  # fmt: skip
         model = answer.model_header
         try:  # encode first: an answer that cannot be sent must not be recorded as a 200
-            reply = json_reply(body, 200, {"x-frugal-cache": answer.cache})
+            reply = encode(body, 200, {"x-frugal-cache": answer.cache})
         except TypeError as exc:
             error = ModelFailed(
                 f"model {model} returned a value that is not JSON: {exc}",

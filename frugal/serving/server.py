@@ -21,6 +21,8 @@ from frugal.serving.protocol import FrugalHttpProtocol
 
 CONFIG_ENV = "FRUGAL_CONFIG"
 PROCESSES_ENV = "FRUGAL_PROCESSES"
+GRPC_PORT_ENV = "FRUGAL_GRPC_PORT"  # --grpc-port and --host, for each --workers process
+GRPC_HOST_ENV = "FRUGAL_GRPC_HOST"
 # uvicorn cancels what is still open this long after the drain bound, as a last resort: by then
 # the app has answered every queued item and body read 503 (FrugalApp._cut).
 DRAIN_GRACE_S = 5.0
@@ -128,9 +130,10 @@ def serve(
     insecure: bool = False,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
+    grpc_port: int | None = None,
 ) -> None:
     """Load and verify the models first (a bad artifact stops here, clearly), then serve."""
-    config = load_config(config_path)
+    config = with_grpc_port(load_config(config_path), grpc_port)
     options = uvicorn_options(config, host, port) | {"log_level": log_level}
     options |= tls_options(ssl_certfile, ssl_keyfile)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
@@ -141,6 +144,10 @@ def serve(
         os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
         os.environ[PROCESSES_ENV] = str(workers)
         os.environ["FRUGAL_LOG_LEVEL"] = log_level
+        if config.server.grpc_port is not None:
+            check_grpc_port(options["host"], config.server.grpc_port)
+            os.environ[GRPC_PORT_ENV] = str(config.server.grpc_port)
+            os.environ[GRPC_HOST_ENV] = options["host"]
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
     if config.server.health_port is not None and workers > 1:
@@ -151,6 +158,13 @@ def serve(
     # The port first: a server that cannot listen stops here, before it opens a ledger run or
     # writes an audit row for models it never served.
     sock = bind(options["host"], options["port"])
+    if config.server.grpc_port is not None:
+        try:
+            check_grpc_port(options["host"], config.server.grpc_port)
+        except BaseException:
+            sock.close()
+            raise
+        config = with_grpc_port(config, config.server.grpc_port, host=options["host"])
     try:
         app = FrugalApp(config, engine=start_engine(assembly))
     except BaseException:
@@ -175,12 +189,53 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def with_grpc_port(config: FrugalConfig, port: int | None, host: str | None = None) -> FrugalConfig:
+    """``config`` with ``--grpc-port`` (and the gRPC server on ``--host``) where given."""
+    update: dict[str, Any] = {}
+    if port is not None:
+        update["grpc_port"] = port
+    if host is not None:
+        update["host"] = host
+    if not update:
+        return config
+    server = config.server.model_copy(update=update)
+    return config.model_copy(update={"server": server})
+
+
+def check_grpc_port(host: str, port: int) -> None:
+    """The gRPC extra is installed and the port is free, or an error naming ``--grpc-port``
+    before anything starts."""
+    try:
+        import grpc  # noqa: F401
+        import tritonclient.grpc  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInput(
+            f"serving gRPC needs the `grpc` extra ({exc.name} is not installed)",
+            field="--grpc-port", hint="pip install 'frugal[grpc]', or leave --grpc-port out",
+        ) from None  # fmt: skip
+    if port == 0:
+        return
+    try:
+        bind(host, port).close()
+    except InvalidInput as error:
+        raise InvalidInput(
+            error.message, field="--grpc-port",
+            hint="another process holds the port: stop it, or pick another with --grpc-port",
+        ) from None  # fmt: skip
+
+
 def app_from_env() -> Any:
     """The ASGI app of one worker process when ``--workers`` > 1."""
     level = os.environ.get("FRUGAL_LOG_LEVEL", "info").upper()
     logging.basicConfig(level=level, format="%(levelname)s: %(name)s: %(message)s")
     processes = int(os.environ.get(PROCESSES_ENV, "1"))
-    return FrugalApp(load_config(os.environ[CONFIG_ENV]), processes=processes).asgi
+    grpc_port = os.environ.get(GRPC_PORT_ENV)
+    config = with_grpc_port(
+        load_config(os.environ[CONFIG_ENV]),
+        int(grpc_port) if grpc_port else None,
+        host=os.environ.get(GRPC_HOST_ENV) if grpc_port else None,
+    )
+    return FrugalApp(config, processes=processes).asgi
 
 
 __all__ = [

@@ -48,7 +48,7 @@ def decode_infer_request(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
         if not isinstance(datatype, str) or datatype not in DATATYPES:  # {} is unhashable
             known = ", ".join(sorted(DATATYPES))
             raise InvalidInput(f"unknown datatype; one of {known}", field=f"{field}.datatype")
-        if not isinstance(tensor["data"], list):
+        if not isinstance(tensor["data"], list | np.ndarray):  # an array: binary (v2_binary.py)
             raise InvalidInput("must be a list", field=f"{field}.data")
         tensors.append(tensor)
     return request_id, tensors
