@@ -267,6 +267,9 @@ class _Call:
 
     def record(self, status: int, usage: Usage | None = None, cost_usd: float = 0.0,
                route: str = "") -> float:  # fmt: skip
+        if usage is not None:
+            self.engine.metrics.tokens.observe_tokens(self.label, self.caller.name,
+                input=usage.prompt_tokens, output=usage.completion_tokens)  # fmt: skip
         return self.engine.recorder.finish(Finished(
             self.label, self.model, self.request_id, self.received, status,
             upstream_usd=cost_usd, tokens=usage.total if usage is not None else 0,

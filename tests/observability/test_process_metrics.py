@@ -1,0 +1,63 @@
+"""Process memory and GPU metrics: RSS from a real server, GPUs skipped cleanly without one."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from frugal.config import parse_config
+from frugal.observability.process_metrics import GpuCollector, watch_gpus
+from tests.conftest import digits_config
+
+
+def samples(text: str, name: str) -> list[Any]:
+    return [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
+
+
+def test_a_live_server_exports_its_resident_memory(
+    serve: Any, digits_model_file: Path, tmp_path: Path
+) -> None:
+    """process_resident_memory_bytes (prometheus_client's ProcessCollector) is above 0."""
+    server = serve(parse_config(digits_config(digits_model_file, tmp_path)))
+    [rss] = samples(httpx.get(f"{server.url}/metrics").text, "process_resident_memory_bytes")
+    assert rss.value > 10_000_000  # an interpreter with numpy and scikit-learn loaded
+
+
+def test_gpus_are_exported_where_nvml_starts_and_skipped_with_one_debug_line_where_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No GPU (NVML fails to start): nothing registered, one debug line; a GPU: its memory."""
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        has_gpu = pynvml.nvmlDeviceGetCount() > 0
+    except pynvml.NVMLError:
+        has_gpu = False
+    registry = CollectorRegistry()
+    with caplog.at_level(logging.DEBUG, logger="frugal.observability"):
+        assert watch_gpus(registry) is has_gpu
+    text = generate_latest(registry).decode()
+    if has_gpu:
+        assert all(s.value > 0 for s in samples(text, "frugal_gpu_memory_total_bytes"))
+        assert len(samples(text, "frugal_gpu_utilization_ratio")) == pynvml.nvmlDeviceGetCount()
+        return
+    assert "frugal_gpu" not in text
+    [line] = [r for r in caplog.records if r.name == "frugal.observability"]
+    assert line.levelno == logging.DEBUG and "NVML did not start" in line.getMessage()
+
+
+def test_a_gpu_collector_whose_nvml_fails_at_scrape_yields_empty_families() -> None:
+    """NVML calls that raise (here: NVML never started) give empty GPU families, no error."""
+    pynvml = pytest.importorskip("pynvml")
+    registry = CollectorRegistry()
+    registry.register(GpuCollector(pynvml))
+    text = generate_latest(registry).decode()
+    assert "# TYPE frugal_gpu_memory_used_bytes gauge" in text
+    assert samples(text, "frugal_gpu_memory_used_bytes") == []
+    assert samples(text, "frugal_gpu_utilization_ratio") == []
