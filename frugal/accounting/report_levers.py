@@ -12,8 +12,9 @@
   busy time per item of a batch as large as the first tier's mean batch (routing/
   batch_costs.py's interpolation, over the last tier's measured batches).
 - **Quantized variants**: a served version whose artifact is a ``frugal quantize`` output
-  (``name.int8-dynamic.onnx``), with its dollars per 1k items beside the original's when the
-  original is served too.
+  (``name.int8-dynamic.onnx``), with its dollars per 1k items beside the original's: another
+  version of the same model name, not a quantized file (of several, the one that ran the most
+  items in the window).
 The cache's savings are the report's own (``saved_usd``, report.py): not recomputed here.
 """
 
@@ -206,9 +207,10 @@ def _variants(versions: Mapping[str, _Version], variants: Mapping[str, str]) -> 
     found = []
     for key in sorted(k for k in variants if k in versions):
         name = key.partition(":")[0]
-        originals = sorted(k for k in versions
-                           if k.partition(":")[0] == name and k not in variants)  # fmt: skip
-        original = originals[0] if originals else None
+        originals = [k for k in sorted(versions)
+                     if k.partition(":")[0] == name and k not in variants]  # fmt: skip
+        # several: the one that served the most items (the version the variant stands beside)
+        original = max(originals, key=lambda k: sum(versions[k].sizes), default=None)
         found.append(VariantCost(
             key, variants[key], sum(versions[key].sizes), per_1k(key), original,
             per_1k(original) if original else None,

@@ -155,4 +155,4 @@ def test_a_missing_ledger_or_unwritable_page_is_a_clear_error(tmp_path: Path) ->
     db.close()
     out = tmp_path / "no" / "such" / "page.html"
     unwritable = run("report", "--ledger", str(ledger), "--html", str(out))
-    assert unwritable.exit_code != 0 and "cannot write the report" in unwritable.output
+    assert unwritable.exit_code == 2 and "cannot write the report" in unwritable.output
