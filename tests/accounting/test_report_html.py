@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -156,3 +158,22 @@ def test_a_missing_ledger_or_unwritable_page_is_a_clear_error(tmp_path: Path) ->
     out = tmp_path / "no" / "such" / "page.html"
     unwritable = run("report", "--ledger", str(ledger), "--html", str(out))
     assert unwritable.exit_code == 2 and "cannot write the report" in unwritable.output
+
+
+def test_without_matplotlib_the_page_is_refused_naming_the_extra(tmp_path: Path) -> None:
+    """matplotlib not importable: exit 2, `--html needs matplotlib`, the pip command, no file."""
+    ledger = tmp_path / "ledger.db"
+    db = connect(ledger)
+    ensure_schema(db)
+    db.close()
+    out = tmp_path / "page.html"
+    # sys.modules[name] = None makes `import matplotlib` raise ImportError, as if not installed
+    code = "import sys; sys.modules['matplotlib'] = None; from frugal.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "report", "--ledger", str(ledger), "--html", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--html needs matplotlib" in done.stderr + done.stdout
+    assert "pip install 'frugal[plot]'" in done.stderr + done.stdout
+    assert not out.exists()

@@ -99,3 +99,26 @@ def test_at_info_the_sample_decides_how_many_requests_are_logged() -> None:
     log = RequestLog(0.25, logger)
     written = sum(bool(log.wanted()) for _ in range(4000))
     assert 800 < written < 1200  # 1000 expected; 6 standard deviations either side
+
+
+def test_the_config_key_sets_json_for_every_worker_and_the_sample_applies_at_info(
+    digits_model_file: Path, digits: Any, tmp_path: Path
+) -> None:
+    """server.log_format json with --workers 2, at info with log_sample 1: every line of both
+    processes is JSON and every request has an info line."""
+    config = digits_config(digits_model_file, tmp_path,
+                           server={"log_format": "json", "log_sample": 1.0})  # fmt: skip
+    path = write_config(tmp_path, config)
+    with ServerProcess(path, "--workers", "2") as server:
+        sent = []
+        for row in digits[0][:6]:
+            answer = httpx.post(f"{server.url}/v1/endpoints/digits/predict",
+                                json={"instances": [row.tolist()]}, timeout=30)  # fmt: skip
+            assert answer.status_code == 200
+            sent.append(answer.headers["x-request-id"])
+        ledger_rows(tmp_path / "ledger.db", 6)
+    lines = [json.loads(line) for line in server.log_text().splitlines() if line.strip()]
+    requests = [line for line in lines if line["logger"] == "frugal.requests"]
+    assert sorted(line["request_id"] for line in requests) == sorted(sent)
+    assert {line["level"] for line in requests} == {"info"}
+    assert len({line["message"] for line in lines if "frugal ready" in line["message"]}) >= 1
