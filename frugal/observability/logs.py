@@ -50,22 +50,29 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str, log_format: LogFormat) -> None:
     """The root logger at ``level``, writing to stderr in ``log_format``.
 
-    Replaces handlers an earlier call installed (a second call changes the format, not adds a
-    second copy of every line)."""
+    Like ``logging.basicConfig``, it leaves a root logger that someone else already set up (an
+    application embedding frugal, a test runner) alone; a second call replaces only the handler
+    the first one installed, so it changes the format instead of doubling every line."""
+    root = logging.getLogger()
+    if any(not getattr(h, _OURS, False) for h in root.handlers):
+        return
+    for old in root.handlers[:]:
+        root.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
     json_lines = log_format == "json"
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in root.handlers[:]:
-        root.removeHandler(old)
+    setattr(handler, _OURS, True)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    if log_format == "json":  # uvicorn's loggers keep their own text handlers otherwise
+    if json_lines:  # uvicorn's loggers keep their own text handlers otherwise
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             named = logging.getLogger(name)
             for old in named.handlers[:]:
                 named.removeHandler(old)
             named.propagate = True
+
+
+_OURS = "_frugal_handler"
 
 
 class RequestLog:
