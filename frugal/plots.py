@@ -8,12 +8,13 @@ from typing import Any
 from frugal.errors import FrugalError
 
 
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend (no display), or a clear error without it."""
+def pyplot(option: str = "--plot") -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display), or a clear error without it
+    naming ``option``, the flag that asked for a plot."""
     try:
         import matplotlib
     except ImportError:
-        raise FrugalError("--plot needs matplotlib", hint="pip install 'frugal[plot]'") from None
+        raise FrugalError(f"{option} needs matplotlib", hint="pip install 'frugal[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

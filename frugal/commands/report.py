@@ -61,6 +61,13 @@ from frugal.commands.durations import parse_since
     show_default=True,
     help="csv repeats the window's billed, start-up and idle dollars on every row (window_*).",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a self-contained HTML page (figures inline) with the bill, spend by --by, each "
+    "lever's savings and the week-over-week change, instead of printing. Needs frugal[plot].",
+)
 def report(
     ledger_path: str | None,
     config_path: Path,
@@ -68,6 +75,7 @@ def report(
     until: str | None,
     by: str,
     fmt: str,
+    html_path: Path | None,
 ) -> None:
     """Requests, errors, latency, batch sizes, utilization and dollars, from the ledger.
 
@@ -82,11 +90,19 @@ def report(
     )
     password_env, field = None, "--ledger"
     location: str | Path
+    config = None
     if ledger_path is None:
-        ledger = load_config(config_path).ledger
+        config = load_config(config_path)
+        ledger = config.ledger
         location, password_env, field = ledger_location(ledger), ledger.password_env, "ledger.url"
     else:
         location = ledger_path if is_postgres_url(ledger_path) else Path(ledger_path)
+    if html_path is not None:
+        if config is None and config_path.is_file():  # which versions are quantized files
+            config = load_config(config_path)
+        write_page(html_path, location, since=start, until=end, by=by, config=config,
+                   password_env=password_env, field=field)  # fmt: skip
+        return
     result = build_report(location, since=start, until=end, by=by,  # type: ignore[arg-type]
                           password_env=password_env, field=field)  # fmt: skip
     rows = [asdict(r) for r in [*result.rows, result.total]]
@@ -102,6 +118,17 @@ def report(
         click.echo(out.getvalue(), nl=False)
     else:
         print_report(result, by)
+
+
+def write_page(path: Path, location: str | Path, *, config: Any, **window: Any) -> None:
+    from frugal.accounting.report_html import render_html_report, write_html_report
+    from frugal.accounting.report_levers import quantized_versions
+
+    variants = None
+    if config is not None:
+        variants = quantized_versions((m.key, m.path, m.options) for m in config.models)
+    write_html_report(path, render_html_report(location, variants=variants, **window))
+    click.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB)")
 
 
 # The window's own numbers, in the order they add up; in JSON beside "rows", in CSV as window_*.
@@ -174,4 +201,4 @@ def print_report(result: Any, by: str) -> None:
         console.print(f"{total.degraded:,} requests ({share:.1f}%) were degraded by a route rule")
 
 
-__all__ = ["print_report", "report"]
+__all__ = ["print_report", "report", "write_page"]

@@ -31,6 +31,12 @@ import click
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text, or one JSON object a line (default: server.log_format, text). "
+    "One line per request at debug; server.log_sample of them at info.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="Allow a non-loopback --host without an `auth` section (warns; see docs/security.md).",
@@ -72,6 +78,7 @@ def serve(
     grpc_port: int | None,
     workers: int,
     log_level: str,
+    log_format: str | None,
     insecure: bool,
     ssl_certfile: Path | None,
     ssl_keyfile: Path | None,
@@ -109,6 +116,7 @@ def serve(
     run(
         config, host=host, port=port, workers=workers, log_level=log_level, insecure=insecure,
         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, grpc_port=grpc_port,
+        log_format=log_format,  # type: ignore[arg-type]  # click.Choice: "text" or "json"
     )  # fmt: skip
 
 

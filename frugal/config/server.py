@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -132,6 +132,11 @@ class ServerConfig(_Section):
     # The Open Inference Protocol over gRPC on its own port (the `grpc` extra); 0 picks a free one.
     grpc_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     cors: CorsConfig | None = None
+    # Log lines as text for people, or one JSON object a line (`frugal serve --log-format`
+    # overrides it); docs/observability.md#logs.
+    log_format: Literal["text", "json"] = "text"
+    # The share of requests that get a log line at info (every request does at debug).
+    log_sample: Annotated[float, Field(ge=0, le=1)] = 0.01
 
 
 __all__ = [

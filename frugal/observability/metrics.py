@@ -22,7 +22,9 @@ from prometheus_client.registry import Collector
 
 from frugal.observability.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
 from frugal.observability.ledger_metrics import LedgerCollector, LedgerState
+from frugal.observability.process_metrics import watch_gpus
 from frugal.observability.route_metrics import RouteMetrics
+from frugal.observability.token_metrics import TokenMetrics
 from frugal.types import BatchStats
 
 
@@ -104,6 +106,8 @@ class ServingMetrics:
             ["reason"], registry=r,
         )  # fmt: skip
         self.routes = RouteMetrics(r)
+        self.tokens = TokenMetrics(r)  # LLM tokens by endpoint and key
+        self.gpus = watch_gpus(r)  # GPU memory and utilization where NVML starts
         self.padding = Histogram(
             "frugal_padding_waste_ratio",
             "Share of a sized batch that was padding.",

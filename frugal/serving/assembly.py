@@ -35,7 +35,13 @@ from frugal.cache import CacheStage, build_store
 from frugal.cache.semantic import SemanticIndex
 from frugal.config import CacheConfig, FrugalConfig
 from frugal.errors import ConfigError
-from frugal.observability import BatcherState, CacheState, LedgerState, ServingMetrics
+from frugal.observability import (
+    BatcherState,
+    CacheState,
+    LedgerState,
+    RequestLog,
+    ServingMetrics,
+)
 from frugal.routing import build_llm_cascades
 from frugal.routing.drift import DriftMonitor
 from frugal.routing.rules import Load, RuleRouter
@@ -117,7 +123,8 @@ def start_engine(
         budgets = BudgetBook(ledger_location(config.ledger), ledger.run_id,
                              password_env=config.ledger.password_env)  # fmt: skip
     recorder = Recorder(pricer, ledger, metrics, budgets=budgets,
-                        interval_s=config.ledger.cost_interval_ms / 1000)  # fmt: skip
+                        interval_s=config.ledger.cost_interval_ms / 1000,
+                        request_log=RequestLog(config.server.log_sample))  # fmt: skip
     # One thread per slot: a batch holds a slot while it runs (DESIGN.md's cost model).
     slot_pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix=MODEL_THREAD_PREFIX)
     latencies = controlled_latencies(config)  # None: no controller

@@ -298,6 +298,11 @@ class _Call:
                route: str = "", spend: CascadeSpend | None = None) -> float:  # fmt: skip
         """The row; ``spend``: a cascade's tiers, each tier's dollars named (local tiers by
         their outcomes, upstream ones by their token bills)."""
+        if spend is not None:
+            usage = spend.usage
+        if usage is not None:
+            self.engine.metrics.tokens.observe_tokens(self.label, self.caller.name,
+                input=usage.prompt_tokens, output=usage.completion_tokens)  # fmt: skip
         if spend is None:
             return self.engine.recorder.finish(Finished(
                 self.label, self.model, self.request_id, self.received, status,

@@ -25,7 +25,7 @@ from frugal.accounting import BatchRow, Ledger, LedgerRow, Pricer
 from frugal.accounting.budgets import BudgetBook
 from frugal.accounting.overhead import OverheadMeter
 from frugal.accounting.tier_costs import format_tier_costs
-from frugal.observability import ServingMetrics
+from frugal.observability import RequestLog, ServingMetrics, batch_id
 from frugal.types import BatchStats, ItemOutcome
 
 DEFAULT_INTERVAL_S = 1.0
@@ -69,6 +69,7 @@ class Recorder:
         budgets: BudgetBook | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
         meter: OverheadMeter | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.pricer = pricer
         self.ledger = ledger
@@ -76,6 +77,7 @@ class Recorder:
         self.budgets = budgets
         self.interval_s = interval_s
         self.meter = meter if meter is not None else OverheadMeter(pricer)
+        self.request_log = request_log  # None: no per-request log line
         self._mean_item_cost: dict[str, float] = {}
         # How many requests (not shadows) each (endpoint, model) answered in this interval:
         # what its overhead is shared by.
@@ -107,6 +109,13 @@ class Recorder:
         self.metrics.observe_request(done.endpoint, done.model, done.status, latency_s, model_usd)
         if self.budgets is not None and done.key and (cost_usd or tokens):
             self.budgets.add(done.key, cost_usd, tokens)
+        if self.request_log is not None and (level := self.request_log.wanted()):
+            self.request_log.write(
+                level, request_id=done.request_id, endpoint=done.endpoint, model=done.model,
+                cache=done.cache, cost_usd=cost_usd, status=done.status, latency_s=latency_s,
+                batch_ids=(batch_id(o.batch.model, o.batch.started_at)
+                           for o in done.outcomes if o.batch is not None), key=done.key,
+            )  # fmt: skip
         return cost_usd
 
     def close_interval(self) -> None:

@@ -15,6 +15,7 @@ import uvicorn
 
 from frugal.config import FrugalConfig, load_config
 from frugal.errors import ConfigError, InvalidInput
+from frugal.observability import LogFormat, configure_logging
 from frugal.serving.app import FrugalApp
 from frugal.serving.assembly import assemble, start_engine
 from frugal.serving.protocol import FrugalHttpProtocol
@@ -127,16 +128,22 @@ def serve(
     port: int | None = None,
     workers: int = 1,
     log_level: str = "info",
+    log_format: LogFormat | None = None,
     insecure: bool = False,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
     grpc_port: int | None = None,
 ) -> None:
-    """Load and verify the models first (a bad artifact stops here, clearly), then serve."""
+    """Load and verify the models first (a bad artifact stops here, clearly), then serve.
+
+    ``log_format``: None takes ``server.log_format`` from the config."""
     config = with_grpc_port(load_config(config_path), grpc_port)
+    log_format = log_format or config.server.log_format
     options = uvicorn_options(config, host, port) | {"log_level": log_level}
+    if log_format == "json":  # uvicorn's own dictConfig would put its text handlers back
+        options["log_config"] = None
     options |= tls_options(ssl_certfile, ssl_keyfile)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     check_exposure(config, options["host"], insecure=insecure, file=str(config_path))
     # A bad instance, scorer or artifact stops here, naming the file, before any port opens.
     assembly = assemble(config, processes=workers, file=str(config_path))
@@ -148,6 +155,7 @@ def serve(
             check_grpc_port(options["host"], config.server.grpc_port)
             os.environ[GRPC_PORT_ENV] = str(config.server.grpc_port)
             os.environ[GRPC_HOST_ENV] = options["host"]
+        os.environ["FRUGAL_LOG_FORMAT"] = log_format
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
     if config.server.health_port is not None and workers > 1:
@@ -226,8 +234,9 @@ def check_grpc_port(host: str, port: int) -> None:
 
 def app_from_env() -> Any:
     """The ASGI app of one worker process when ``--workers`` > 1."""
-    level = os.environ.get("FRUGAL_LOG_LEVEL", "info").upper()
-    logging.basicConfig(level=level, format="%(levelname)s: %(name)s: %(message)s")
+    log_format = os.environ.get("FRUGAL_LOG_FORMAT", "text")
+    configure_logging(os.environ.get("FRUGAL_LOG_LEVEL", "info"),
+                      "json" if log_format == "json" else "text")  # fmt: skip
     processes = int(os.environ.get(PROCESSES_ENV, "1"))
     grpc_port = os.environ.get(GRPC_PORT_ENV)
     config = with_grpc_port(
