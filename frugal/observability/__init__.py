@@ -1,7 +1,37 @@
-"""Observability: Prometheus metrics now; alerts and the dashboard page plug in here later."""
+"""Observability: Prometheus metrics, and the live cost dashboard (its stats and its page)."""
 
 from frugal.observability.controller_metrics import ControllerMetrics
+from frugal.observability.dashboard import (
+    CONTENT_SECURITY_POLICY,
+    dashboard_asset,
+    dashboard_page,
+    shipped_bytes,
+)
 from frugal.observability.ledger_metrics import LedgerState
 from frugal.observability.metrics import BatcherState, CacheState, ServingMetrics
+from frugal.observability.stats import (
+    WINDOWS,
+    LedgerSource,
+    StatsSource,
+    Window,
+    ledger_document,
+    parse_window,
+)
 
-__all__ = ["BatcherState", "CacheState", "ControllerMetrics", "LedgerState", "ServingMetrics"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "WINDOWS",
+    "BatcherState",
+    "CacheState",
+    "ControllerMetrics",
+    "LedgerSource",
+    "LedgerState",
+    "ServingMetrics",
+    "StatsSource",
+    "Window",
+    "dashboard_asset",
+    "dashboard_page",
+    "ledger_document",
+    "parse_window",
+    "shipped_bytes",
+]

@@ -1,0 +1,257 @@
+"""The ledger's side of the live dashboard: one window's spend, over time and by group.
+
+The totals and the per-group rows are report.py's own summary of the window (so the dashboard
+and ``frugal report`` never disagree); this module adds what a report has no table for: spend
+per time bucket (model, overhead and idle apart), the batches' sizes by release reason, errors
+by status, the cascades' escalation rate and today's spend per key. Every query runs on a
+reader from ledger_store.open_reader, so SQLite and PostgreSQL ledgers answer alike; all of it
+blocks, so the server calls it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from frugal.accounting.billing import bill_window
+from frugal.accounting.budgets import day_start
+from frugal.accounting.ledger_schema import SqlReader
+from frugal.accounting.report import _MODEL_USD, GroupBy, Report, ReportRow, _build, _key
+from frugal.accounting.tier_costs import parse_tier_costs
+
+GROUPINGS: tuple[GroupBy, ...] = ("endpoint", "model", "version")
+# The batch size histogram's upper bounds (observability/buckets.py's BATCH_BUCKETS).
+BATCH_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+RELEASE_REASONS = ("full", "max_wait", "linger", "drain")
+_TIER = re.compile(r"^[^*>;]+\*(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """One window of the ledger, ready to be written as JSON (``document``)."""
+
+    reports: dict[GroupBy, Report]
+    bucket_starts: list[float]
+    series_model_usd: list[float]
+    series_overhead_usd: list[float]
+    series_idle_usd: list[float]
+    series_requests: list[int]
+    series_by: dict[GroupBy, dict[str, list[float]]]
+    batch_counts: dict[str, list[int]]  # release reason -> batches per size bucket
+    batch_items: int
+    batches: int
+    queue_ms_p50: float
+    queue_ms_p99: float
+    statuses: dict[int, int]
+    cascade: dict[str, tuple[int, int]]  # endpoint -> (items a first tier saw, items escalated)
+    day_start: float
+    spent_today_usd: float
+    spent_today_by_key: dict[str, float] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        report = self.reports["endpoint"]
+        total = report.total
+        requests = total.requests
+        entered = sum(e for e, _ in self.cascade.values())
+        escalated = sum(x for _, x in self.cascade.values())
+        return {
+            "totals": {
+                "requests": requests,
+                "errors": total.errors,
+                "error_rate": total.errors / requests if requests else 0.0,
+                "items": total.items,
+                "cost_usd": total.cost_usd,
+                "model_usd": report.model_usd,
+                "overhead_usd": report.overhead_usd,
+                "usd_per_1k": total.usd_per_1k,
+                "billed_usd": report.billed_usd,
+                "startup_usd": report.startup_usd,
+                "idle_usd": report.idle_usd,
+                "unmatched_usd": report.unmatched_usd,
+                "allocated_usd": report.allocated_usd,
+                "utilization": report.utilization,
+                "cache_hit_ratio": total.cache_hit_ratio,
+                "saved_usd": total.saved_usd,
+                "p50_ms": total.p50_ms,
+                "p99_ms": total.p99_ms,
+                "mean_batch_size": total.mean_batch_size,
+            },
+            "groups": {by: [_row(r) for r in self.reports[by].rows] for by in GROUPINGS},
+            "series": {
+                "t": self.bucket_starts,
+                "model_usd": self.series_model_usd,
+                "overhead_usd": self.series_overhead_usd,
+                "idle_usd": self.series_idle_usd,
+                "requests": self.series_requests,
+                "by": self.series_by,
+            },
+            "batches": {
+                "size_bounds": list(BATCH_SIZE_BOUNDS),
+                "by_reason": self.batch_counts,
+                "count": self.batches,
+                "mean_size": self.batch_items / self.batches if self.batches else 0.0,
+                "queue_ms_p50": self.queue_ms_p50,
+                "queue_ms_p99": self.queue_ms_p99,
+            },
+            "status": {str(code): count for code, count in sorted(self.statuses.items())},
+            "cascade": {
+                "items": entered,
+                "escalated": escalated,
+                "rate": escalated / entered if entered else 0.0,
+                "endpoints": {
+                    name: {"items": e, "escalated": x, "rate": x / e if e else 0.0}
+                    for name, (e, x) in sorted(self.cascade.items())
+                },
+            },
+            "today": {
+                "since": self.day_start,
+                "spent_usd": self.spent_today_usd,
+                "by_key": dict(sorted(self.spent_today_by_key.items())),
+            },
+        }
+
+
+def _row(row: ReportRow) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "requests": row.requests,
+        "errors": row.errors,
+        "cost_usd": row.cost_usd,
+        "model_usd": row.model_usd,
+        "overhead_usd": row.overhead_usd,
+        "usd_per_1k": row.usd_per_1k,
+        "p50_ms": row.p50_ms,
+        "p99_ms": row.p99_ms,
+        "cache_hit_ratio": row.cache_hit_ratio,
+        "saved_usd": row.saved_usd,
+        "mean_batch_size": row.mean_batch_size,
+    }
+
+
+def window_stats(
+    db: SqlReader, since: float, until: float, bucket_s: float, *, now: float
+) -> WindowStats:
+    """Summarize ``[since, until]`` of the ledger behind ``db`` in buckets of ``bucket_s``."""
+    reports = {by: _build(db, since, until, by) for by in GROUPINGS}
+    n = max(1, math.ceil((until - since) / bucket_s))
+    starts = [since + i * bucket_s for i in range(n)]
+    model = [0.0] * n
+    overhead = [0.0] * n
+    requests = [0] * n
+    by: dict[GroupBy, dict[str, list[float]]] = {g: {} for g in GROUPINGS}
+    cascade: dict[str, tuple[int, int]] = {}
+    rows = db.execute(
+        f"SELECT ts, endpoint, model, version, shadow, {_MODEL_USD}, overhead_usd, tier_costs, "
+        "route FROM requests WHERE ts >= ? AND ts <= ?",
+        (since, until),
+    ).fetchall()
+    for ts, endpoint, name, version, shadow, model_usd, overhead_usd, tiers, route in rows:
+        i = min(n - 1, int((ts - since) // bucket_s))
+        model[i] += model_usd
+        overhead[i] += overhead_usd
+        requests[i] += not shadow
+        pieces = parse_tier_costs(tiers) if tiers else []
+        rest = model_usd - math.fsum(usd for _, usd in pieces)
+        for grouping in GROUPINGS:
+            series = by[grouping]
+            own = _key(grouping, endpoint, f"{name}:{version}", shadow)
+            if grouping == "endpoint" or not pieces:
+                _add(series, own, i, n, model_usd + overhead_usd)
+                continue
+            # As report.py: model dollars go to each tier that ran items, the rest stays.
+            _add(series, own, i, n, overhead_usd + (0.0 if abs(rest) <= 1e-12 * abs(model_usd)
+                                                    else rest))  # fmt: skip
+            for tier, usd in pieces:
+                _add(series, _key(grouping, endpoint, tier, shadow), i, n, usd)
+        if route and not shadow:
+            seen = _escalations(route)
+            if seen is not None:
+                entered, escalated = cascade.get(endpoint, (0, 0))
+                cascade[endpoint] = (entered + seen[0], escalated + seen[1])
+    idle: list[float] = []
+    for i, start in enumerate(starts):  # each bucket billed apart: runs start and stop inside
+        bill = bill_window(db, start, min(start + bucket_s, until))
+        idle.append(bill.billed_usd - bill.startup_usd - bill.busy_usd - overhead[i])
+    counts, batches, batch_items = _batches(db, since, until)
+    queue = np.array(
+        [q for (q,) in db.execute(
+            "SELECT queue_ms FROM requests WHERE ts >= ? AND ts <= ? AND batch_size > 0 "
+            "AND shadow = 0", (since, until)).fetchall()], dtype=np.float64,
+    )  # fmt: skip
+    statuses = {
+        int(status): int(count)
+        for status, count in db.execute(
+            "SELECT status, COUNT(*) FROM requests WHERE ts >= ? AND ts <= ? AND shadow = 0 "
+            "GROUP BY status", (since, until)).fetchall()
+    }  # fmt: skip
+    today = day_start(now)
+    by_key = {
+        str(key): float(usd or 0.0)
+        for key, usd in db.execute(
+            "SELECT key_name, SUM(cost_usd) FROM requests WHERE ts >= ? GROUP BY key_name",
+            (today,)).fetchall()
+    }  # fmt: skip
+    return WindowStats(
+        reports=reports,
+        bucket_starts=starts,
+        series_model_usd=model,
+        series_overhead_usd=overhead,
+        series_idle_usd=idle,
+        series_requests=requests,
+        series_by=by,
+        batch_counts=counts,
+        batch_items=batch_items,
+        batches=batches,
+        queue_ms_p50=float(np.percentile(queue, 50)) if queue.size else 0.0,
+        queue_ms_p99=float(np.percentile(queue, 99)) if queue.size else 0.0,
+        statuses=statuses,
+        cascade=cascade,
+        day_start=today,
+        spent_today_usd=math.fsum(by_key.values()),
+        spent_today_by_key={k: v for k, v in by_key.items() if k},
+    )
+
+
+def _add(series: dict[str, list[float]], key: str, i: int, n: int, usd: float) -> None:
+    if key not in series:
+        series[key] = [0.0] * n
+    series[key][i] += usd
+
+
+def _escalations(route: str) -> tuple[int, int] | None:
+    """(items the first tier saw, items it escalated) of a cascade's route column, e.g.
+    ``small:1*7>large:1*3`` (7 stopped at small, 3 went on); ``;`` joins the paths of one
+    request's cache misses. None for a route that is no cascade's (a fallback's, an LLM's)."""
+    entered = escalated = 0
+    for path in route.split(";"):
+        counts = []
+        for tier in path.split(">"):
+            match = _TIER.match(tier)
+            if match is None:
+                return None
+            counts.append(int(match.group(1)))
+        entered += sum(counts)
+        escalated += sum(counts) - counts[0]
+    return entered, escalated
+
+
+def _batches(db: SqlReader, since: float, until: float) -> tuple[dict[str, list[int]], int, int]:
+    """Batches per release reason and size bucket, how many, and the items they held."""
+    counts: dict[str, list[int]] = {r: [0] * len(BATCH_SIZE_BOUNDS) for r in RELEASE_REASONS}
+    batches = items = 0
+    for reason, size, count in db.execute(
+        "SELECT reason, size, COUNT(*) FROM batches WHERE ts >= ? AND ts <= ? "
+        "GROUP BY reason, size", (since, until)).fetchall():  # fmt: skip
+        bucket = next((j for j, b in enumerate(BATCH_SIZE_BOUNDS) if size <= b),
+                      len(BATCH_SIZE_BOUNDS) - 1)  # fmt: skip
+        counts.setdefault(str(reason), [0] * len(BATCH_SIZE_BOUNDS))[bucket] += int(count)
+        batches += int(count)
+        items += int(size) * int(count)
+    return counts, batches, items
+
+
+__all__ = ["BATCH_SIZE_BOUNDS", "GROUPINGS", "RELEASE_REASONS", "WindowStats", "window_stats"]
