@@ -11,8 +11,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.waiting import eventually
-
 
 def send_traffic(url: str, digits: tuple[np.ndarray, np.ndarray], *, requests: int,
                  distinct: int, headers: dict[str, str] | None = None) -> int:  # fmt: skip
@@ -61,20 +59,6 @@ def ledger_truth(path: Path) -> LedgerTruth:
         hits=sum(r[3] in ("hit", "shared") for r in rows),
         statuses=statuses,
     )
-
-
-def wait_for_rows(path: Path, count: int) -> LedgerTruth:
-    """The ledger once all ``count`` answers are written and priced (overhead shares included)."""
-
-    def written() -> LedgerTruth | None:
-        if not path.exists():
-            return None
-        truth = ledger_truth(path)
-        return truth if truth.requests >= count else None
-
-    truth = eventually(written, f"{count} ledger rows in {path}")
-    assert truth is not None
-    return truth
 
 
 def cached_digits_config(config: dict[str, Any]) -> dict[str, Any]:

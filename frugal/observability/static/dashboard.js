@@ -31,6 +31,11 @@
     if (a >= 1) return "$" + v.toFixed(2);
     return "$" + v.toPrecision(3);
   }
+  // Axis ticks: short enough for the axis's width even at millionths of a dollar.
+  function usdTick(v) {
+    if (!v) return "$0";
+    return Math.abs(v) >= 0.01 ? usd(v) : "$" + v.toExponential(1);
+  }
   const pct = (v) => (100 * v).toFixed(1) + "%";
   const ms = (v) => (v >= 100 ? v.toFixed(0) : v.toPrecision(3)) + " ms";
   const int = (v) => Math.round(v).toLocaleString("en-US");
@@ -70,7 +75,7 @@
       const plot = new uPlot(Object.assign({
         width: width(el), height: 220, series: [{}].concat(series),
         legend: { live: false },
-        axes: [{}, { size: 70, values: (u, vals) => vals.map(usd) }],
+        axes: [{}, { size: 64, values: (u, vals) => vals.map(usdTick) }],
       }, opts || {}), data, el);
       charts[id] = { plot: plot, key: key };
     } else {
@@ -78,7 +83,8 @@
     }
   }
   function line(label, stroke, fill) {
-    return { label: label, stroke: stroke, fill: fill, width: 1.5, value: (u, v) => usd(v || 0) };
+    return { label: label, stroke: stroke, fill: fill, width: 1.5, points: { show: false },
+             value: (u, v) => usd(v || 0) };
   }
 
   function drawSpend(doc) {
@@ -171,7 +177,9 @@
     show("queue_ms_p50", doc.batches.queue_ms_p50, ms);
     show("queue_ms_p99", doc.batches.queue_ms_p99, ms);
     drawBill(t);
-    fillTable("budgets", doc.budgets.map((b) => [b.key, usd(b.spent_usd), usd(b.budget_usd_day), pct(b.share)]));
+    fillTable("budgets", doc.budgets.length
+      ? doc.budgets.map((b) => [b.key, usd(b.spent_usd), usd(b.budget_usd_day), pct(b.share)])
+      : [["no key has a daily budget (budget_usd_day)", "", "", ""]]);
     fillTable("statuses", Object.entries(doc.status).map(([code, n]) =>
       [code, int(n), t.requests ? pct(n / t.requests) : "–"]));
     const live = Object.entries(doc.live.queue_depth).map(([m, n]) => ["queue " + m, int(n) + " waiting"]);
