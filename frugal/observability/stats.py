@@ -19,7 +19,7 @@ from typing import Any
 
 from frugal.accounting.ledger_schema import ensure_schema
 from frugal.accounting.ledger_store import open_reader
-from frugal.accounting.window_stats import window_stats
+from frugal.accounting.window_stats import begin_snapshot, window_stats
 from frugal.config import is_postgres_url
 from frugal.errors import InvalidInput
 
@@ -81,8 +81,10 @@ def ledger_document(
     now = time.time() if now is None else now
     since = now - window.span_s
     location = source.location
-    if location is not None and (is_postgres_url(location) or Path(location).is_file()):
+    postgres = location is not None and is_postgres_url(location)
+    if location is not None and (postgres or Path(location).is_file()):
         with open_reader(location, password_env=source.password_env) as db:
+            begin_snapshot(db, postgres=postgres)
             stats = window_stats(db, since, now, window.bucket_s, now=now)
     else:
         empty = sqlite3.connect(":memory:")

@@ -69,6 +69,7 @@ def test_the_stats_document_holds_the_ledgers_numbers(
     assert len(series["t"]) == 3600 / 60
     assert math.isclose(sum(series["model_usd"]), truth.model_usd, rel_tol=1e-9)
     assert sum(series["requests"]) == answered
+    assert math.isclose(sum(series["idle_usd"]), totals["idle_usd"], rel_tol=1e-9)
     assert math.isclose(sum(series["by"]["endpoint"]["digits"]), truth.cost_usd, rel_tol=1e-9)
     assert [g["key"] for g in doc["groups"]["version"]] == ["digits:1"]
     # Every batch a miss ran in, by release reason; queue delay from the rows.

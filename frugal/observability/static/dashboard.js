@@ -49,11 +49,13 @@
 
   function fillTable(id, rows) {
     const body = $("#" + id + " tbody");
+    const columns = $("#" + id + " thead tr").children.length;
     body.replaceChildren(...rows.map((cells) => {
       const tr = document.createElement("tr");
       for (const cell of cells) {
         const td = document.createElement("td");
         td.textContent = cell;
+        if (cells.length === 1) td.colSpan = columns;  // a note in place of rows
         tr.appendChild(td);
       }
       return tr;
@@ -179,7 +181,7 @@
     drawBill(t);
     fillTable("budgets", doc.budgets.length
       ? doc.budgets.map((b) => [b.key, usd(b.spent_usd), usd(b.budget_usd_day), pct(b.share)])
-      : [["no key has a daily budget (budget_usd_day)", "", "", ""]]);
+      : [["no key has a daily budget (budget_usd_day)"]]);
     fillTable("statuses", Object.entries(doc.status).map(([code, n]) =>
       [code, int(n), t.requests ? pct(n / t.requests) : "–"]));
     const live = Object.entries(doc.live.queue_depth).map(([m, n]) => ["queue " + m, int(n) + " waiting"]);
