@@ -34,13 +34,14 @@ _TIER = re.compile(r"^[^*>;]+\*(\d+)$")
 class WindowStats:
     """One window of the ledger, ready to be written as JSON (``document``)."""
 
-    reports: dict[GroupBy, Report]
+    by: GroupBy
+    report: Report  # report.py's summary of the window, grouped ``by``
     bucket_starts: list[float]
     series_model_usd: list[float]
     series_overhead_usd: list[float]
     series_idle_usd: list[float]
     series_requests: list[int]
-    series_by: dict[GroupBy, dict[str, list[float]]]
+    series_by: dict[str, list[float]]  # dollars per bucket of each group
     batch_counts: dict[str, list[int]]  # release reason -> batches per size bucket
     batch_items: int
     batches: int
@@ -53,7 +54,7 @@ class WindowStats:
     spent_today_by_key: dict[str, float] = field(default_factory=dict)
 
     def document(self) -> dict[str, Any]:
-        report = self.reports["endpoint"]
+        report = self.report
         total = report.total
         requests = total.requests
         entered = sum(e for e, _ in self.cascade.values())
@@ -80,7 +81,8 @@ class WindowStats:
                 "p99_ms": total.p99_ms,
                 "mean_batch_size": total.mean_batch_size,
             },
-            "groups": {by: [_row(r) for r in self.reports[by].rows] for by in GROUPINGS},
+            "by": self.by,
+            "groups": [_row(r) for r in report.rows],
             "series": {
                 "t": self.bucket_starts,
                 "model_usd": self.series_model_usd,
@@ -143,16 +145,23 @@ def begin_snapshot(db: SqlReader, *, postgres: bool) -> None:
 
 
 def window_stats(
-    db: SqlReader, since: float, until: float, bucket_s: float, *, now: float
+    db: SqlReader,
+    since: float,
+    until: float,
+    bucket_s: float,
+    *,
+    now: float,
+    by: GroupBy = "endpoint",
 ) -> WindowStats:
-    """Summarize ``[since, until]`` of the ledger behind ``db`` in buckets of ``bucket_s``."""
-    reports = {by: _build(db, since, until, by) for by in GROUPINGS}
+    """Summarize ``[since, until]`` of the ledger behind ``db`` in buckets of ``bucket_s``,
+    groups ``by`` endpoint, model or version (one grouping: each is a pass over the rows)."""
+    report = _build(db, since, until, by)
     n = max(1, math.ceil((until - since) / bucket_s))
     starts = [since + i * bucket_s for i in range(n)]
     model = [0.0] * n
     overhead = [0.0] * n
     requests = [0] * n
-    by: dict[GroupBy, dict[str, list[float]]] = {g: {} for g in GROUPINGS}
+    series: dict[str, list[float]] = {}
     cascade: dict[str, tuple[int, int]] = {}
     rows = db.execute(
         f"SELECT ts, endpoint, model, version, shadow, {_MODEL_USD}, overhead_usd, tier_costs, "
@@ -164,19 +173,16 @@ def window_stats(
         model[i] += model_usd
         overhead[i] += overhead_usd
         requests[i] += not shadow
-        pieces = parse_tier_costs(tiers) if tiers else []
+        pieces = parse_tier_costs(tiers) if tiers and by != "endpoint" else []
         rest = model_usd - math.fsum(usd for _, usd in pieces)
-        for grouping in GROUPINGS:
-            series = by[grouping]
-            own = _key(grouping, endpoint, f"{name}:{version}", shadow)
-            if grouping == "endpoint" or not pieces:
-                _add(series, own, i, n, model_usd + overhead_usd)
-                continue
-            # As report.py: model dollars go to each tier that ran items, the rest stays.
+        own = _key(by, endpoint, f"{name}:{version}", shadow)
+        if by == "endpoint" or not pieces:
+            _add(series, own, i, n, model_usd + overhead_usd)
+        else:  # as report.py: model dollars go to each tier that ran items, the rest stays
             _add(series, own, i, n, overhead_usd + (0.0 if abs(rest) <= 1e-12 * abs(model_usd)
                                                     else rest))  # fmt: skip
             for tier, usd in pieces:
-                _add(series, _key(grouping, endpoint, tier, shadow), i, n, usd)
+                _add(series, _key(by, endpoint, tier, shadow), i, n, usd)
         if route and not shadow:
             seen = _escalations(route)
             if seen is not None:
@@ -206,13 +212,14 @@ def window_stats(
             (today,)).fetchall()
     }  # fmt: skip
     return WindowStats(
-        reports=reports,
+        by=by,
+        report=report,
         bucket_starts=starts,
         series_model_usd=model,
         series_overhead_usd=overhead,
         series_idle_usd=idle,
         series_requests=requests,
-        series_by=by,
+        series_by=series,
         batch_counts=counts,
         batch_items=batch_items,
         batches=batches,

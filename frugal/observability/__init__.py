@@ -15,6 +15,7 @@ from frugal.observability.stats import (
     StatsSource,
     Window,
     ledger_document,
+    parse_group,
     parse_window,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "dashboard_asset",
     "dashboard_page",
     "ledger_document",
+    "parse_group",
     "parse_window",
     "shipped_bytes",
 ]

@@ -19,7 +19,8 @@ from typing import Any
 
 from frugal.accounting.ledger_schema import ensure_schema
 from frugal.accounting.ledger_store import open_reader
-from frugal.accounting.window_stats import begin_snapshot, window_stats
+from frugal.accounting.report import GroupBy
+from frugal.accounting.window_stats import GROUPINGS, begin_snapshot, window_stats
 from frugal.config import is_postgres_url
 from frugal.errors import InvalidInput
 
@@ -58,6 +59,18 @@ def parse_window(text: str | None) -> Window:
     return window
 
 
+def parse_group(text: str | None) -> GroupBy:
+    """``endpoint`` (absent too), ``model`` or ``version``; else an InvalidInput naming ``by``."""
+    if text is None or text == "":
+        return "endpoint"
+    for by in GROUPINGS:
+        if text == by:
+            return by
+    shown = text if len(text) <= 20 else text[:20] + "..."
+    raise InvalidInput(f"cannot group by {shown!r}", field="by",
+                       hint=f"use one of {', '.join(GROUPINGS)}")  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerSource:
     """Where the ledger is (a SQLite file or a postgresql:// URL); None: the ledger is off."""
@@ -71,6 +84,7 @@ def ledger_document(
     window: Window,
     *,
     now: float | None = None,
+    by: GroupBy = "endpoint",
     budgets: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The ledger's part of the document for the window ending now (blocking: run in a thread).
@@ -85,12 +99,12 @@ def ledger_document(
     if location is not None and (postgres or Path(location).is_file()):
         with open_reader(location, password_env=source.password_env) as db:
             begin_snapshot(db, postgres=postgres)
-            stats = window_stats(db, since, now, window.bucket_s, now=now)
+            stats = window_stats(db, since, now, window.bucket_s, now=now, by=by)
     else:
         empty = sqlite3.connect(":memory:")
         try:
             ensure_schema(empty)
-            stats = window_stats(empty, since, now, window.bucket_s, now=now)
+            stats = window_stats(empty, since, now, window.bucket_s, now=now, by=by)
         finally:
             empty.close()
     document = {
@@ -115,10 +129,11 @@ def ledger_document(
 
 
 class StatsSource:
-    """Answers ``/dashboard/stats``: the ledger's part, at most once per window per
-    ``min_interval_s`` (a query in a worker thread), merged with the live part read on the loop.
-
-    ``budgets`` is called in that thread too (it may read the key store)."""
+    """Answers ``/dashboard/stats``: the ledger's part, computed in a worker thread and reused
+    for ``min_interval_s``, or ``reuse_factor`` times as long as it took (so a slow 7-day query
+    on a large ledger keeps a thread busy a tenth of the time at most), merged with the live
+    part read on the loop at every poll. ``budgets`` is called in that thread too (it may read
+    the key store)."""
 
     def __init__(
         self,
@@ -127,28 +142,34 @@ class StatsSource:
         live: Callable[[], dict[str, Any]],
         budgets: Callable[[], Mapping[str, float]] = dict,
         min_interval_s: float = 1.0,
+        reuse_factor: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ledger = ledger
         self.live = live
         self.budgets = budgets
         self.min_interval_s = min_interval_s
+        self.reuse_factor = reuse_factor
         self.clock = clock
-        self._cached: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._cached: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def document(self, window: Window) -> dict[str, Any]:
-        lock = self._locks.setdefault(window.name, asyncio.Lock())
+    async def document(self, window: Window, by: GroupBy = "endpoint") -> dict[str, Any]:
+        key = (window.name, by)
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # pollers of one window wait for one query, not one each
-            cached = self._cached.get(window.name)
-            if cached is None or self.clock() - cached[0] >= self.min_interval_s:
-                ledger = await asyncio.to_thread(self._ledger_part, window)
-                cached = self._cached[window.name] = (self.clock(), ledger)
+            cached = self._cached.get(key)
+            if cached is None or self.clock() >= cached[0]:
+                started = self.clock()
+                ledger = await asyncio.to_thread(self._ledger_part, window, by)
+                took = self.clock() - started
+                fresh_until = started + max(self.min_interval_s, self.reuse_factor * took)
+                cached = self._cached[key] = (fresh_until, ledger)
         return {**cached[1], "live": self.live()}
 
-    def _ledger_part(self, window: Window) -> dict[str, Any]:
+    def _ledger_part(self, window: Window, by: GroupBy) -> dict[str, Any]:
         """In a worker thread: the keys' budgets (a key store read) and the ledger's queries."""
-        return ledger_document(self.ledger, window, budgets=self.budgets())
+        return ledger_document(self.ledger, window, by=by, budgets=self.budgets())
 
 
 __all__ = [
@@ -158,5 +179,6 @@ __all__ = [
     "StatsSource",
     "Window",
     "ledger_document",
+    "parse_group",
     "parse_window",
 ]

@@ -25,6 +25,7 @@ from frugal.observability import (
     StatsSource,
     dashboard_asset,
     dashboard_page,
+    parse_group,
     parse_window,
 )
 from frugal.serving.admission import LOOPBACK, Action
@@ -98,7 +99,8 @@ class DashboardRoutes:
     async def stats(self, request: Request, ctx: Context) -> Response:
         self._check_loopback(request)
         window = parse_window(request.query_params.get("window"))
-        document = await self.source().document(window)
+        by = parse_group(request.query_params.get("by"))
+        document = await self.source().document(window, by)
         return json_response(document, headers={"x-request-id": ctx.request_id,
                                                 "cache-control": "no-store"})  # fmt: skip
 

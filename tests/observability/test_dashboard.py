@@ -24,9 +24,9 @@ from tests.observability.dashboard_traffic import (
 )
 
 
-def stats(url: str, window: str = "1h", **headers: str) -> httpx.Response:
-    return httpx.get(f"{url}/dashboard/stats", params={"window": window}, headers=headers,
-                     timeout=30)  # fmt: skip
+def stats(url: str, window: str = "1h", by: str = "endpoint", **headers: str) -> httpx.Response:
+    return httpx.get(f"{url}/dashboard/stats", params={"window": window, "by": by},
+                     headers=headers, timeout=30)  # fmt: skip
 
 
 def test_the_stats_document_holds_the_ledgers_numbers(
@@ -70,8 +70,15 @@ def test_the_stats_document_holds_the_ledgers_numbers(
     assert math.isclose(sum(series["model_usd"]), truth.model_usd, rel_tol=1e-9)
     assert sum(series["requests"]) == answered
     assert math.isclose(sum(series["idle_usd"]), totals["idle_usd"], rel_tol=1e-9)
-    assert math.isclose(sum(series["by"]["endpoint"]["digits"]), truth.cost_usd, rel_tol=1e-9)
-    assert [g["key"] for g in doc["groups"]["version"]] == ["digits:1"]
+    assert doc["by"] == "endpoint"
+    assert math.isclose(sum(series["by"]["digits"]), truth.cost_usd, rel_tol=1e-9)
+    assert [g["key"] for g in doc["groups"]] == ["digits"]
+    by_version = stats(server.url, by="version").json()
+    assert [g["key"] for g in by_version["groups"]] == ["digits:1"]
+    later = {"billed_usd", "idle_usd", "utilization"}  # the live run's bill grew since
+    assert {k: v for k, v in by_version["totals"].items() if k not in later} == {
+        k: v for k, v in totals.items() if k not in later
+    }
     # Every batch a miss ran in, by release reason; queue delay from the rows.
     batches = doc["batches"]
     assert batches["count"] == sum(sum(c) for c in batches["by_reason"].values()) > 0
@@ -101,15 +108,19 @@ def test_windows_parse_and_bad_ones_name_the_field() -> None:
         assert caught.value.field == "window"
 
 
-def test_a_bad_window_is_refused_over_http_naming_it(
+def test_a_bad_window_or_grouping_is_refused_over_http_naming_it(
     serve: Any, digits_model_file: Path, tmp_path: Path
 ) -> None:
-    """GET /dashboard/stats?window=3d answers 400 with a JSON body naming `window`."""
+    """?window=3d or ?by=key answers 400 with a JSON body naming the parameter."""
     server = serve(parse_config(digits_config(digits_model_file, tmp_path)))
     r = stats(server.url, "3d")
     assert r.status_code == 400
     assert r.json()["field"] == "window"
     assert "15m, 1h, 24h, 7d" in r.json()["hint"]
+    r = stats(server.url, by="key")
+    assert r.status_code == 400
+    assert r.json()["field"] == "by"
+    assert "endpoint, model, version" in r.json()["hint"]
 
 
 def test_page_and_files_are_served_from_the_package(

@@ -100,18 +100,22 @@ def wait_for_numbers(driver: Any, requests: int) -> None:
     WebDriverWait(driver, 30, poll_frequency=0.05).until(painted)
 
 
-def pick_window(driver: Any, window: str) -> None:
-    """Choose a window in the selector and wait for the page to show that window's stats."""
+def pick(select: str, value: str, shown_as: str, driver: Any) -> None:
+    """Choose ``value`` in a selector and wait for the page to show stats fetched for it."""
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    Select(driver.find_element("id", "window")).select_by_value(window)
+    Select(driver.find_element("id", select)).select_by_value(value)
     WebDriverWait(driver, 30, poll_frequency=0.05).until(
-        lambda d: d.find_element("tag name", "body").get_attribute("data-window") == window
+        lambda d: d.find_element("tag name", "body").get_attribute(f"data-{shown_as}") == value
     )
+
+
+def pick_window(driver: Any, window: str) -> None:
+    pick("window", window, "window", driver)
     assert len(driver.find_elements("css selector", "#chart-spend .uplot")) == 1
 
 
-def check_matches_ledger(driver: Any, truth: LedgerTruth) -> None:
+def check_matches_ledger(driver: Any, truth: LedgerTruth, group: str = "digits") -> None:
     requests, text = shown(driver, "requests")
     assert requests == truth.requests and text == f"{truth.requests:,}"
     cost, text = shown(driver, "cost_usd")
@@ -128,7 +132,7 @@ def check_matches_ledger(driver: Any, truth: LedgerTruth) -> None:
     assert {r.find_elements("css selector", "td")[0].text: r.find_elements(
         "css selector", "td")[1].text for r in rows} == {
         str(s): f"{n:,}" for s, n in truth.statuses.items()}  # fmt: skip
-    assert driver.find_element("css selector", "#groups tbody td").text == "digits"
+    assert driver.find_element("css selector", "#groups tbody td").text == group
     # uPlot drew its three charts.
     assert len(driver.find_elements("css selector", ".uplot canvas")) == 3
 
@@ -180,6 +184,9 @@ def test_the_dashboard_shows_the_ledgers_numbers_in_a_real_browser(
         assert fits_width(browser)
         pick_window(browser, "15m")
         check_matches_ledger(browser, truth)
+        pick("group-by", "version", "by", browser)
+        assert browser.find_element("css selector", "#groups tbody td").text == "digits:1"
+        check_matches_ledger(browser, truth, group="digits:1")
         laptop = screenshot(browser, "dashboard-laptop.png", LAPTOP[0])
 
         browser.set_window_size(*PHONE)

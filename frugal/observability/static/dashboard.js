@@ -104,12 +104,11 @@
   }
 
   function drawGroups(doc) {
-    const by = $("#group-by").value;
-    const names = Object.keys(doc.series.by[by] || {}).sort();
+    const names = Object.keys(doc.series.by).sort();
     const t = doc.series.t.map((x) => x + doc.bucket_s / 2);
     chart("chart-groups", names.map((n, i) => line(n, COLORS[i % COLORS.length])),
-          [t].concat(names.map((n) => doc.series.by[by][n])));
-    fillTable("groups", doc.groups[by].map((r) => [
+          [t].concat(names.map((n) => doc.series.by[n])));
+    fillTable("groups", doc.groups.map((r) => [
       r.key, int(r.requests), usd(r.usd_per_1k), usd(r.model_usd), usd(r.overhead_usd),
       usd(r.cost_usd), pct(r.cache_hit_ratio), ms(r.p50_ms), ms(r.p99_ms), int(r.errors),
     ]));
@@ -205,8 +204,9 @@
     clearTimeout(timer);
     const win = $("#window").value;
     try {
-      const r = await fetch("dashboard/stats?window=" + encodeURIComponent(win),
-                            { headers: headers(), cache: "no-store" });
+      const by = $("#group-by").value;
+      const r = await fetch("dashboard/stats?window=" + encodeURIComponent(win) + "&by=" +
+                            encodeURIComponent(by), { headers: headers(), cache: "no-store" });
       if (r.status === 401 || r.status === 403) {
         const body = await r.json().catch(() => ({}));
         $("#login").hidden = false;
@@ -217,8 +217,10 @@
       last = await r.json();
       $("#login").hidden = true;
       document.body.dataset.window = last.window;
+      document.body.dataset.by = last.by;
       render(last);
-      status("updated " + new Date().toLocaleTimeString() + " · window " + last.window, false);
+      status("ledger as of " + new Date(last.until * 1000).toLocaleTimeString() + " · window " +
+             last.window, false);
     } catch (err) {
       status("could not read stats: " + err.message + " (retrying)", true);
     }
@@ -228,7 +230,7 @@
   function start() {
     takeKeyFromFragment();
     $("#window").addEventListener("change", poll);
-    $("#group-by").addEventListener("change", () => { if (last) drawGroups(last); });
+    $("#group-by").addEventListener("change", poll);
     $("#login").addEventListener("submit", (ev) => {
       ev.preventDefault();
       sessionStorage.setItem("frugal-key", $("#key").value.trim());
