@@ -47,9 +47,9 @@ DEFAULT_WINDOW = "1h"
 
 
 def parse_window(text: str | None) -> Window:
-    """``15m``, ``1h``, ``24h`` or ``7d`` (absent: 1h); anything else is an InvalidInput
-    naming ``window``."""
-    if text is None or text == "":
+    """``15m``, ``1h``, ``24h`` or ``7d`` (None, absent: 1h); anything else, the empty string
+    too, is an InvalidInput naming ``window``."""
+    if text is None:
         return WINDOWS[DEFAULT_WINDOW]
     window = WINDOWS.get(text)
     if window is None:
@@ -60,8 +60,9 @@ def parse_window(text: str | None) -> Window:
 
 
 def parse_group(text: str | None) -> GroupBy:
-    """``endpoint`` (absent too), ``model`` or ``version``; else an InvalidInput naming ``by``."""
-    if text is None or text == "":
+    """``endpoint`` (None, absent, too), ``model`` or ``version``; anything else, the empty
+    string too, is an InvalidInput naming ``by``."""
+    if text is None:
         return "endpoint"
     for by in GROUPINGS:
         if text == by:

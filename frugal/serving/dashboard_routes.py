@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from frugal.errors import Forbidden, FrugalError
+from frugal.errors import Forbidden, FrugalError, InvalidInput
 from frugal.observability import (
     CONTENT_SECURITY_POLICY,
+    WINDOWS,
     LedgerSource,
     StatsSource,
     dashboard_asset,
@@ -98,8 +99,8 @@ class DashboardRoutes:
 
     async def stats(self, request: Request, ctx: Context) -> Response:
         self._check_loopback(request)
-        window = parse_window(request.query_params.get("window"))
-        by = parse_group(request.query_params.get("by"))
+        window = parse_window(_one(request, "window"))
+        by = parse_group(_one(request, "by"))
         document = await self.source().document(window, by)
         return json_response(document, headers={"x-request-id": ctx.request_id,
                                                 "cache-control": "no-store"})  # fmt: skip
@@ -140,4 +141,46 @@ class DashboardRoutes:
                 if k.budget_usd_day is not None}  # fmt: skip
 
 
-__all__ = ["DashboardRoutes"]
+def _one(request: Request, name: str) -> str | None:
+    """A query parameter given at most once (None: absent); twice is refused, naming it."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidInput(f"{name} is given {len(values)} times; give it once", field=name)
+    return values[0] if values else None
+
+
+def dashboard_openapi_paths(errors: dict[str, Any]) -> dict[str, Any]:
+    """The three routes in /openapi.json (``errors``: the document's common error answers);
+    the page and its files carry ``security: []``, the stats the document's bearer key."""
+    forbidden = {"403": errors["403"]}
+    windows = {"name": "window", "in": "query", "required": False,
+               "schema": {"enum": list(WINDOWS)}}  # fmt: skip
+    groups = {"name": "by", "in": "query", "required": False,
+              "schema": {"enum": ["endpoint", "model", "version"]}}  # fmt: skip
+    tag = ["observability"]
+    return {
+        "/dashboard": {"get": {
+            "summary": "The live cost dashboard page (docs/dashboard.md)", "tags": tag,
+            "security": [],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}
+            | forbidden}},
+        "/dashboard/static/{file}": {"get": {
+            "summary": "The page's script, style, uPlot and its licence", "tags": tag,
+            "security": [],
+            "parameters": [{"name": "file", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file", "content": {
+                "text/javascript": {}, "text/css": {}, "text/plain": {}}}}
+            | forbidden | {"404": errors["404"]}}},
+        "/dashboard/stats": {"get": {
+            "summary": "The dashboard's numbers for a window (viewer or admin)", "tags": tag,
+            "parameters": [windows, groups],
+            "responses": {"200": {"description": "the stats document (docs/dashboard.md)",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object",
+                                      "required": ["window", "totals", "series", "live"]}}}}}
+            | errors}},
+    }  # fmt: skip
+
+
+__all__ = ["DashboardRoutes", "dashboard_openapi_paths"]

@@ -102,7 +102,7 @@ def test_windows_parse_and_bad_ones_name_the_field() -> None:
     assert parse_window(None).name == "1h"
     spans = [parse_window(w).span_s for w in ("15m", "1h", "24h", "7d")]
     assert spans == [900, 3600, 86400, 604800]
-    for bad in ("2h", "1H", "-1h", "x" * 100):
+    for bad in ("", "2h", "1H", "-1h", "x" * 100):
         with pytest.raises(InvalidInput) as caught:
             parse_window(bad)
         assert caught.value.field == "window"
@@ -121,6 +121,8 @@ def test_a_bad_window_or_grouping_is_refused_over_http_naming_it(
     assert r.status_code == 400
     assert r.json()["field"] == "by"
     assert "endpoint, model, version" in r.json()["hint"]
+    twice = httpx.get(f"{server.url}/dashboard/stats?by=model&by=", timeout=30)
+    assert twice.status_code == 400 and twice.json()["field"] == "by"
 
 
 def test_page_and_files_are_served_from_the_package(

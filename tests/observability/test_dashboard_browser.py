@@ -200,3 +200,36 @@ def test_the_dashboard_shows_the_ledgers_numbers_in_a_real_browser(
         assert errors == [], errors
     measured = timing | {"shipped_bytes": shipped_bytes(), "screenshots": [laptop.name, phone.name]}
     (BUILD / "dashboard-timing.json").write_text(json.dumps(measured, indent=2))
+
+
+def test_with_auth_the_page_takes_a_viewer_key_and_refuses_a_user_key(
+    browser: Any, digits_model_file: Path, tmp_path: Path
+) -> None:
+    """With auth on, a ``#key=`` fragment with a viewer key shows the stats and leaves the
+    address bar; a user key typed into the login field is refused with the server's reason."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from frugal.access import KeyStore
+
+    data = digits_config(digits_model_file, tmp_path)
+    data["auth"] = {"keys": str(tmp_path / "keys.db")}
+    store = KeyStore(tmp_path / "keys.db")
+    viewer = store.create("grafana", "viewer")[1]
+    user = store.create("app", "user")[1]
+    with ServerProcess(write_config(tmp_path, data)) as server:
+        browser.get(f"{server.url}/dashboard#key={viewer}")
+        wait_for_numbers(browser, 0)
+        assert "#" not in browser.current_url and viewer not in browser.current_url
+        assert not browser.find_element("id", "login").is_displayed()
+
+        browser.execute_script("sessionStorage.clear()")
+        browser.get(f"{server.url}/dashboard")
+        login = browser.find_element("id", "login")
+        WebDriverWait(browser, 30, poll_frequency=0.05).until(lambda d: login.is_displayed())
+        browser.find_element("id", "key").send_keys(user)
+        login.submit()
+        status = browser.find_element("id", "status")
+        WebDriverWait(browser, 30, poll_frequency=0.05).until(
+            lambda d: "may not read metrics" in status.text
+        )
+        assert user not in server.log_text() and viewer not in server.log_text()
