@@ -15,6 +15,7 @@ import numpy as np
 import frugal
 from frugal.access import BUDGET_USD_DAY_MAX, RPS_MAX, RPS_MIN, TIER_MAX_CHARS, TOKENS_DAY_MAX
 from frugal.config import FrugalConfig, ModelConfig, TensorSpec
+from frugal.serving.dashboard_routes import dashboard_openapi_paths
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -345,6 +346,7 @@ def openapi_document(config: FrugalConfig) -> Schema:
         ]
     paths["/admin/keys"]["post"]["responses"]["409"] = _error("A key with that name exists.")
     paths |= _llm_paths(config)
+    paths |= dashboard_openapi_paths(_COMMON_ERRORS | {"404": _error("No such file.")})
     for endpoint in config.endpoints:
         model = config.find_model(endpoint.models[0])  # a cascade's tiers share its inputs
         assert model is not None

@@ -27,6 +27,7 @@ from frugal.errors import FrugalError, InvalidInput, MethodNotAllowed, NotFound
 from frugal.serving import admin
 from frugal.serving.admission import Action, Caller
 from frugal.serving.codecs import tensor_metadata
+from frugal.serving.dashboard_routes import DashboardRoutes
 from frugal.serving.errors import (
     CLIENT_GONE_STATUS,
     CRASH_STATUS,
@@ -104,6 +105,7 @@ class ControlRoutes:
                 guard("admin", self.endpoint_route),
                 methods=["GET", "POST"],
             ),
+            *DashboardRoutes(self.app, guard).table(),  # /dashboard (dashboard_routes.py)
         ]
 
     def _guarded(

@@ -121,8 +121,8 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     assert done.returncode == 0, summary + server.log_text()[-3000:]
     # 16 + chat and embeddings (no upstream) + version 2's metadata, ready and infer routes, the
     # split's predict, GET/POST of its route admin, the policy controller's GET, and each
-    # endpoint's feedback (404 here: no drift check)
-    assert "Tested: 27" in summary, summary
+    # endpoint's feedback (404 here: no drift check), and the dashboard's page, files and stats
+    assert "Tested: 30" in summary, summary
     assert "Traceback" not in server.log_text()
 
 
