@@ -97,13 +97,12 @@ def check(
     could not be told (what fires is printed anyway).
     """
     from frugal.config import AlertsConfig
-    from frugal.errors import InvalidInput
 
+    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--webhook")
     config = _load(config_path, needed=ledger_path is None)
     thresholds = (config.alerts if config is not None else None) or AlertsConfig()
     url = webhook_url or thresholds.webhook_url
-    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        raise InvalidInput("must be an http:// or https:// URL", field="--webhook")
     now = time.time()
     firing = _evaluate(config, ledger_path, thresholds, now)
     body = {
