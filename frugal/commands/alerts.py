@@ -58,7 +58,7 @@ def rules(config_path: Path | None) -> None:
       promtool check rules alerts.yml
     """
     from frugal.config import AlertsConfig
-    from frugal.observability.alert_rules import render_rules
+    from frugal.observability import render_rules
 
     config = _load(config_path, needed=False)
     thresholds = (config.alerts if config is not None else None) or AlertsConfig()
@@ -128,7 +128,7 @@ def _evaluate(config: Any, ledger_path: str | None, thresholds: Any, now: float)
     from frugal.accounting.ledger_store import open_reader, reader_errors
     from frugal.config import is_postgres_url
     from frugal.errors import ConfigError
-    from frugal.observability.alert_check import evaluate
+    from frugal.observability import evaluate
 
     password_env, field = None, "--ledger"
     location: str | Path
@@ -155,7 +155,7 @@ def _evaluate(config: Any, ledger_path: str | None, thresholds: Any, now: float)
 
 def _rollbacks(audit_file: Path | None, since: float) -> list[Any]:
     from frugal.access import AuditLog
-    from frugal.observability.alert_check import ROLLBACK_ACTIONS, Rollback
+    from frugal.observability import ROLLBACK_ACTIONS, Rollback
 
     if audit_file is None or not Path(audit_file).is_file():
         return []
@@ -172,7 +172,7 @@ def _rollbacks(audit_file: Path | None, since: float) -> list[Any]:
 def _budgets(config: Any) -> list[Any]:
     """Active keys' daily budgets, from the key store the config's `auth` names."""
     from frugal.access import KeyStore
-    from frugal.observability.alert_check import Budget
+    from frugal.observability import Budget
 
     if config is None or config.auth is None or not Path(config.auth.keys).is_file():
         return []

@@ -164,7 +164,7 @@ def test_each_rule_fires_from_a_real_servers_ledger_and_the_webhook_gets_it(
 
     def rolled_back() -> bool:  # ... until its watch cut it (judged on later answers)
         post(server.url, "canary", secret, [rows[0]])
-        return server.engine.routes.splits["canary"].router.weights["digits:2"] == 0.0
+        return bool(server.engine.routes.splits["canary"].router.weights["digits:2"] == 0.0)
 
     eventually(rolled_back, "the canary to be rolled back", interval_s=0.05)
     for i in range(40):
