@@ -1,0 +1,5 @@
+"""The PostgreSQL fixtures (tests/pg_server.py) for `frugal alerts check` on a PostgreSQL ledger."""
+
+from tests.pg_server import pg_url, postgres
+
+__all__ = ["pg_url", "postgres"]
