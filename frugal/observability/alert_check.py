@@ -28,8 +28,9 @@ from frugal.observability.alert_rules import (
 )
 
 WEEK_S = 7 * 86400.0
-# Audit actions that take a canary out: the watch's automatic rollback and an admin's.
-ROLLBACK_ACTIONS = ("route.auto_rollback", "route.rollback")
+# Audit actions that fire the rule: the watch's automatic rollback, as frugal_rollbacks_total
+# counts (an admin's `frugal route rollback` is deliberate, and pages nobody).
+ROLLBACK_ACTIONS = ("route.auto_rollback",)
 # A request's cache result as a share of a hit. The ledger keeps one result per request; a
 # partial hit (some items cached) counts half. "bypass": the endpoint has no cache.
 HIT_SHARE = {"hit": 1.0, "shared": 1.0, "partial": 0.5, "miss": 0.0}
