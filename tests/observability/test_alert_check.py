@@ -266,6 +266,7 @@ def test_a_failed_webhook_still_prints_and_exits_3(
     ("args", "message"),
     [
         (["--ledger", "missing.db"], "no ledger here yet"),
+        (["--ledger", "junk.db"], "not a frugal ledger"),
         (["--config", "missing.yaml"], "file not found"),
         (["--ledger", "x.db", "--webhook", "mailto:ops"], "--webhook"),
         ([], "no ./frugal.yaml"),
@@ -277,6 +278,7 @@ def test_bad_input_exits_2_naming_it(
     """A missing ledger or config, or a webhook that is not a URL: exit 2, never a traceback."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.db").write_bytes(b"")
+    (tmp_path / "junk.db").write_text("not a database, at all\n" * 10)
     result = check(*args)
     assert result.exit_code == 2, result.output
     assert message in result.output

@@ -115,3 +115,15 @@ def test_rules_with_a_bad_config_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["alerts", "rules", "--config", str(path)])
     assert result.exit_code == 2
     assert "models" in result.output
+
+
+def test_rules_read_frugal_yaml_in_the_current_folder(
+    tmp_path: Path, digits_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --config, ./frugal.yaml's thresholds are rendered when it exists."""
+    data = digits_config(digits_model_file, tmp_path) | {"alerts": {"window_minutes": 5}}
+    write_config(tmp_path, data)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["alerts", "rules"])
+    assert result.exit_code == 0, result.output
+    assert "[5m]" in result.output and "[15m]" not in result.output
