@@ -34,6 +34,10 @@ ROLLBACK_ACTIONS = ("route.auto_rollback",)
 # A request's cache result as a share of a hit. The ledger keeps one result per request; a
 # partial hit (some items cached) counts half. "bypass": the endpoint has no cache.
 HIT_SHARE = {"hit": 1.0, "shared": 1.0, "partial": 0.5, "miss": 0.0}
+# The same as SQL both stores run (PostgreSQL sums no booleans, so CASE, not `status >= 500`).
+_IS_5XX = "CASE WHEN status >= 500 THEN 1 ELSE 0 END"
+_HITS = "CASE cache " + " ".join(f"WHEN '{c}' THEN {v}" for c, v in HIT_SHARE.items()) + " END"
+_LOOKED_UP = "CASE WHEN cache IN (" + ", ".join(f"'{c}'" for c in HIT_SHARE) + ") THEN 1 ELSE 0 END"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,33 +84,38 @@ def evaluate(
     """Every rule that fires at ``now``, in the order of docs/alerts.md."""
     window_s = config.window_minutes * 60.0
     firing = _cost_rise(db, config, now)
-    rows = db.execute(
-        "SELECT endpoint, latency_ms, status, cache FROM requests "
-        "WHERE ts > ? AND ts <= ? AND shadow = 0",
-        (now - window_s, now),
+    window = (now - window_s, now)
+    # Counts are summed by the database; latencies come back only when an endpoint has an SLO.
+    counts = db.execute(
+        f"SELECT endpoint, COUNT(*), SUM({_IS_5XX}), COALESCE(SUM({_HITS}), 0), SUM({_LOOKED_UP}) "
+        "FROM requests WHERE ts > ? AND ts <= ? AND shadow = 0 GROUP BY endpoint ORDER BY endpoint",
+        window,
     ).fetchall()
-    by_endpoint: dict[str, list[tuple[float, int, str]]] = {}
-    for endpoint, latency_ms, status, cache in rows:
-        by_endpoint.setdefault(endpoint, []).append((float(latency_ms), int(status), cache))
+    latencies: dict[str, list[float]] = {}
+    if any(config.for_endpoint(row[0]).p99_ms is not None for row in counts):
+        for endpoint, latency_ms in db.execute(
+            "SELECT endpoint, latency_ms FROM requests WHERE ts > ? AND ts <= ? AND shadow = 0",
+            window,
+        ).fetchall():
+            latencies.setdefault(endpoint, []).append(latency_ms)
     w = f"{config.window_minutes}m"
-    for endpoint, seen in sorted(by_endpoint.items()):
+    for endpoint, answered, errors, hits, looked_up in counts:
         limits = config.for_endpoint(endpoint)
-        looked_up = [HIT_SHARE[c] for _, _, c in seen if c in HIT_SHARE]
         target = limits.cache_hit_ratio_min
         if target is not None and looked_up:
-            ratio = sum(looked_up) / len(looked_up)
+            ratio = float(hits) / float(looked_up)
             if ratio < target:
                 firing.append(Firing(CACHE_HIT_LOW.name, endpoint, ratio, target,
                                      f"cache hit ratio over {w} is {100 * ratio:.1f}% "
                                      f"(target: {100 * target:g}%)"))  # fmt: skip
-        if limits.p99_ms is not None:
-            p99 = float(np.percentile(np.array([lat for lat, _, _ in seen]), 99))
+        if limits.p99_ms is not None and endpoint in latencies:
+            p99 = float(np.percentile(np.array(latencies[endpoint], dtype=np.float64), 99))
             if p99 > limits.p99_ms:
                 firing.append(Firing(P99_ABOVE_SLO.name, endpoint, p99, limits.p99_ms,
                                      f"p99 latency over {w} is {p99:.1f} ms "
                                      f"(SLO: {limits.p99_ms:g} ms)"))  # fmt: skip
         if limits.error_rate_max is not None:
-            rate = sum(status >= 500 for _, status, _ in seen) / len(seen)
+            rate = float(errors) / float(answered)
             if rate > limits.error_rate_max:
                 firing.append(Firing(ERROR_RATE_HIGH.name, endpoint, rate, limits.error_rate_max,
                                      f"{100 * rate:.1f}% of answers over {w} were 5xx "
