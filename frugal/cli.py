@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from frugal.commands import (
+    alerts,
     audit,
     cache,
     calibrate,
@@ -61,7 +62,7 @@ def main() -> None:
 # In the order `frugal --help` has always listed them (click sorts by name anyway).
 for command in (
     serve, validate, report, demo, cache, profile, quantize, prune, plan, check, calibrate, route,
-    keys, audit, ledger, simulate, export,
+    keys, audit, ledger, simulate, export, alerts,
 ):  # fmt: skip
     main.add_command(command)
 

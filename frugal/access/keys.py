@@ -100,8 +100,10 @@ class KeyRing:
     def __init__(self, keys: Iterable[ApiKey] = ()) -> None:
         self._by_prefix: dict[bytes, list[ApiKey]] = {}
         self.count = 0
+        self.active: list[ApiKey] = []  # for budgets' metrics
         for key in keys:
             if key.active:
+                self.active.append(key)
                 self._by_prefix.setdefault(key.digest[:4], []).append(key)
                 self.count += 1
 

@@ -1,6 +1,7 @@
 """Every ``frugal`` sub-command, a module per verb or group of verbs; cli.py registers them."""
 
 from frugal.commands.access import audit, keys, ledger
+from frugal.commands.alerts import alerts
 from frugal.commands.cache import cache
 from frugal.commands.capacity import check, plan
 from frugal.commands.demo import demo
@@ -14,6 +15,7 @@ from frugal.commands.simulate import simulate
 from frugal.commands.variants import prune, quantize
 
 __all__ = [
+    "alerts",
     "audit",
     "cache",
     "calibrate",

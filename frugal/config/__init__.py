@@ -1,6 +1,7 @@
 """frugal.yaml: its schema, a module per group of sections, and loading that names the file and
 field of every error (root.py)."""
 
+from frugal.config.alerts import AlertsConfig, EndpointAlerts
 from frugal.config.caching import CacheConfig, CaptureConfig, EarlyExpiryConfig, SemanticConfig
 from frugal.config.controller import (
     BatchingControl,
@@ -48,6 +49,7 @@ __all__ = [
     "GATE_SIGNALS",
     "LLM_GATE_SIGNALS",
     "LOCAL_GATE_SIGNALS",
+    "AlertsConfig",
     "AuthConfig",
     "AutoscalingConfig",
     "BatchingConfig",
@@ -61,6 +63,7 @@ __all__ = [
     "DegradeControl",
     "DriftConfig",
     "EarlyExpiryConfig",
+    "EndpointAlerts",
     "EndpointConfig",
     "FrugalConfig",
     "GateConfig",

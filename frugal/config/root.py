@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from frugal.config._base import _FieldError, _Section
+from frugal.config.alerts import AlertsConfig, check_alerts
 from frugal.config.controller import ControllerConfig, check_controller
 from frugal.config.models import InstanceConfig, ModelConfig
 from frugal.config.routes import EndpointConfig, _check_llm_endpoint
@@ -28,6 +29,7 @@ class FrugalConfig(_Section):
     auth: AuthConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
     controller: ControllerConfig | None = None  # absent: no knob moves (docs/controller.md)
+    alerts: AlertsConfig | None = None  # absent: the defaults (docs/alerts.md)
 
     @model_validator(mode="after")
     def _references(self) -> FrugalConfig:
@@ -55,6 +57,7 @@ class FrugalConfig(_Section):
                 found.append((field, target))
             _check_llm_endpoint(endpoint, found, f"endpoints[{i}]")
         check_controller(self)
+        check_alerts([e.name for e in self.endpoints], self.alerts)
         return self
 
     @property

@@ -30,7 +30,7 @@ from frugal.errors import (
     RateLimited,
     Unauthorized,
 )
-from frugal.observability import ServingMetrics
+from frugal.observability import BudgetState, ServingMetrics
 
 log = logging.getLogger("frugal.admission")
 
@@ -209,6 +209,21 @@ class Admission:
         if key is None:  # unknown, rotated away or revoked: the same answer for all three
             raise Unauthorized("the API key is not valid (unknown, rotated or revoked)")
         return key
+
+    def budget_states(self) -> list[BudgetState]:
+        """Each active key's daily budgets and today's spend, for /metrics (read when scraped)."""
+        if self.budgets is None:
+            return []
+        states = []
+        for key in self.ring.active:
+            if key.budget_usd_day is None and key.tokens_day is None:
+                continue
+            spent = self.budgets.spent(key.name)
+            if key.budget_usd_day is not None:
+                states.append(BudgetState(key.name, "usd_day", key.budget_usd_day, spent.usd))
+            if key.tokens_day is not None:
+                states.append(BudgetState(key.name, "tokens_day", key.tokens_day, spent.tokens))
+        return states
 
     def _check_budget(self, key: ApiKey) -> None:
         assert self.budgets is not None

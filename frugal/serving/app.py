@@ -23,6 +23,7 @@ from frugal.accounting import QueuedLedger, ledger_location
 from frugal.accounting.retention import prune
 from frugal.config import FrugalConfig
 from frugal.errors import FrugalError, HeadersTooLarge, Overloaded
+from frugal.observability import BudgetCollector
 from frugal.serving.admission import Admission
 from frugal.serving.assembly import build_engine
 from frugal.serving.engine import Engine
@@ -198,6 +199,8 @@ class FrugalApp:
             reload_interval_s=auth.reload_interval_s if auth is not None else 1.0,
         )  # fmt: skip
         await self._admission.start()
+        if self._admission.budgets is not None:  # frugal_budget_spent_ratio, read when scraped
+            self.engine.metrics.registry.register(BudgetCollector(self._admission.budget_states))
         if auth is None:
             log.info("auth: off (no `auth` section); admin routes answer loopback clients only")
 

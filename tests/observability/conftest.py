@@ -1,4 +1,5 @@
-"""The PostgreSQL fixtures (tests/pg_server.py), for the dashboard's stats on a shared ledger."""
+"""The PostgreSQL fixtures (tests/pg_server.py): the dashboard's stats and `frugal alerts check`
+on a PostgreSQL ledger."""
 
 from tests.pg_server import pg_url, postgres
 
