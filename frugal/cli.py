@@ -20,6 +20,7 @@ from frugal.commands import (
     calibrate,
     check,
     demo,
+    distill,
     keys,
     ledger,
     plan,
@@ -60,7 +61,7 @@ def main() -> None:
 # In the order `frugal --help` has always listed them (click sorts by name anyway).
 for command in (
     serve, validate, report, demo, cache, profile, quantize, prune, plan, check, calibrate, route,
-    keys, audit, ledger, simulate,
+    keys, audit, ledger, simulate, distill,
 ):  # fmt: skip
     main.add_command(command)
 

@@ -4,6 +4,7 @@ from frugal.commands.access import audit, keys, ledger
 from frugal.commands.cache import cache
 from frugal.commands.capacity import check, plan
 from frugal.commands.demo import demo
+from frugal.commands.distill import distill
 from frugal.commands.profile import profile
 from frugal.commands.report import report
 from frugal.commands.route import route
@@ -18,6 +19,7 @@ __all__ = [
     "calibrate",
     "check",
     "demo",
+    "distill",
     "keys",
     "ledger",
     "plan",
