@@ -63,6 +63,14 @@ DEFAULT_INSTANCE = "c7i.large"
     type=click.Path(path_type=Path),
     help="frugal.yaml whose model --teacher names; its instance prices both.",
 )
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(0),
+    default=0.005,
+    show_default=True,
+    help="With --labels: accuracy the cascade may lose against the teacher alone, "
+    "as `frugal calibrate --max-drop`.",
+)
 @click.option("--name", help="The student's model name (default: TEACHER-student).")
 @click.option(
     "--holdout",
@@ -92,6 +100,7 @@ def distill(
     labels: Path | None,
     out_dir: Path,
     config_path: Path | None,
+    max_drop: float,
     name: str | None,
     holdout: float,
     instance_type: str | None,
@@ -130,6 +139,7 @@ def distill(
         labels=labels,
         name=name,
         holdout=holdout,
+        max_drop=max_drop,
         timing=timing,
     )
     print_distill(report)

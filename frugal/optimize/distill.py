@@ -12,7 +12,8 @@ The steps (docs/distill.md):
 5. both are timed by ``profile_model`` (what ``frugal profile`` runs) at batch 1 and a larger
    batch and priced by ``project_cost`` (what ``frugal plan`` uses): $ per 1k items of busy time;
 6. a cascade config is written (student first, teacher last); with ``labels`` its gate threshold
-   is the one ``frugal calibrate`` picks (the same code, with its defaults).
+   is the one ``frugal calibrate`` picks (the same code, with its defaults: half the labels
+   held out, 95% confidence; ``max_drop`` is calibrate's ``--max-drop``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def distill(
     labels: Path | None = None,
     name: str | None = None,
     holdout: float = 0.2,
+    max_drop: float = 0.005,
     timing: Timing | None = None,
     progress: bool = True,
 ) -> DistillReport:
@@ -184,7 +186,7 @@ def distill(
         config_path = _write_cascade(out_dir, teacher, entry, instance)
     calibration = None
     if labels is not None:
-        calibration = _calibrate(config_path, labels, progress)
+        calibration = _calibrate(config_path, labels, max_drop, progress)
     return DistillReport(
         teacher=teacher_side,
         student=student_side,
@@ -314,20 +316,24 @@ def _write_cascade(
     return path
 
 
-def _calibrate(config_path: Path, labels: Path, progress: bool) -> dict[str, Any]:
-    """The gate threshold ``frugal calibrate`` picks (its defaults), written into the config."""
+def _calibrate(config_path: Path, labels: Path, max_drop: float, progress: bool) -> dict[str, Any]:
+    """The gate threshold ``frugal calibrate`` picks (its defaults but ``max_drop``), written
+    into the config."""
     from frugal.optimize.tier_runs import calibrate
     from frugal.routing.calibrate import resolve_cascade
     from frugal.routing.calibrate_output import write_thresholds
 
     cascade = resolve_cascade(config_path, CASCADE_ENDPOINT)
-    result = calibrate(cascade, labels, progress=progress)
+    result = calibrate(cascade, labels, max_drop=max_drop, progress=progress)
+    teacher = result.singles[-1]["calibration"]
+    assert teacher is not None  # the calibration part is never empty
     out: dict[str, Any] = {
         "max_drop": result.target_value,
         "confidence": result.confidence,
         "calibration_items": int(result.calibration_rows.size),
         "holdout_items": int(result.holdout_rows.size),
-        "teacher_alone_accuracy": result.singles[-1]["calibration"].accuracy,  # type: ignore[union-attr]
+        "teacher_alone_accuracy": teacher.accuracy,
+        "teacher_alone_usd_per_1k": teacher.usd_per_1k,
     }
     chosen = result.chosen
     if chosen is None:

@@ -88,13 +88,14 @@ def _print_calibration(report: DistillReport, console: Any) -> None:
             f"{100 * cal['max_drop']:g} point(s) of the teacher at {cal['confidence']:g} "
             f"confidence on {cal['calibration_items']} items[/yellow]; {where} keeps the "
             "placeholder gate confidence >= 0.9: give more labeled items, then run "
-            f"`frugal calibrate {where} --endpoint distilled --data LABELS --write`"
+            f"`frugal calibrate {where} --endpoint distilled --data LABELS --write` "
+            "(or allow a larger --max-drop)"
         )
         return
     line = (
         f"cascade gate chosen by frugal calibrate: confidence >= {cal['threshold']:g} "
         f"(accuracy {_pct(cal['accuracy'])} vs the teacher alone "
-        f"{_pct(cal['teacher_alone_accuracy'])}, "
+        f"{_pct(cal['teacher_alone_accuracy'])} at ${cal['teacher_alone_usd_per_1k']:.3g} per 1k; "
         f"{100 * cal['escalation_rate']:.1f}% of items escalated, ${cal['usd_per_1k']:.3g} per 1k "
         f"on {cal['calibration_items']} items"
     )
@@ -107,8 +108,11 @@ def _print_calibration(report: DistillReport, console: Any) -> None:
 
 
 def _ratio(a: float, b: float) -> str:
-    """``a / b`` to three significant figures: a student is often 1000x cheaper."""
-    return f"{a / b:.3g}x" if b else "-"
+    """``a / b`` to three significant figures, as ``1/N`` below 1: a student is often 1000x
+    cheaper, and ``1/1.66e+03`` reads better than ``0.000602x``."""
+    if not b or not a:
+        return "-"
+    return f"{a / b:.3g}x" if a >= b else f"1/{b / a:.3g}"
 
 
 def _size(size: int | None) -> str:

@@ -78,6 +78,7 @@ def test_distill_end_to_end(setup: Path, tmp_path: Path) -> None:
     calibration = report["calibration"]
     assert calibration["calibration_items"] + calibration["holdout_items"] == 597
     assert calibration["confidence"] == 0.95 and calibration["max_drop"] == 0.005
+    assert calibration["teacher_alone_usd_per_1k"] > 0
     cascade = (out / "frugal.yaml").read_text()
     if calibration["threshold"] is not None:
         assert f">= {calibration['threshold']!r}" in cascade
