@@ -32,7 +32,7 @@ from frugal.optimize.profile import Profile, hardware_record
 from frugal.optimize.target import Target, display_path, load_target, resolve_target, sample_items
 from frugal.optimize.variants import Timing, step_progress, timed
 from frugal.routing.labels import same_label
-from frugal.runtimes import Model
+from frugal.runtimes import Model, sha256_of
 
 FORMAT = "frugal-distill/1"
 CASCADE_ENDPOINT = "distilled"
@@ -136,15 +136,9 @@ def distill(
     """Run the teacher, train, export, measure and calibrate (steps in the module docstring)."""
     from frugal.accounting import resolve_pricer
     from frugal.optimize.distill_teacher import run_teacher
-    from frugal.optimize.distill_train import export_onnx, feature_matrix, fit_student
     from frugal.optimize.quality import answers
 
     timing = timing or Timing()
-    if spec.kind != "sklearn":
-        raise InvalidInput(
-            "kind text is not built yet: distill a tabular teacher with kind sklearn",
-            field="kind",
-        )
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInput(f"-o {out_dir}: not a folder", field="-o")
     name = name or f"{teacher.config.name}-student"
@@ -160,19 +154,16 @@ def distill(
         advance(f"teacher {teacher.config.key} on {len(items)} items")
         taught = run_teacher(teacher_model, items, progress=False)
         train, held = _split(len(items), holdout, spec.seed)
-        x = feature_matrix(items)
-        advance(f"training {spec.estimator} on {train.size} items")
-        student, used = fit_student(spec, x[train], taught.take(train))
+        advance(f"training the student on {train.size} items")
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{name}.onnx"
-        export_onnx(student, x.shape[1], path)
-        target = resolve_target(path, threads=teacher.threads, device="cpu")
+        student = _train_and_export(spec, items, taught, train, held, out_dir, name)
+        target, used, entry = student.target, student.used, student.entry
         student_model = load_target(target)
         held_items = [items[i] for i in held]
         advance(f"student vs teacher on {held.size} held-out items")
         served = answers(student_model, held_items)
         agreement = _agree(served, [taught.labels[i] for i in held])
-        onnx_agreement = _agree(served, student.predict(x[held]).tolist())
+        onnx_agreement = _agree(served, student.held_labels)
         teacher_acc = student_acc = None
         if labeled is not None:
             teacher_acc = _agree(answers(teacher_model, labeled.items), labeled.labels)
@@ -182,7 +173,6 @@ def distill(
         teacher_side = _side(teacher, teacher_model, sample, timing, pricer, teacher_acc)
         student_side = _side(target, student_model, sample, timing, pricer, student_acc)
         advance("writing the cascade config")
-        entry = _models_entry(name, path, target.sha256, x.shape[1])
         config_path = _write_cascade(out_dir, teacher, entry, instance)
     calibration = None
     if labels is not None:
@@ -209,6 +199,52 @@ def distill(
         },
         hardware=hardware_record("cpu"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Student:
+    target: Target  # the exported student, as the server loads it
+    used: str  # "soft" or "hard"
+    entry: dict[str, Any]  # its models: entry
+    held_labels: list[Any]  # the in-memory student's answers on the held-out items
+
+
+def _train_and_export(
+    spec: StudentSpec,
+    items: list[Any],
+    taught: Any,
+    train: np.ndarray,
+    held: np.ndarray,
+    out_dir: Path,
+    name: str,
+) -> _Student:
+    """Fit the spec's student on the training rows, export it, and answer the held-out rows."""
+    path = out_dir / f"{name}.onnx"
+    if spec.kind == "text":
+        from frugal.optimize.distill_text import embed, export_head, fit_head, head_labels
+
+        x = embed(items)
+        head, classes, used = fit_head(spec, x[train], taught.take(train))
+        config = export_head(head, classes, path, name)
+        target = Target(
+            config=config,
+            source=path,
+            artifact=path,
+            sha256=sha256_of(path),
+            threads=1,
+            device="cpu",
+        )
+        entry = config.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+        entry = {"name": name, "version": "1", "runtime": "python", **entry}
+        return _Student(target, used, entry, head_labels(head, classes, x[held]))
+    from frugal.optimize.distill_train import export_onnx, feature_matrix, fit_student
+
+    x = feature_matrix(items)
+    estimator, used = fit_student(spec, x[train], taught.take(train))
+    export_onnx(estimator, x.shape[1], path)
+    target = resolve_target(path, threads=1, device="cpu")
+    entry = _models_entry(name, path, target.sha256, x.shape[1])
+    return _Student(target, used, entry, estimator.predict(x[held]).tolist())
 
 
 def _labeled(teacher: Target, model: Model, labels: Path | None) -> Any:

@@ -21,7 +21,8 @@ def print_distill(report: DistillReport, console: Any = None) -> None:
     inst, hw = report.instance, report.hardware
     table = Table(
         title=f"distill: {report.teacher.name} -> {report.student.name} "
-        f"({report.spec.estimator}, {report.targets_used} labels) on {hw['cpu_model']}, "
+        f"({report.spec.estimator or 'MiniLM head'}, {report.targets_used} labels) "
+        f"on {hw['cpu_model']}, "
         f"priced as {inst['type']} (${inst['price_usd_per_hour']:g}/h, {inst['slots']:g} slots)"
     )
     sizes = [p.batch_size for p in report.teacher.profile.points]
