@@ -41,7 +41,10 @@ def print_distill(report: DistillReport, console: Any = None) -> None:
         f"in-memory student on {100 * report.onnx_agreement:.2f}% of them"
     )
     console.print("$/1k: busy time only at full batches, as `frugal plan` prices a profile")
-    console.print("models: entry for frugal.yaml (path relative to the folder it was written in):")
+    where = (
+        " (path relative to the folder it was written in)" if "path" in report.models_entry else ""
+    )
+    console.print(f"models: entry for frugal.yaml{where}:")
     console.print(
         yaml.safe_dump([report.models_entry], sort_keys=False).rstrip(),
         markup=False,
