@@ -150,9 +150,9 @@ def distill(
             f"{data}: {len(items)} items; distilling needs at least {MIN_ITEMS}", field="--data"
         )
     labeled = _labeled(teacher, teacher_model, labels)
-    with step_progress(progress, 5, "distilling") as advance:
-        advance(f"teacher {teacher.config.key} on {len(items)} items")
-        taught = run_teacher(teacher_model, items, progress=False)
+    # the teacher's own bar counts items; rich shows one live display at a time, so it comes first
+    taught = run_teacher(teacher_model, items, progress=progress)
+    with step_progress(progress, 4, "distilling") as advance:
         train, held = _split(len(items), holdout, spec.seed)
         advance(f"training the student on {train.size} items")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -206,3 +206,29 @@ def test_missing_spec_file_names_the_flag(setup: Path, tmp_path: Path) -> None:
     result = invoke("distill", "--teacher", setup / "teacher.joblib", "--student-spec",
                     tmp_path / "nope.yaml", "--data", setup / "unlabeled.npz")  # fmt: skip
     assert result.exit_code == 2 and "--student-spec" in result.output
+
+
+def test_onnx_teacher_gives_soft_labels(models_dir: Path, setup: Path, tmp_path: Path) -> None:
+    """A skl2onnx classifier teacher's probability columns are matched to its labels: the
+    student learns soft labels from an ONNX file and follows it."""
+    out = tmp_path / "out"
+    teacher, data = models_dir / "digits-mlp.onnx", setup / "unlabeled.npz"
+    result = invoke("distill", "--teacher", teacher, "--student-spec", setup / "lr.yaml",
+                    "--data", data, "-o", out, *FAST)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "distill.json").read_text())
+    assert report["targets_used"] == "soft" and report["teacher"]["runtime"] == "onnx"
+    assert report["agreement"] >= 0.85
+
+
+def test_onnx_teacher_classes_follow_its_labels(models_dir: Path, digits01: Digits) -> None:
+    """The probability columns of an ONNX teacher are named by its label output: argmax of the
+    soft labels is the teacher's label on every item."""
+    x, _ = digits01
+    path = models_dir / "digits-mlp.onnx"
+    model = load_model(ModelConfig(name="t", runtime="onnx", path=path, sha256=sha256_of(path)))
+    answers = run_teacher(model, list(x[:300]), batch_size=50, progress=False)
+    assert answers.probabilities is not None and answers.classes is not None
+    argmax = [answers.classes[j] for j in answers.probabilities.argmax(axis=1)]
+    assert argmax == answers.labels
+    assert np.allclose(answers.probabilities.sum(axis=1), 1.0)
