@@ -25,18 +25,29 @@ from typing import Any
 
 import numpy as np
 
-from frugal.config import InstanceConfig, TensorSpec
+from frugal.config import InstanceConfig
 from frugal.errors import InvalidInput
+from frugal.optimize.distill_cascade import (
+    CASCADE_ENDPOINT,
+    calibrate_gate,
+    models_entry,
+    write_cascade,
+)
 from frugal.optimize.distill_spec import StudentSpec
 from frugal.optimize.profile import Profile, hardware_record
-from frugal.optimize.target import Target, display_path, load_target, resolve_target, sample_items
+from frugal.optimize.target import (
+    Target,
+    display_path,
+    limit_threads,
+    load_target,
+    resolve_target,
+    sample_items,
+)
 from frugal.optimize.variants import Timing, step_progress, timed
 from frugal.routing.labels import same_label
 from frugal.runtimes import Model, sha256_of
 
 FORMAT = "frugal-distill/1"
-CASCADE_ENDPOINT = "distilled"
-DEFAULT_GATE = 0.9  # the student's gate when no labels calibrate one
 MIN_ITEMS = 10
 
 
@@ -142,6 +153,8 @@ def distill(
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInput(f"-o {out_dir}: not a folder", field="-o")
     name = name or f"{teacher.config.name}-student"
+    if name == teacher.config.name:
+        raise InvalidInput(f"--name {name}: that is the teacher's name", field="--name")
     pricer = resolve_pricer(instance)
     teacher_model = load_target(teacher)
     items, _ = sample_items(teacher, teacher_model, data)
@@ -170,13 +183,14 @@ def distill(
             student_acc = _agree(answers(student_model, labeled.items), labeled.labels)
         advance("timing teacher and student")
         sample = held_items or items
-        teacher_side = _side(teacher, teacher_model, sample, timing, pricer, teacher_acc)
-        student_side = _side(target, student_model, sample, timing, pricer, student_acc)
+        with limit_threads(teacher.threads):  # BLAS pools at the worker's threads, as profile
+            teacher_side = _side(teacher, teacher_model, sample, timing, pricer, teacher_acc)
+            student_side = _side(target, student_model, sample, timing, pricer, student_acc)
         advance("writing the cascade config")
-        config_path = _write_cascade(out_dir, teacher, entry, instance)
+        config_path = write_cascade(out_dir, teacher, entry, instance)
     calibration = None
     if labels is not None:
-        calibration = _calibrate(config_path, labels, max_drop, progress)
+        calibration = calibrate_gate(config_path, labels, max_drop, progress)
     return DistillReport(
         teacher=teacher_side,
         student=student_side,
@@ -243,7 +257,7 @@ def _train_and_export(
     estimator, used = fit_student(spec, x[train], taught.take(train))
     export_onnx(estimator, x.shape[1], path)
     target = resolve_target(path, threads=1, device="cpu")
-    entry = _models_entry(name, path, target.sha256, x.shape[1])
+    entry = models_entry(name, path, target.sha256, x.shape[1])
     return _Student(target, used, entry, estimator.predict(x[held]).tolist())
 
 
@@ -306,87 +320,6 @@ def _side(
         usd_per_1k=usd,
         accuracy=accuracy,
     )
-
-
-def _models_entry(name: str, path: Path, sha256: str | None, features: int) -> dict[str, Any]:
-    """The student's ``models:`` entry for frugal.yaml (path as the cascade config sees it)."""
-    spec = TensorSpec(name="X", datatype="FP32", shape=[-1, features])
-    return {
-        "name": name,
-        "version": "1",
-        "runtime": "onnx",
-        "path": path.name,
-        "sha256": sha256,
-        "inputs": [spec.model_dump(mode="json")],
-    }
-
-
-def _write_cascade(
-    out_dir: Path, teacher: Target, entry: dict[str, Any], instance: InstanceConfig
-) -> Path:
-    """``out_dir/frugal.yaml``: both models and an endpoint cascading student -> teacher."""
-    import yaml
-
-    config = teacher.config
-    if config.path is not None:  # absolute: the config sits in out_dir, the teacher elsewhere
-        config = config.model_copy(update={"path": config.path.resolve()})
-    teacher_entry = config.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-    teacher_entry = {"name": config.name, "runtime": config.runtime, **teacher_entry}
-    data = {
-        "instance": instance.model_dump(mode="json", exclude_none=True),
-        "models": [entry, teacher_entry],
-        "endpoints": [
-            {
-                "name": CASCADE_ENDPOINT,
-                "route": {
-                    "cascade": [
-                        {"model": entry["name"], "accept": {"confidence": f">= {DEFAULT_GATE}"}},
-                        {"model": config.key},
-                    ]
-                },
-            }
-        ],
-    }
-    path = out_dir / "frugal.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def _calibrate(config_path: Path, labels: Path, max_drop: float, progress: bool) -> dict[str, Any]:
-    """The gate threshold ``frugal calibrate`` picks (its defaults but ``max_drop``), written
-    into the config."""
-    from frugal.optimize.tier_runs import calibrate
-    from frugal.routing.calibrate import resolve_cascade
-    from frugal.routing.calibrate_output import write_thresholds
-
-    cascade = resolve_cascade(config_path, CASCADE_ENDPOINT)
-    result = calibrate(cascade, labels, max_drop=max_drop, progress=progress)
-    teacher = result.singles[-1]["calibration"]
-    assert teacher is not None  # the calibration part is never empty
-    out: dict[str, Any] = {
-        "max_drop": result.target_value,
-        "confidence": result.confidence,
-        "calibration_items": int(result.calibration_rows.size),
-        "holdout_items": int(result.holdout_rows.size),
-        "teacher_alone_accuracy": teacher.accuracy,
-        "teacher_alone_usd_per_1k": teacher.usd_per_1k,
-    }
-    chosen = result.chosen
-    if chosen is None:
-        out.update(threshold=None, written=False)
-        return out
-    write_thresholds(config_path, CASCADE_ENDPOINT, chosen.thresholds)
-    held = result.chosen_holdout
-    out.update(
-        threshold=chosen.thresholds[0],
-        written=True,
-        accuracy=chosen.accuracy,
-        usd_per_1k=chosen.usd_per_1k,
-        escalation_rate=chosen.escalation_rate,
-        holdout_accuracy=None if held is None else held.accuracy,
-        holdout_escalation_rate=None if held is None else held.escalation_rate,
-    )
-    return out
 
 
 __all__ = ["CASCADE_ENDPOINT", "FORMAT", "DistillReport", "Side", "display_path", "distill"]
