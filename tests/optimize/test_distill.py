@@ -180,6 +180,7 @@ def test_teacher_named_in_a_config(setup: Path, tmp_path: Path) -> None:
         (LR_SPEC, ("--data", "data.txt"), "--data data.txt: file not found"),
         (LR_SPEC, ("--labels", "unlabeled.npz"), "--labels"),
         (LR_SPEC, ("--config", "none.yaml"), "--config none.yaml: file not found"),
+        (LR_SPEC, ("--name", "teacher"), "--name teacher: that is the teacher's name"),
     ],
 )  # fmt: skip
 def test_bad_inputs_exit_2_naming_the_field(
