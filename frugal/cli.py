@@ -21,6 +21,7 @@ from frugal.commands import (
     calibrate,
     check,
     demo,
+    distill,
     export,
     keys,
     ledger,
@@ -62,7 +63,7 @@ def main() -> None:
 # In the order `frugal --help` has always listed them (click sorts by name anyway).
 for command in (
     serve, validate, report, demo, cache, profile, quantize, prune, plan, check, calibrate, route,
-    keys, audit, ledger, simulate, export, alerts,
+    keys, audit, ledger, simulate, export, alerts, distill,
 ):  # fmt: skip
     main.add_command(command)
 

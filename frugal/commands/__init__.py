@@ -5,6 +5,7 @@ from frugal.commands.alerts import alerts
 from frugal.commands.cache import cache
 from frugal.commands.capacity import check, plan
 from frugal.commands.demo import demo
+from frugal.commands.distill import distill
 from frugal.commands.export import export
 from frugal.commands.profile import profile
 from frugal.commands.report import report
@@ -21,6 +22,7 @@ __all__ = [
     "calibrate",
     "check",
     "demo",
+    "distill",
     "export",
     "keys",
     "ledger",
