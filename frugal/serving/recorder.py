@@ -53,6 +53,7 @@ class Finished:
     route: str = ""
     degraded: bool = False
     shadow: bool = False  # shadow spend: in the ledger, not in request metrics or budgets
+    tier: str = ""  # the caller's tier (its key's, or x-frugal-tier without auth)
 
 
 class Recorder:
@@ -218,6 +219,7 @@ def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> Led
         shadow=done.shadow,
         model_usd=model_usd,
         tier_costs=tier_costs(done),
+        tier=done.tier,
     )
 
 
