@@ -179,6 +179,8 @@ class Batcher:
         wait_s = self.expected_wait_s(items, now, queued)
         if wait_s is None:  # no batch has finished yet: max_queue alone bounds the queue
             return
+        if self.tiers is not None:  # higher tiers arriving meanwhile pass a lower one
+            wait_s *= self.tiers.stretch(rank)
         over_s = wait_s * self.config.admit_wait_factor - (deadline - now)
         if over_s <= 0:
             return

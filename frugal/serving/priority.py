@@ -8,7 +8,11 @@ the next batch takes and how much of the queue a new item counts as ahead of it:
   held past the bound however much higher-tier work keeps arriving;
 - expected-wait admission counts, for a new item, only the waiting items that will go before
   it (its tier and above, and any starved ones): under overload the lowest tier sees the whole
-  queue and is refused first, while a higher tier is still admitted.
+  queue and is refused first, while a higher tier is still admitted;
+- a lower tier's expected wait is stretched by the share of recent work that went to higher
+  tiers (``stretch``): those keep arriving and pass it while it waits, so without it a lower
+  tier is admitted on a wait it will not get, and answered 504 (or starves, and then delays the
+  higher tiers) instead of refused at once with 503.
 
 Without a ``priority`` section none of this runs: the batcher keeps its FIFO path untouched.
 A tier not configured (or none) is served as the lowest configured tier.
@@ -38,6 +42,7 @@ class Waiting(Protocol):
 
 
 P = TypeVar("P", bound=Waiting)
+SERVED_DECAY = 0.995  # per item served: the tiers' shares follow the last few hundred items
 
 
 class TierOrder:
@@ -67,6 +72,18 @@ class TierQueue:
         # A histogram of queue waits per tier: counts per LATENCY_BUCKETS bound (+Inf last).
         self.wait_buckets = [[0] * (len(LATENCY_BUCKETS) + 1) for _ in range(tiers)]
         self.wait_sum_s = [0.0] * tiers
+        self._served = [0.0] * tiers  # items served by tier, decayed per item: recent shares
+
+    def stretch(self, rank: int) -> float:
+        """How much longer than its queue says an item of ``rank`` waits: 1 / the share of
+        recent capacity that went to its tier and below (at most 10x)."""
+        if rank == 0:
+            return 1.0
+        total = sum(self._served)
+        if total <= 0:
+            return 1.0
+        higher = sum(self._served[:rank]) / total
+        return 1 / max(0.1, 1 - higher)
 
     def ahead(self, queue: Sequence[Waiting], rank: int, now: float) -> int:
         """How many waiting items go before a new item of ``rank``: O(queue), only on the
@@ -112,8 +129,14 @@ class TierQueue:
         counts[reason] = counts.get(reason, 0) + 1
 
     def observe_waits(self, batch: Sequence[Waiting], waits_s: Sequence[float]) -> None:
-        """Queue wait by tier: a bucket increment per item, no metric lookups."""
+        """Queue wait by tier (a bucket increment per item, no metric lookups), and the tiers'
+        recent shares of the work served."""
+        decay = SERVED_DECAY ** len(batch)
+        served = self._served
+        for rank in range(len(served)):
+            served[rank] *= decay
         for p, wait_s in zip(batch, waits_s, strict=True):
+            served[p.rank] += 1
             self.wait_buckets[p.rank][bisect.bisect_left(LATENCY_BUCKETS, wait_s)] += 1
             self.wait_sum_s[p.rank] += wait_s
 
