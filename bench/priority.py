@@ -67,9 +67,10 @@ def write_config(folder: Path, args: argparse.Namespace, priority: bool) -> Path
 
 async def open_loop(
     port: int, requests: dict[str, list[bytes]], tiers: list[str], rate: float
-) -> tuple[list[tuple[str, int, float]], float]:
-    """Request i (of tier ``tiers[i]``) starts at t0 + i/rate: (tier, status, latency_ms)."""
-    answers: list[tuple[str, int, float]] = []
+) -> tuple[list[tuple[str, int, float, float]], float]:
+    """Request i (of tier ``tiers[i]``) starts at t0 + i/rate: (tier, status, latency_ms,
+    scheduled second)."""
+    answers: list[tuple[str, int, float, float]] = []
 
     async def one(i: int, at: float) -> None:
         tier = tiers[i]
@@ -80,7 +81,7 @@ async def open_loop(
             )
         except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError):
             status = -1
-        answers.append((tier, status, 1000 * (time.perf_counter() - at)))
+        answers.append((tier, status, 1000 * (time.perf_counter() - at), i / rate))
 
     lag = await send_on_schedule(rate, len(tiers), one, time.perf_counter() + 0.05)
     return answers, lag
@@ -128,7 +129,7 @@ def run_one(args: argparse.Namespace, folder: Path, secrets: dict[str, str], pri
     out: dict[str, Any] = {"queue": name, "rate": rate, "sent": total,
                            "client_max_lag_ms": 1000 * lag, "tiers": {}}  # fmt: skip
     for tier in TIERS:
-        mine = [(s, ms) for t, s, ms in answers if t == tier]
+        mine = [(s, ms) for t, s, ms, _ in answers if t == tier]
         by: dict[int, int] = {}
         for status, _ in mine:
             by[status] = by.get(status, 0) + 1
@@ -142,6 +143,12 @@ def run_one(args: argparse.Namespace, folder: Path, secrets: dict[str, str], pri
             "within_slo": pct(ok, 99) <= args.slo_ms,
             "server_ok_p50_ms": pct(server_ms.get(tier, []), 50),
             "server_ok_p99_ms": pct(server_ms.get(tier, []), 99),
+            # per second of the run: (requests, answered 200, their p99 ms)
+            "by_second": [
+                (len(sec), len(ok_s := [ms for s, ms in sec if s == 200]), pct(ok_s, 99))
+                for second in range(int(args.seconds))
+                if (sec := [(s, ms) for t, s, ms, at in answers if t == tier and int(at) == second])
+            ],
         }
     return out
 
