@@ -23,6 +23,7 @@ from frugal.access import KeyStore
 from frugal.accounting import Pricer, build_report
 from frugal.config import BatchingConfig, PriorityConfig, parse_config
 from frugal.errors import ConfigError, Overloaded
+from frugal.runtimes import SizedModel
 from frugal.serving.batcher import Batcher
 from frugal.serving.priority import TierOrder
 from frugal.types import ModelRef, Prediction
@@ -146,6 +147,58 @@ async def test_expected_wait_refuses_a_lower_tier_that_a_higher_one_passes(
         await q.wait()
 
 
+class SteppedSizedDigits(SteppedDigits):
+    """Stepped digits whose items have a size: the number of non-zero pixels."""
+
+    def item_size(self, item: np.ndarray) -> int:
+        return int(np.count_nonzero(item[1:]))
+
+
+async def test_a_sized_batch_takes_no_lower_tier_ahead_of_a_waiting_higher_one(
+    digits_model_file: Path, digits: Any, pool: ThreadPoolExecutor
+) -> None:
+    """Shape-aware batching under priority: the batch forms around the first premium item and
+    takes only premium items, though free items of the very same size wait."""
+    model = SteppedSizedDigits(digits_model_file)
+    batcher = tiered(model, pool, max_batch_size=4)
+    assert isinstance(model, SizedModel)  # so the batcher takes the shape-aware path
+
+    def same_size(ident: int) -> np.ndarray:
+        row = item(0, digits)  # one digit for all: every item has the same size
+        row[0] = ident
+        return row
+
+    busy = batcher.submit([same_size(0)], math.inf, FREE)
+    await asyncio.to_thread(model.called.wait, 10)
+    same = [batcher.submit([same_size(i)], math.inf, FREE) for i in (1, 2)]
+    premium = [batcher.submit([same_size(i)], math.inf, PREMIUM) for i in (3, 4)]
+    model.steps.release(10)
+    for waiting in [busy, *same, *premium]:
+        assert all(o.error is None for o in await waiting.wait())
+    assert model.batches[0] == [0]
+    assert sorted(model.batches[1]) == [3, 4]  # premium alone, whatever sizes the free ones had
+    assert sorted(i for b in model.batches[2:] for i in b) == [1, 2]
+
+
+async def test_drain_answers_every_tier(
+    digits_model_file: Path, digits: Any, pool: ThreadPoolExecutor
+) -> None:
+    """Shutdown's drain answers every queued item of every tier, as without priority."""
+    model = SteppedDigits(digits_model_file)
+    batcher = tiered(model, pool, max_batch_size=3)
+    busy = batcher.submit([item(0, digits)], math.inf, FREE)
+    await asyncio.to_thread(model.called.wait, 10)
+    queued = [batcher.submit([item(i, digits)], math.inf, i % 3) for i in range(1, 10)]
+    model.steps.release(10)
+    await batcher.drain()
+    outcomes = [o for w in [busy, *queued] for o in await w.wait()]
+    assert len(outcomes) == 10 and all(o.error is None for o in outcomes)
+    assert sorted(i for b in model.batches for i in b) == list(range(10))
+    with pytest.raises(Overloaded):
+        batcher.submit([item(11, digits)], math.inf, PREMIUM)
+    assert batcher.tiers is not None and batcher.tiers.refused[PREMIUM] == {"draining": 1}
+
+
 def test_priority_config_errors_name_the_field(digits_model_file: Path, tmp_path: Path) -> None:
     """Duplicate or empty tiers and a bad starvation bound are config errors naming the field."""
     cases = {
@@ -257,9 +310,15 @@ def test_without_auth_the_tier_header_sets_the_tier(
     assert eventually(lambda: t if len(t := tiers()) == 11 else None, "11 rows") == (
         ["gold"] + [""] * 10
     )
+    v2 = httpx.post(f"{server.url}/v2/models/slow/infer", headers={"x-frugal-tier": "silver"},
+                    json={"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64],
+                                      "data": row}]}, timeout=30)  # fmt: skip
+    assert v2.status_code == 200, v2.text
+    eventually(lambda: len(tiers()) == 12, "12 rows")
+    assert tiers()[-1] == "silver"
     assert "frugal_tier_queue" not in httpx.get(f"{server.url}/metrics").text
     report = {r.key: r.requests for r in build_report(ledger, by="tier").rows}
-    assert report == {"gold": 1, "(none)": 10}
+    assert report == {"gold": 1, "(none)": 10, "silver": 1}
 
 
 def test_report_by_tier_through_the_cli(tmp_path: Path, digits_model_file: Path,
