@@ -61,6 +61,7 @@ class LedgerRow:
     model_usd: float = 0.0  # the model's share of cost_usd
     overhead_usd: float = 0.0  # the server's own work (HTTP, JSON, admission, ledger) for it
     tier_costs: str = ""  # model_usd per version that ran its items: see tier_costs.py
+    tier: str = ""  # the caller's tier (server.priority serves by it); "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,8 @@ class QueuedLedger:
             (row.ts, self.run_id, row.request_id, row.endpoint, row.model, row.version, row.items,
              row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
              row.status, row.cache, row.saved_usd, row.key, row.tokens, row.route,
-             int(row.degraded), int(row.shadow), model_usd, row.overhead_usd, row.tier_costs),
+             int(row.degraded), int(row.shadow), model_usd, row.overhead_usd, row.tier_costs,
+             row.tier),
         ))  # fmt: skip
 
     def add_overhead(self, overhead_usd: float) -> None:

@@ -43,8 +43,11 @@ CREATE TABLE IF NOT EXISTS requests (
   tokens BIGINT NOT NULL DEFAULT 0, route TEXT NOT NULL DEFAULT '',
   degraded BIGINT NOT NULL DEFAULT 0, shadow BIGINT NOT NULL DEFAULT 0,
   model_usd DOUBLE PRECISION NOT NULL DEFAULT 0, overhead_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-  tier_costs TEXT NOT NULL DEFAULT '', seq BIGINT NOT NULL DEFAULT 0
+  tier_costs TEXT NOT NULL DEFAULT '', seq BIGINT NOT NULL DEFAULT 0,
+  tier TEXT NOT NULL DEFAULT ''
 );
+-- Columns added after a database may have been created (older rows read the default).
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS tier TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE INDEX IF NOT EXISTS requests_key ON requests (key_name, ts);
 CREATE INDEX IF NOT EXISTS requests_run_seq ON requests (run_id, seq);
@@ -76,7 +79,7 @@ COLUMNS = {
         "ts", "run_id", "request_id", "endpoint", "model", "version", "items", "batch_size",
         "queue_ms", "compute_ms", "latency_ms", "cost_usd", "status", "cache", "saved_usd",
         "key_name", "tokens", "route", "degraded", "shadow", "model_usd", "overhead_usd",
-        "tier_costs", "seq",
+        "tier_costs", "tier", "seq",
     ),
     "payloads": ("ts", "request_id", "endpoint", "key_name", "request", "response", "expires"),
     "batches": (

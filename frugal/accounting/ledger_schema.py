@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS requests (
   tokens INTEGER NOT NULL DEFAULT 0, route TEXT NOT NULL DEFAULT '',
   degraded INTEGER NOT NULL DEFAULT 0, shadow INTEGER NOT NULL DEFAULT 0,
   model_usd REAL NOT NULL DEFAULT 0, overhead_usd REAL NOT NULL DEFAULT 0,
-  tier_costs TEXT NOT NULL DEFAULT ''
+  tier_costs TEXT NOT NULL DEFAULT '', tier TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE INDEX IF NOT EXISTS requests_key ON requests (key_name, ts);
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS runs (
 # Rows per INSERT statement, largest first: a batch is cut greedily into these sizes. A fixed
 # few sizes, not one statement per batch size: sqlite3 caches every distinct statement text
 # (128 of them), and a 500-row INSERT's compiled program is large, so one size per batch held
-# ~40 MB in the writer thread after a minute of overload (bench/soak.py). 256 x 23 columns stays
+# ~40 MB in the writer thread after a minute of overload (bench/soak.py). 256 x 24 columns stays
 # under SQLite's 32,766 bound parameters.
 INSERT_SIZES = (256, 64, 16, 4, 1)
 
@@ -99,6 +99,7 @@ _ADDED_COLUMNS = (
     ("requests", "model_usd", "REAL NOT NULL DEFAULT 0"),
     ("requests", "overhead_usd", "REAL NOT NULL DEFAULT 0"),
     ("requests", "tier_costs", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "tier", "TEXT NOT NULL DEFAULT ''"),  # the caller's tier; older rows: ''
     ("runs", "heartbeat", "REAL"),  # NULL on older runs: billed to their last request
     ("runs", "ready", "REAL"),
 )

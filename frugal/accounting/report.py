@@ -29,7 +29,8 @@ from frugal.accounting.tier_costs import parse_tier_costs
 from frugal.config import is_postgres_url
 from frugal.errors import ConfigError, InvalidInput
 
-GroupBy = Literal["endpoint", "model", "version"]
+GroupBy = Literal["endpoint", "model", "version", "tier"]
+NO_TIER = "(none)"  # by tier: the group of requests whose caller had no tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,24 +195,27 @@ _MODEL_USD = "CASE WHEN model_usd = 0 AND overhead_usd = 0 THEN cost_usd ELSE mo
 
 
 def _build(db: SqlReader, since: float, until: float, by: GroupBy) -> Report:
+    # The tier column is read only by tier: a PostgreSQL ledger no server has migrated yet
+    # lacks it, and the other groupings must still read it.
+    tier_column = "tier" if by == "tier" else "''"
     rows = db.execute(
         "SELECT endpoint, model, version, shadow, latency_ms, status, items, batch_size, cache, "
-        f"saved_usd, degraded, {_MODEL_USD}, overhead_usd, tier_costs FROM requests "
-        "WHERE ts >= ? AND ts <= ?",
+        f"saved_usd, degraded, {_MODEL_USD}, overhead_usd, tier_costs, {tier_column} "
+        "FROM requests WHERE ts >= ? AND ts <= ?",
         (since, until),
     ).fetchall()
     groups: dict[str, _Group] = {}
     total = _Group()
     for (endpoint, model, version, shadow, latency_ms, status, items, batch_size, cache,
-         saved_usd, degraded, model_usd, overhead_usd, tier_costs) in rows:  # fmt: skip
-        group = _group(groups, _key(by, endpoint, f"{model}:{version}", shadow), shadow)
+         saved_usd, degraded, model_usd, overhead_usd, tier_costs, who) in rows:  # fmt: skip
+        group = _group(groups, _key(by, endpoint, f"{model}:{version}", shadow, who), shadow)
         counted = (latency_ms, status, items, batch_size, cache, saved_usd, degraded)
         group.count(*counted)
         if not shadow:  # in the total, shadow copies add their cost but count as no request
             total.count(*counted)
         # Request counts, latency and overhead stay with the version that answered; by model
         # or version, the model dollars go to each tier that ran items (the rest stays too).
-        tiers = parse_tier_costs(tier_costs) if by != "endpoint" and tier_costs else []
+        tiers = parse_tier_costs(tier_costs) if by in ("model", "version") and tier_costs else []
         for tier, usd in tiers:
             _group(groups, _key(by, endpoint, tier, shadow), shadow).model_usd.append(usd)
         rest = model_usd - math.fsum(usd for _, usd in tiers)
@@ -248,10 +252,10 @@ def _group(groups: dict[str, _Group], key: str, shadow: int) -> _Group:
     return groups[key]
 
 
-def _key(by: GroupBy, endpoint: str, model_version: str, shadow: int) -> str:
+def _key(by: GroupBy, endpoint: str, model_version: str, shadow: int, tier: str = "") -> str:
     """A row's group; shadow copies group apart ("digits (shadow)"): spend that answered no one."""
     key = {"endpoint": endpoint, "model": model_version.partition(":")[0],
-           "version": model_version}[by]  # fmt: skip
+           "version": model_version, "tier": tier or NO_TIER}[by]  # fmt: skip
     return f"{key} (shadow)" if shadow else key
 
 

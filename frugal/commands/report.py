@@ -47,11 +47,12 @@ from frugal.commands.durations import parse_since
 )
 @click.option(
     "--by",
-    type=click.Choice(["endpoint", "model", "version"]),
+    type=click.Choice(["endpoint", "model", "version", "tier"]),
     default="endpoint",
     show_default=True,
-    help="Group rows by endpoint, model or version (name:version). By model or version, a "
-    "cascaded request's model dollars go to every tier that ran its items.",
+    help="Group rows by endpoint, model, version (name:version) or the caller's tier (its key's "
+    "tier; (none) without one). By model or version, a cascaded request's model dollars go to "
+    "every cascade tier that ran its items.",
 )
 @click.option(
     "--format",

@@ -104,6 +104,29 @@ class CorsConfig(_Section):
     max_age_s: Annotated[int, Field(ge=0)] = 600
 
 
+class PriorityConfig(_Section):
+    """Priority by caller tier (docs/priority.md): a model's queue serves higher tiers first and
+    sheds lower tiers first under overload. Absent: one FIFO queue, as cheap as before.
+
+    A caller's tier is its API key's ``tier`` (``x-frugal-tier`` without auth); a tier not
+    listed here, or none, is served as the last (lowest) one listed."""
+
+    tiers: list[str] = Field(min_length=1, max_length=16)  # highest first
+    # A waiting item older than this is served next whatever its tier: a bound on starvation.
+    starvation_ms: Annotated[float, Field(gt=0, le=600_000)] = 500.0
+
+    @model_validator(mode="after")
+    def _check_tiers(self) -> PriorityConfig:
+        seen: set[str] = set()
+        for i, tier in enumerate(self.tiers):
+            if not tier or len(tier) > 64 or not tier.isprintable():
+                raise _FieldError(f"tiers[{i}]", "a tier is a printable name of 1 to 64 characters")
+            if tier in seen:
+                raise _FieldError(f"tiers[{i}]", f"tier {tier!r} is listed twice")
+            seen.add(tier)
+        return self
+
+
 class ServerConfig(_Section):
     """What one server process accepts; docs/serving.md#under-hostile-load says why each
     bound exists and what a client sees past it."""
@@ -137,6 +160,7 @@ class ServerConfig(_Section):
     log_format: Literal["text", "json"] = "text"
     # The share of requests that get a log line at info (every request does at debug).
     log_sample: Annotated[float, Field(ge=0, le=1)] = 0.01
+    priority: PriorityConfig | None = None  # absent: FIFO, every caller alike
 
 
 __all__ = [
@@ -144,6 +168,7 @@ __all__ = [
     "AuthConfig",
     "CorsConfig",
     "LedgerConfig",
+    "PriorityConfig",
     "ServerConfig",
     "is_postgres_url",
     "postgres_url_problem",

@@ -173,7 +173,8 @@ class RemoteQueue:
     def batch_cost(self) -> tuple[float, float] | None:
         return None
 
-    def submit(self, items: Sequence[Item], deadline: float) -> _RemoteCall:
+    def submit(self, items: Sequence[Item], deadline: float, rank: int = 0) -> _RemoteCall:
+        # rank (server.priority) is not sent on: each replica's queue serves its calls FIFO.
         if not self.accepting:
             self.refused["draining"] += 1
             raise Overloaded(f"model {self.key} is shutting down", retry_after_s=1.0)

@@ -49,6 +49,7 @@ class Caller:
     """The admitted caller; ``key`` is None when auth is off."""
 
     key: ApiKey | None = None
+    given_tier: str | None = None  # x-frugal-tier, counted only without auth (no elevation)
 
     @property
     def name(self) -> str:
@@ -56,7 +57,14 @@ class Caller:
 
     @property
     def tier(self) -> str | None:
-        return self.key.tier if self.key is not None else None
+        return self.key.tier if self.key is not None else self.given_tier
+
+    def with_tier_header(self, header: str | None) -> Caller:
+        """Without auth, the tier a request names in ``x-frugal-tier`` (cut to 64 characters:
+        it reaches the ledger); a key's own tier is never overridden."""
+        if self.key is not None or not header:
+            return self
+        return Caller(None, header[:64])
 
     def user_scope(self, header: str | None) -> str | None:
         """The cache's "user": the key, refined by ``x-frugal-user`` (never another key's)."""

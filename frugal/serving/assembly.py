@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from frugal.observability import (
     RequestLog,
     ServingMetrics,
 )
+from frugal.observability.priority_metrics import TierCollector, TierQueueState
 from frugal.routing import build_llm_cascades
 from frugal.routing.drift import DriftMonitor
 from frugal.routing.rules import Load, RuleRouter
@@ -52,6 +53,7 @@ from frugal.serving.controller import build_controller, controlled_latencies
 from frugal.serving.drift_check import DriftCheck, DriftEvents
 from frugal.serving.engine import Endpoint, Engine
 from frugal.serving.model_queue import ModelQueue
+from frugal.serving.priority import TierOrder
 from frugal.serving.recorder import Recorder
 from frugal.serving.route_builder import RouterBuilder
 from frugal.serving.route_control import RouteControl
@@ -129,6 +131,8 @@ def start_engine(
     slot_pool = ThreadPoolExecutor(pricer.workers, thread_name_prefix=MODEL_THREAD_PREFIX)
     latencies = controlled_latencies(config)  # None: no controller
     on_batch = recorder.batch if latencies is None else latencies.after(recorder.batch)
+    priority = config.server.priority
+    tiers = TierOrder(priority) if priority is not None else None  # None: FIFO queues
     batchers = {
         m.key: Batcher(
             assembly.models[m.key],
@@ -136,6 +140,7 @@ def start_engine(
             slot_pool=slot_pool,
             pricer=pricer,
             on_batch=on_batch,
+            tiers=tiers,
         )
         for m in config.local_models
         if m.key not in remote
@@ -154,6 +159,8 @@ def start_engine(
     metrics.watch_batchers(
         lambda: (BatcherState(k, q.queue_depth, q.batch_cost, q.refused) for k, q in queues.items())
     )
+    if tiers is not None:
+        metrics.registry.register(TierCollector(lambda: _tier_states(batchers)))
     warmup = {
         e.name: read_warmup(e.cache.warmup, f"endpoints[{i}].cache.warmup")
         for i, e in enumerate(config.endpoints)
@@ -168,7 +175,17 @@ def start_engine(
         )  # fmt: skip
     return Engine(config, batchers=batchers, endpoints=endpoints, recorder=recorder,
                   routes=routes, slot_pool=slot_pool, warmup=warmup, remote=remote,
-                  controller=controller)  # fmt: skip
+                  controller=controller, tiers=tiers)  # fmt: skip
+
+
+def _tier_states(batchers: dict[str, Batcher]) -> Iterator[TierQueueState]:
+    for key, batcher in batchers.items():
+        book = batcher.tiers
+        if book is None:
+            continue
+        for rank, tier in enumerate(book.order.tiers):
+            yield TierQueueState(key, tier, book.refused[rank], book.wait_buckets[rank],
+                                 book.wait_sum_s[rank])  # fmt: skip
 
 
 def build_engine(config: FrugalConfig, *, processes: int = 1) -> Engine:

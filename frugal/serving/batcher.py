@@ -19,6 +19,10 @@ Shape-aware: for a ``SizedModel`` the batch is a run of similar-sized waiting it
 oldest one, as many as its measured cost of padding says pay (``sizing.py``); no item starves,
 since the oldest always goes next.
 
+Priority by caller tier (``server.priority``, off by default): the queue stays in arrival
+order, and ``priority.py`` picks each batch (higher tiers first, starved items before all) and
+counts only the items ahead of a new one's tier for its expected wait.
+
 Event-driven: no task polls; submits, timers and finished batches call ``_dispatch``. The model
 call runs in the slot pool (a thread per slot), bisecting a failing batch there so only the bad
 items fail. Any error inside the loop's own code fails the items it holds instead of hanging them.
@@ -39,6 +43,7 @@ from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
 from frugal.errors import DeadlineExceeded, FrugalError, ModelFailed, Overloaded
 from frugal.runtimes import Model, SizedModel, predict_isolated
+from frugal.serving.priority import TierOrder, TierQueue
 from frugal.serving.service_time import RecentLinearFit, ServiceTime
 from frugal.serving.sizing import choose_window
 from frugal.types import BatchStats, Item, ItemOutcome, Prediction
@@ -57,6 +62,7 @@ class _Pending:
     deadline: float  # monotonic
     future: asyncio.Future[ItemOutcome] = field(repr=False)
     running: bool = False  # taken into a batch: past the point where a deadline can stop it
+    rank: int = 0  # caller tier, 0 highest: read only with server.priority (priority.py)
 
 
 @dataclass(slots=True)
@@ -87,6 +93,7 @@ class Batcher:
         slot_pool: Executor,
         pricer: Pricer,
         on_batch: Callable[[BatchStats], None] = lambda stats: None,
+        tiers: TierOrder | None = None,
     ) -> None:
         self.model = model
         self.key = model.ref.key
@@ -108,6 +115,7 @@ class Batcher:
         self._parallel = max(1, min(batching.workers, pricer.workers))  # batches at once
         self.refused = dict.fromkeys(REFUSAL_REASONS, 0)  # submits refused, by reason
         self.accepting = True
+        self.tiers = TierQueue(tiers) if tiers is not None else None  # None: FIFO
 
     # ---- what requests call -------------------------------------------------------------
 
@@ -126,17 +134,18 @@ class Batcher:
         """(overhead_s, per_unit_s) fitted on recent batches of a sized model, once known."""
         return self._cost_fit.estimate() if self._sized else None
 
-    def submit(self, items: Sequence[Item], deadline: float) -> Submission:
+    def submit(self, items: Sequence[Item], deadline: float, rank: int = 0) -> Submission:
         """Queue items of one request; each resolves to an ItemOutcome, errors included.
 
         Raises ``Overloaded`` (nothing queued, nothing spent) when the server is draining, the
         queue would pass ``max_queue``, or the items could not be answered by ``deadline``.
+        ``rank``: the caller's tier (0 highest), used only with ``server.priority``.
         """
         if not self.accepting:
-            self.refused["draining"] += 1
+            self._count_refusal("draining", rank)
             raise Overloaded(f"model {self.key} is shutting down", retry_after_s=1.0)
         if len(self._queue) + len(items) > self.config.max_queue:
-            self.refused["queue_full"] += 1
+            self._count_refusal("queue_full", rank)
             raise Overloaded(
                 f"model {self.key} has {len(self._queue)} items queued "
                 f"(max_queue {self.config.max_queue})",
@@ -145,11 +154,11 @@ class Batcher:
             )
         now = time.monotonic()
         if self.config.admit_wait_factor and (self._queue or self._running):
-            self._admit_by_wait(len(items), deadline, now)
+            self._admit_by_wait(len(items), deadline, now, rank)
         loop = asyncio.get_running_loop()
         sizes = [self.model.item_size(i) for i in items] if self._sized else None  # type: ignore[attr-defined]
         pendings = [
-            _Pending(item, sizes[i] if sizes else 1, now, deadline, loop.create_future())
+            _Pending(item, sizes[i] if sizes else 1, now, deadline, loop.create_future(), rank=rank)
             for i, item in enumerate(items)
         ]
         self._queue.extend(pendings)
@@ -160,33 +169,46 @@ class Batcher:
         self._dispatch()
         return Submission([p.future for p in pendings], timer)
 
-    def _admit_by_wait(self, items: int, deadline: float, now: float) -> None:
+    def _admit_by_wait(self, items: int, deadline: float, now: float, rank: int) -> None:
         """Refuses ``items`` if the work ahead would answer them past ``deadline``.
 
-        Only called with work ahead: an item that finds the model idle runs at once.
+        Only called with work ahead: an item that finds the model idle runs at once. With
+        priority, only the items that go before its tier are ahead: lower tiers refused first.
         """
-        wait_s = self.expected_wait_s(items, now)
+        queued = None if self.tiers is None else self.tiers.ahead(self._queue, rank, now)
+        wait_s = self.expected_wait_s(items, now, queued)
         if wait_s is None:  # no batch has finished yet: max_queue alone bounds the queue
             return
+        if self.tiers is not None:  # higher tiers arriving meanwhile pass a lower one
+            wait_s *= self.tiers.stretch(rank)
         over_s = wait_s * self.config.admit_wait_factor - (deadline - now)
         if over_s <= 0:
             return
-        self.refused["expected_wait"] += 1
+        self._count_refusal("expected_wait", rank)
         raise Overloaded(
             f"model {self.key} would answer in about {1000 * wait_s:.0f} ms with "
-            f"{len(self._queue)} items queued, past this request's deadline in "
+            f"{len(self._queue) if queued is None else queued} items queued ahead, past this "
+            f"request's deadline in "
             f"{1000 * max(0.0, deadline - now):.0f} ms",
             retry_after_s=max(1.0, over_s),
             hint="retry after the Retry-After seconds, or add capacity (batching.workers, "
             "slots, replicas); a longer batching.timeout_ms admits more, answered later",
         )
 
-    def expected_wait_s(self, items: int, now: float | None = None) -> float | None:
+    def _count_refusal(self, reason: str, rank: int) -> None:
+        self.refused[reason] += 1
+        if self.tiers is not None:
+            self.tiers.count_refusal(rank, reason)
+
+    def expected_wait_s(
+        self, items: int, now: float | None = None, queued: int | None = None
+    ) -> float | None:
         """Seconds until ``items`` submitted now would be answered (None before any batch ran).
 
         The running batches' rest, then the queue ahead of them in batches of
         ``max_batch_size``, shared by the workers, then their own batch (a full one when a
-        batch's worth waits ahead: arrivals behind them fill it): O(workers).
+        batch's worth waits ahead: arrivals behind them fill it): O(workers). ``queued``: the
+        waiting items that go before them (default: all, FIFO).
         """
         service = self._service
         if not service.known:
@@ -199,7 +221,9 @@ class Batcher:
             ran_s = now - released
             running_s += max(0.0, service.batch_s(size) - ran_s)
             longest_s = max(longest_s, ran_s)
-        batches_ahead, in_last = divmod(len(self._queue) + items - 1, limit)
+        if queued is None:
+            queued = len(self._queue)
+        batches_ahead, in_last = divmod(queued + items - 1, limit)
         # A full batch takes no less than a running one has already run: before the fit has
         # seen a full batch (a burst after a quiet spell), that is the best bound it has.
         full_s = max(service.batch_s(limit), longest_s)
@@ -307,6 +331,8 @@ class Batcher:
 
     def _take_batch(self) -> list[_Pending]:
         limit = self.config.max_batch_size
+        if self.tiers is not None:
+            return self._take_by_tier(limit)
         if self._sized:
             queue = list(self._queue)
             chosen = choose_window([p.size for p in queue], limit, self._cost_fit.estimate())
@@ -319,6 +345,14 @@ class Batcher:
             self._queue.clear()
             return batch
         return [self._queue.popleft() for _ in range(limit)]
+
+    def _take_by_tier(self, limit: int) -> list[_Pending]:
+        fit = self._cost_fit.estimate()
+        window = (lambda sizes: choose_window(sizes, limit, fit)) if self._sized else None
+        assert self.tiers is not None
+        batch, rest = self.tiers.take(self._queue, limit, time.monotonic(), window)
+        self._queue = deque(rest)
+        return batch
 
     # ---- answering ----------------------------------------------------------------------
 
@@ -352,6 +386,8 @@ class Batcher:
                 padded_size=padded,
                 padding_waste=(1 - sum(sizes) / padded) if padded else None,
             )
+            if self.tiers is not None:
+                self.tiers.observe_waits(batch, stats.queue_s)
             if padded is not None and not stats.failed:
                 self._cost_fit.observe(padded, busy_s)
             if not stats.failed:  # a bisected batch's time says little about the next one

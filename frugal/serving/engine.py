@@ -8,6 +8,7 @@ routers and caches) is serving/assembly.py; booking what a request cost is servi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import random
@@ -28,6 +29,7 @@ from frugal.serving.batcher import Batcher
 from frugal.serving.controller import Controller
 from frugal.serving.drift_check import DriftCheck
 from frugal.serving.model_queue import ModelQueue
+from frugal.serving.priority import TierOrder
 from frugal.serving.recorder import Recorder, tokens_of
 from frugal.serving.route_control import RouteControl
 from frugal.serving.shadow_calls import book_shadow, shadow_outcomes
@@ -104,6 +106,7 @@ class Engine:
         warmup: dict[str, list[object]] | None = None,
         remote: Mapping[str, ModelQueue] | None = None,
         controller: Controller | None = None,
+        tiers: TierOrder | None = None,
     ) -> None:
         self.config = config
         self.batchers = batchers  # the model versions run in this process
@@ -116,6 +119,7 @@ class Engine:
         self.slot_pool = slot_pool
         self.warmup = warmup or {}
         self.controller = controller  # frugal.yaml's `controller`: the app runs it
+        self.tiers = tiers  # server.priority: a caller's tier -> its rank in the queues
         self.ready = False
         # Upstream LLMs (runtime openai) take no batcher or slot: serving/openai_api.py has them.
         self.model_configs: dict[str, ModelConfig] = {m.key: m for m in config.local_models}
@@ -166,12 +170,14 @@ class Engine:
         return answer
 
     async def infer(
-        self, model: str, tensors: Sequence[dict[str, object]], *, deadline: float
-    ) -> Answer:
+        self, model: str, tensors: Sequence[dict[str, object]], *, deadline: float,
+        tier: str | None = None,
+    ) -> Answer:  # fmt: skip
         """Open Inference Protocol: a model version addressed directly, no endpoint route."""
         items = self.schemas[model].items_from_tensors(tensors)
         _check_fits(len(items), self.model_configs[model].batching.max_queue, model, "inputs")
-        outcomes = await self._call(model, items, deadline)
+        rank = None if self.tiers is None else self.tiers.rank(tier)
+        outcomes = await self._call(model, items, deadline, rank)
         return Answer(outcomes, math.fsum(o.cost_usd for o in outcomes))
 
     async def _answer(
@@ -179,10 +185,12 @@ class Engine:
         session: str | None, tier: str | None,
     ) -> Answer:  # fmt: skip
         scope = ep.cache.scope_of(user, session) if ep.cache is not None else None
+        # With server.priority, every model call of this request queues at the caller's tier.
+        call = self._call if self.tiers is None else functools.partial(
+            self._call, rank=self.tiers.rank(tier)
+        )  # fmt: skip
         if ep.cache is None or scope is None:
-            routed = await ep.router.route(
-                RouteRequest(ep.name, items, deadline, user, tier), self._call
-            )
+            routed = await ep.router.route(RouteRequest(ep.name, items, deadline, user, tier), call)
             cost = math.fsum(o.cost_usd for o in routed.outcomes)
             return Answer(routed.outcomes, cost, route=">".join(routed.path),
                           degraded=routed.degraded)  # fmt: skip
@@ -193,7 +201,7 @@ class Engine:
         async def compute(misses: list[Item]) -> list[ItemOutcome]:
             nonlocal degraded
             request = RouteRequest(ep.name, misses, deadline, user, tier)
-            routed = await ep.router.route(request, self._call)
+            routed = await ep.router.route(request, call)
             if routed.path:
                 paths.append(">".join(routed.path))
             degraded = degraded or routed.degraded
@@ -314,12 +322,19 @@ class Engine:
 
     # ---- inside the path ---------------------------------------------------------------------
 
-    async def _call(self, model: str, items: Sequence[Item], deadline: float) -> list[ItemOutcome]:
+    async def _call(
+        self, model: str, items: Sequence[Item], deadline: float, rank: int | None = None
+    ) -> list[ItemOutcome]:
+        """``rank``: the caller's tier with server.priority; None (shadows, drift checks,
+        warm-up) queues as the lowest tier."""
         if not items:
             raise InvalidInput("no instances to predict", field="instances")
         if time.monotonic() >= deadline:
             raise DeadlineExceeded("the deadline passed before the request was queued")
-        return await self.queues[model].submit(items, deadline).wait()
+        if self.tiers is None:
+            return await self.queues[model].submit(items, deadline).wait()
+        rank = self.tiers.lowest if rank is None else rank
+        return await self.queues[model].submit(items, deadline, rank).wait()
 
 
 def _check_fits(items: int, max_queue: int, model: str, field: str) -> None:

@@ -59,6 +59,8 @@ class Inference:
                 exchange.headers.get("authorization"), "call",
                 endpoint=target if kind == "predict" else None, client=client,
             )  # fmt: skip
+            if caller.key is None:  # without auth a request may name its tier (no elevation)
+                caller = caller.with_tier_header(exchange.headers.get("x-frugal-tier"))
             if kind == "infer":
                 self._check_grant(caller, target, params.get("version"))
         except FrugalError as error:
@@ -110,7 +112,7 @@ class Inference:
             deadline = engine.deadline_for(model, received, deadline_header(exchange.headers))
             request = await read_infer_body(exchange, self.max_body_bytes)  # JSON or binary
             given_id, tensors = decode_infer_request(request.body)
-            answer = await engine.infer(model, tensors, deadline=deadline)
+            answer = await engine.infer(model, tensors, deadline=deadline, tier=caller.tier)
             error = answer.first_error
             if error is not None:  # v2 tensors are all or nothing
                 return self._refuse(label, model, request_id, received, error, caller, answer)
@@ -135,12 +137,10 @@ class Inference:
             if capture is not None and isinstance(body, dict):
                 _check_capturable(body)
             instances = decode_predict_request(body)
-            # A key's tier is the caller's; the header counts only without auth (no elevation).
-            tier = caller.tier if caller.key is not None else exchange.headers.get("x-frugal-tier")
             answer = await engine.predict(
                 ep, instances, deadline=deadline,
                 user=caller.user_scope(exchange.headers.get("x-frugal-user")),
-                session=exchange.headers.get("x-frugal-session"), tier=tier,
+                session=exchange.headers.get("x-frugal-session"), tier=caller.tier,
                 request_id=request_id, key=caller.name,
             )  # fmt: skip
             error = answer.first_error
@@ -185,7 +185,7 @@ class Inference:
         cost = self.recorder.finish(Finished(
             label, model, request_id, received, 200, outcomes=answer.outcomes, key=caller.name,
             cache=answer.cache, saved_usd=answer.saved_usd, route=answer.route,
-            degraded=answer.degraded,
+            degraded=answer.degraded, tier=caller.tier or "",
         ))  # fmt: skip
         reply.headers.update(cost_headers(request_id, model, cost))
         return reply
@@ -198,7 +198,16 @@ class Inference:
         status = status_of(error)
         outcomes = answer.outcomes if answer is not None else ()
         cost = self.recorder.finish(
-            Finished(label, model, request_id, received, status, outcomes=outcomes, key=caller.name)
+            Finished(
+                label,
+                model,
+                request_id,
+                received,
+                status,
+                outcomes=outcomes,
+                key=caller.name,
+                tier=caller.tier or "",
+            )
         )
         if status == CRASH_STATUS:
             log.warning("request %s: %s", request_id, error.message)

@@ -240,7 +240,8 @@ class _Call:
         engine = self.engine
         item = engine.schemas[model].item_from_instance(chat_text(payload), "messages")
         deadline = engine.deadline_for(model, self.received, None)
-        [outcome] = await engine.queues[model].submit([item], deadline).wait()
+        rank = 0 if engine.tiers is None else engine.tiers.rank(self.caller.tier)
+        [outcome] = await engine.queues[model].submit([item], deadline, rank).wait()
         if outcome.error is not None or outcome.prediction is None:
             return LocalRun(item, outcome, None)
         body = {

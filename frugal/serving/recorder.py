@@ -55,6 +55,7 @@ class Finished:
     shadow: bool = False  # shadow spend: in the ledger, not in request metrics or budgets
     # An LLM cascade's upstream tiers: (model, usd) per call, part of ``upstream_usd``.
     upstream_tiers: tuple[tuple[str, float], ...] = ()
+    tier: str = ""  # the caller's tier (its key's, or x-frugal-tier without auth)
 
 
 class Recorder:
@@ -231,6 +232,7 @@ def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> Led
         shadow=done.shadow,
         model_usd=model_usd,
         tier_costs=tier_costs(done),
+        tier=done.tier,
     )
 
 

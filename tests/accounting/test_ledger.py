@@ -179,6 +179,7 @@ async def test_flushed_rows_are_all_in_the_tables(ledger: SqliteLedger) -> None:
         1e-6,  # model_usd: a row that leaves both parts at 0 is all model share
         0.0,
         "",
+        "",  # tier
     )
     assert [r[12] for r in stored] == [row.status for row in requests]
     stored_batches = query(ledger.path, "SELECT ts, run_id, size, busy_s, failed FROM batches")

@@ -288,4 +288,4 @@ def _queued(i: int) -> tuple[object, ...]:
             row.batch_size, row.queue_ms, row.compute_ms, row.latency_ms, row.cost_usd,
             row.status, row.cache, row.saved_usd, row.key, row.tokens, row.route,
             int(row.degraded), int(row.shadow), row.cost_usd, row.overhead_usd, row.tier_costs,
-            i + 1)  # fmt: skip
+            row.tier, i + 1)  # fmt: skip
