@@ -271,6 +271,13 @@ def test_overload_is_resource_exhausted_with_retry_info(
         assert failure is None and result.as_numpy("predict").tolist() == [[7]]
 
 
+def open_requests(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("frugal_open_requests "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_sigterm_drain_answers_queued_grpc_calls(
     tmp_path: Path, digits_model_file: Path, digits: Any
 ) -> None:
@@ -300,7 +307,10 @@ def test_sigterm_drain_answers_queued_grpc_calls(
             for i in range(n):
                 client.async_infer("slow", [digits_input(x[i : i + 1])],
                                    callback=collect(answers))  # fmt: skip
-            eventually(lambda: queue_depth(server.url) >= 10, "10 gRPC calls queued",
+            # Every call inside the server (open or answered) and a queue behind the model:
+            # a call still on its way when the drain starts is refused, not drained.
+            eventually(lambda: open_requests(server.url) + len(answers) >= n
+                       and queue_depth(server.url) >= 10, "60 gRPC calls in, 10 queued",
                        timeout_s=30)  # fmt: skip
             server.process.send_signal(signal.SIGTERM)
             assert server.process.wait(timeout=60) == 0
