@@ -13,11 +13,13 @@ from typing import Any
 
 import uvicorn
 
+from frugal.accounting import load_catalog
 from frugal.config import FrugalConfig, load_config
 from frugal.errors import ConfigError, InvalidInput
 from frugal.serving.app import FrugalApp
 from frugal.serving.assembly import assemble, start_engine
 from frugal.serving.protocol import FrugalHttpProtocol
+from frugal.serving.workers import AUTO, resolve_workers
 
 CONFIG_ENV = "FRUGAL_CONFIG"
 PROCESSES_ENV = "FRUGAL_PROCESSES"
@@ -123,18 +125,29 @@ def serve(
     *,
     host: str | None = None,
     port: int | None = None,
-    workers: int = 1,
+    workers: int | str = 1,
     log_level: str = "info",
     insecure: bool = False,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
 ) -> None:
-    """Load and verify the models first (a bad artifact stops here, clearly), then serve."""
+    """Load and verify the models first (a bad artifact stops here, clearly), then serve.
+
+    ``workers``: a number of processes or ``auto`` (serving/workers.py)."""
     config = load_config(config_path)
+    asked = workers
+    workers = resolve_workers(workers, gpus=instance_gpus(config))
     options = uvicorn_options(config, host, port) | {"log_level": log_level}
     options |= tls_options(ssl_certfile, ssl_keyfile)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     check_exposure(config, options["host"], insecure=insecure, file=str(config_path))
+    if asked == AUTO:
+        log.info("--workers auto: %d server process(es)", workers)
+    if config.server.health_port is not None and workers > 1:
+        raise ConfigError(
+            "server.health_port serves one process; with --workers > 1 probe /v2/health/* "
+            "on the main port", field="server.health_port", file=str(config_path),
+        )  # fmt: skip
     # A bad instance, scorer or artifact stops here, naming the file, before any port opens.
     assembly = assemble(config, processes=workers, file=str(config_path))
     if workers > 1:  # each worker process assembles its own; this one only checked
@@ -143,11 +156,6 @@ def serve(
         os.environ["FRUGAL_LOG_LEVEL"] = log_level
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
-    if config.server.health_port is not None and workers > 1:
-        raise ConfigError(
-            "server.health_port serves one process; with --workers > 1 probe /v2/health/* "
-            "on the main port", field="server.health_port", file=str(config_path),
-        )  # fmt: skip
     # The port first: a server that cannot listen stops here, before it opens a ledger run or
     # writes an audit row for models it never served.
     sock = bind(options["host"], options["port"])
@@ -157,6 +165,14 @@ def serve(
         sock.close()
         raise
     _Server(uvicorn.Config(app.asgi, **options), app).run(sockets=[sock])
+
+
+def instance_gpus(config: FrugalConfig) -> int:
+    """The GPUs of the configured instance type (0 for a custom price or a CPU type)."""
+    if config.instance.type is None:
+        return 0
+    spec = load_catalog().get(config.instance.type)
+    return spec.gpus if spec is not None else 0
 
 
 def bind(host: str, port: int) -> socket.socket:
