@@ -9,7 +9,7 @@ import click
 from frugal.errors import InvalidInput
 
 
-class Workers(click.ParamType):
+class Workers(click.ParamType[int | str, object]):
     """``--workers``: 1..64 or ``auto``; anything else is click's usage error (exit 2)."""
 
     name = "N|auto"

@@ -32,7 +32,8 @@ def general(row: list[object], datatype: str) -> np.ndarray:
 )
 def test_flat_rows_match_the_general_path(datatype: str, row: list[object]) -> None:
     """A flat row of numbers becomes the same array, or the same refusal, either way."""
-    schema = InputSchema([TensorSpec(name="x", datatype=datatype, shape=[-1, len(row)])])
+    spec = TensorSpec.model_validate({"name": "x", "datatype": datatype, "shape": [-1, len(row)]})
+    schema = InputSchema([spec])
     try:
         expected = general(row, datatype)
         assert expected.dtype.kind == "f" and np.isfinite(expected).all()
