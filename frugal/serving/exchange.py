@@ -111,10 +111,14 @@ def json_reply(body: Any, status: int, headers: dict[str, str]) -> Reply:
     return Reply(status, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers)
 
 
+JSON_TYPE = (b"content-type", b"application/json")
+
+
 async def send_reply(send: Send, reply: Reply) -> None:
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(reply.body)).encode())]  # fmt: skip
-    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    # One list, no intermediate comprehension: this runs for every answer.
+    headers = [JSON_TYPE, (b"content-length", b"%d" % len(reply.body))]
+    for k, v in reply.headers.items():
+        headers.append((k.encode("latin-1"), v.encode("latin-1")))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
