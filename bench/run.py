@@ -19,6 +19,8 @@ Servers:
   frugal    .venv/bin/frugal serve bench/configs/<w1|w2>.yaml --port P
             (POST /v1/endpoints/<digits|minilm>/predict, ready at /v2/health/ready)
   frugal@N  the same with --workers N (N a number or auto), e.g. frugal@auto, frugal@2
+  base      frugal serve with the frugal package from --base-src DIR (e.g. `git archive main`
+            unpacked there) first on PYTHONPATH: an A/B of two versions of the code in one run
   naive     bench/naive_server.py: FastAPI sync endpoint, one request = one model call
   litserve  bench/litserve_server.py: LitServe, max_batch_size=32, batch_timeout=5 ms
 """
@@ -46,7 +48,7 @@ import models  # noqa: E402
 PRICE_PER_HOUR = 0.08925  # c7i.large on-demand, us-east-1
 PYTHON = sys.executable
 WORKLOADS = ("w1", "w2", "w2-varied")
-SERVERS = ("bare", "frugal", "naive", "litserve")  # and frugal@N: --workers N
+SERVERS = ("bare", "frugal", "base", "naive", "litserve")  # and frugal@N: --workers N
 
 
 def frugal_bin() -> str:
@@ -68,14 +70,19 @@ def server_for(
     if name == "bare":
         cmd = [PYTHON, str(BENCH / "bare_server.py"), "--port", str(port)]
         return loadgen.Server(name, cmd, f"{base}/health", log, cwd=ROOT), f"{base}/predict"
-    if name == "frugal" or name.startswith("frugal@"):
+    if name in ("frugal", "base") or name.startswith("frugal@"):
         cfg = BENCH / "configs" / ("w1.yaml" if workload == "w1" else "w2.yaml")
         endpoint = "digits" if workload == "w1" else "minilm"
         cmd = [frugal_bin(), "serve", str(cfg), "--port", str(port), "--log-level", "warning"]
         if name.startswith("frugal@"):
             cmd += ["--workers", name.partition("@")[2]]
+        env = None
+        if name == "base":
+            if args.base_src is None:
+                raise ValueError("server `base` needs --base-src DIR")
+            env = dict(os.environ, PYTHONPATH=str(Path(args.base_src).resolve()))
         return (
-            loadgen.Server(name, cmd, f"{base}/v2/health/ready", log, cwd=ROOT),
+            loadgen.Server(name, cmd, f"{base}/v2/health/ready", log, env=env, cwd=ROOT),
             f"{base}/v1/endpoints/{endpoint}/predict",
         )
     if name == "naive":
@@ -267,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--w2-threads", type=int, default=1)
     p.add_argument("--out-dir", type=Path, default=BENCH / "results")
+    p.add_argument("--base-src", type=Path, help="server `base`: a checkout whose frugal to run")
     args = p.parse_args(argv)
 
     workloads = [w for w in args.workload.split(",") if w]
