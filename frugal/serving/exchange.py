@@ -115,8 +115,10 @@ JSON_TYPE = (b"content-type", b"application/json")
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
-    # One list, no intermediate comprehension: this runs for every answer.
-    headers = [JSON_TYPE, (b"content-length", b"%d" % len(reply.body))]
+    # One list, no intermediate comprehension: this runs for every answer. A reply that names
+    # its own content-type (a v2 binary answer) keeps it.
+    headers = [] if "content-type" in reply.headers else [JSON_TYPE]
+    headers.append((b"content-length", b"%d" % len(reply.body)))
     for k, v in reply.headers.items():
         headers.append((k.encode("latin-1"), v.encode("latin-1")))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})

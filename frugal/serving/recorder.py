@@ -196,19 +196,16 @@ def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> Led
     """The request's row so far: its cost is its model share until its interval closes."""
     outcomes = done.outcomes
     if len(outcomes) == 1:  # the common request, without the generic walks below
-        only, costs = outcomes[0], ""
+        only = outcomes[0]
         batch = only.batch
         batch_size = float(batch.size) if batch is not None else 0.0
         queue_ms = 1000 * only.queue_s
         compute_ms = 1000 * batch.busy_s if batch is not None else 0.0
-        if only.earlier or (batch is not None and batch.model != done.model):
-            costs = tier_costs(done)
     else:
         batches = [o.batch for o in outcomes if o.batch is not None]
         batch_size = sum(b.size for b in batches) / len(batches) if batches else 0.0
         queue_ms = 1000 * max((o.queue_s for o in outcomes), default=0.0)
         compute_ms = 1000 * max((b.busy_s for b in batches), default=0.0)
-        costs = tier_costs(done)
     name, _, version = done.model.partition(":")
     return LedgerRow(
         ts=time.time(),
@@ -231,7 +228,7 @@ def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> Led
         degraded=done.degraded,
         shadow=done.shadow,
         model_usd=model_usd,
-        tier_costs=costs,
+        tier_costs=tier_costs(done),
     )
 
 
