@@ -1,7 +1,8 @@
-"""Run the comparison: frugal vs a naive FastAPI server vs LitServe, under the same load.
+"""Run the comparison: frugal vs bare uvicorn vs a naive FastAPI server vs LitServe.
 
     python bench/run.py --workload w1,w2,w2-varied --servers frugal,naive,litserve \
         --connections 1,16,64 --seconds 10
+    python bench/run.py --workload w1 --servers bare,frugal,frugal@auto,naive --connections 16,64
 
 For each workload and server: start the server as a subprocess (its own session), wait for its
 health URL, check one answer, then for each connection count warm up and run wrk closed-loop
@@ -13,8 +14,13 @@ $ per 1k requests = price_per_hour / 3600 x wall seconds / requests x 1000 at c7
 $0.08925/h: what the machine costs while it serves this load, idle cores included.
 
 Servers:
+  bare      bench/bare_server.py: raw ASGI under uvicorn with frugal's uvicorn options, reads the
+            body and answers a constant JSON body (the floor; any workload, no model)
   frugal    .venv/bin/frugal serve bench/configs/<w1|w2>.yaml --port P
             (POST /v1/endpoints/<digits|minilm>/predict, ready at /v2/health/ready)
+  frugal@N  the same with --workers N (N a number or auto), e.g. frugal@auto, frugal@2
+  base      frugal serve with the frugal package from --base-src DIR (e.g. `git archive main`
+            unpacked there) first on PYTHONPATH: an A/B of two versions of the code in one run
   naive     bench/naive_server.py: FastAPI sync endpoint, one request = one model call
   litserve  bench/litserve_server.py: LitServe, max_batch_size=32, batch_timeout=5 ms
 """
@@ -42,7 +48,7 @@ import models  # noqa: E402
 PRICE_PER_HOUR = 0.08925  # c7i.large on-demand, us-east-1
 PYTHON = sys.executable
 WORKLOADS = ("w1", "w2", "w2-varied")
-SERVERS = ("frugal", "naive", "litserve")
+SERVERS = ("bare", "frugal", "base", "naive", "litserve")  # and frugal@N: --workers N
 
 
 def frugal_bin() -> str:
@@ -61,12 +67,22 @@ def server_for(
         if workload != "w1"
         else []
     )
-    if name == "frugal":
+    if name == "bare":
+        cmd = [PYTHON, str(BENCH / "bare_server.py"), "--port", str(port)]
+        return loadgen.Server(name, cmd, f"{base}/health", log, cwd=ROOT), f"{base}/predict"
+    if name in ("frugal", "base") or name.startswith("frugal@"):
         cfg = BENCH / "configs" / ("w1.yaml" if workload == "w1" else "w2.yaml")
         endpoint = "digits" if workload == "w1" else "minilm"
         cmd = [frugal_bin(), "serve", str(cfg), "--port", str(port), "--log-level", "warning"]
+        if name.startswith("frugal@"):
+            cmd += ["--workers", name.partition("@")[2]]
+        env = None
+        if name == "base":
+            if args.base_src is None:
+                raise ValueError("server `base` needs --base-src DIR")
+            env = dict(os.environ, PYTHONPATH=str(Path(args.base_src).resolve()))
         return (
-            loadgen.Server(name, cmd, f"{base}/v2/health/ready", log, cwd=ROOT),
+            loadgen.Server(name, cmd, f"{base}/v2/health/ready", log, env=env, cwd=ROOT),
             f"{base}/v1/endpoints/{endpoint}/predict",
         )
     if name == "naive":
@@ -183,26 +199,43 @@ def dollars_per_1k(
     return price_per_hour / 3600 * duration_s / requests * 1000 if requests else float("nan")
 
 
+def bare_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's server CPU per request over the bare server's at the same workload and load
+    (``cpu_x_bare``), when the run measured bare: the issue-17 figure, within one run."""
+    floor = {
+        (r["workload"], r["mode"], r.get("connections"), r.get("rate")): r
+        for r in rows
+        if r.get("server") == "bare" and "error" not in r
+    }
+    for r in rows:
+        if "error" in r:
+            continue
+        bare = floor.get((r["workload"], r["mode"], r.get("connections"), r.get("rate")))
+        if bare is not None and bare.get("server_cpu_ms_per_req"):
+            r["cpu_x_bare"] = r["server_cpu_ms_per_req"] / bare["server_cpu_ms_per_req"]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| workload | server | load (conns) | req/s | p50 ms | p99 ms | server CPU-ms/req "
-        "| cores busy "
+        "| CPU x bare | cores busy "
         "| RSS MiB | $ / 1k req | errors |"
     )
-    out = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
             out.append(
                 f"| {r['workload']} | {r['server']} | {r.get('connections', '')} | failed: "
-                f"{' '.join(r['error'].split())[:80].replace('|', '/')} | | | | | | | |"
+                f"{' '.join(r['error'].split())[:80].replace('|', '/')} | | | | | | | | |"
             )
             continue
+        ratio = f"{r['cpu_x_bare']:.2f}" if "cpu_x_bare" in r else "-"
         errs = sum(v for k, v in r["errors"].items() if k != "non_2xx")  # non_2xx == status
         load = r["connections"] if r["mode"] == "closed" else f"open {r['rate']:g}/s"
         out.append(
             f"| {r['workload']} | {r['server']} | {load} | {r['rps']:.1f} | {r['p50_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {r.get('server_cpu_ms_per_req', float('nan')):.3f} "
-            f"| {r.get('server_cores_busy', float('nan')):.2f} "
+            f"| {ratio} | {r.get('server_cores_busy', float('nan')):.2f} "
             f"| {r.get('rss_peak_mib', float('nan')):.0f} "
             f"| {r['usd_per_1k']:.6f} | {errs} |"
         )
@@ -241,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--w2-threads", type=int, default=1)
     p.add_argument("--out-dir", type=Path, default=BENCH / "results")
+    p.add_argument("--base-src", type=Path, help="server `base`: a checkout whose frugal to run")
     args = p.parse_args(argv)
 
     workloads = [w for w in args.workload.split(",") if w]
@@ -251,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         if w not in WORKLOADS:
             p.error(f"unknown workload {w!r}")
     for s in servers:
-        if s not in SERVERS:
-            p.error(f"unknown server {s!r}")
+        if s not in SERVERS and not (s.startswith("frugal@") and s.partition("@")[2]):
+            p.error(f"unknown server {s!r} ({', '.join(SERVERS)}, frugal@N)")
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -352,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 save()
 
+    bare_ratios(result["runs"])
+    save()
     md = [
         f"# bench {stamp}",
         "",

@@ -6,6 +6,24 @@ from pathlib import Path
 
 import click
 
+from frugal.errors import InvalidInput
+
+
+class Workers(click.ParamType[int | str, object]):
+    """``--workers``: 1..64 or ``auto``; anything else is click's usage error (exit 2)."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | str:
+        from frugal.serving import parse_workers
+
+        try:
+            return parse_workers(value if isinstance(value, int) else str(value))
+        except InvalidInput as exc:
+            self.fail(f"{exc.message}; {exc.hint}" if exc.hint else exc.message, param, ctx)
+
 
 @click.command()
 @click.argument("config", type=click.Path(path_type=Path), default="frugal.yaml")
@@ -19,10 +37,12 @@ import click
 )
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
+    type=Workers(),
+    default="1",
     show_default=True,
-    help="Server processes; each has its own batchers (see docs/serving.md).",
+    help="Server processes, 1..64, each with its own batchers; `auto`: one per vCPU this "
+    "process may use (affinity, cgroup CPU quota), 1 on a GPU instance. `auto` is the "
+    "choice for CPU-bound models (see docs/serving.md).",
 )
 @click.option(
     "--log-level",
@@ -76,7 +96,7 @@ def serve(
     host: str | None,
     port: int | None,
     grpc_port: int | None,
-    workers: int,
+    workers: int | str,
     log_level: str,
     log_format: str | None,
     insecure: bool,

@@ -38,6 +38,8 @@ MAX_NESTING_DEPTH = 32
 # Elements a v2 shape may describe: far more than any body under server.max_body_bytes carries,
 # and small enough that the product of the dimensions is checked before numpy sees it.
 MAX_TENSOR_ELEMENTS = 2**31
+# The largest finite value of each float datatype: a flat row within it takes the fast path.
+_FLOAT_MAX = {name: float(np.finfo(NUMPY_DTYPES[name]).max) for name in ("FP16", "FP32", "FP64")}
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -106,6 +108,9 @@ class InputSchema:
                 return value
             check_depth(value, field)
             return _check_shape(np.asarray(value, dtype=object), spec.shape[1:], field)
+        flat = _flat_float_row(value, spec)
+        if flat is not None:
+            return flat
         if _has_bool(value, field) and spec.datatype != "BOOL":
             raise InvalidInput(f"expected {spec.datatype} values, got true/false", field=field)
         try:
@@ -153,6 +158,29 @@ class InputSchema:
         if spec is not None:
             _check_shape(array[0], spec.shape[1:], f"{field}.shape")
         return list(array)
+
+
+def _flat_float_row(value: Any, spec: TensorSpec) -> np.ndarray | None:
+    """The common item (one flat row of JSON numbers, at least one a float, for a float input)
+    in plain Python checks and one conversion, about a fifth of the general path's numpy calls;
+    None for anything else, which the general path checks and refuses with its messages. The
+    result is the general path's: float64 first, as ``np.asarray`` makes of such a list, then
+    the declared dtype."""
+    limit = _FLOAT_MAX.get(spec.datatype)
+    if limit is None or type(value) is not list or len(spec.shape) != 2:
+        return None
+    if spec.shape[1] not in (-1, len(value)):
+        return None
+    kinds = set(map(type, value))
+    if float not in kinds or not kinds <= {float, int}:  # bool is its own type: not here
+        return None
+    try:
+        # sum catches NaN and inf; max/min the values the dtype cannot hold.
+        if not (math.isfinite(sum(value)) and -limit <= min(value) and max(value) <= limit):
+            return None
+        return np.array(value, dtype=np.float64).astype(NUMPY_DTYPES[spec.datatype], copy=False)
+    except (OverflowError, ValueError, TypeError):  # an int past float64: the general path
+        return None
 
 
 def _check_tensor_shape(shape: Any, field: str) -> int:

@@ -6,6 +6,7 @@ from frugal.serving.batcher import Batcher, Submission
 from frugal.serving.engine import Answer, Endpoint, Engine
 from frugal.serving.recorder import Finished, Recorder
 from frugal.serving.server import serve
+from frugal.serving.workers import parse_workers, resolve_workers
 
 __all__ = [
     "Answer",
@@ -20,6 +21,8 @@ __all__ = [
     "assemble",
     "build_engine",
     "create_app",
+    "parse_workers",
+    "resolve_workers",
     "serve",
     "start_engine",
 ]

@@ -116,11 +116,16 @@ def json_reply(body: Any, status: int, headers: dict[str, str]) -> Reply:
     return Reply(status, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers)
 
 
+JSON_TYPE = (b"content-type", b"application/json")
+
+
 async def send_reply(send: Send, reply: Reply) -> None:
-    own_type = "content-type" in reply.headers  # a v2 binary answer sets its own
-    headers = [(b"content-type", b"application/json")] if not own_type else []
-    headers.append((b"content-length", str(len(reply.body)).encode()))
-    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    # One list, no intermediate comprehension: this runs for every answer. A reply that names
+    # its own content-type (a v2 binary answer) keeps it.
+    headers = [] if "content-type" in reply.headers else [JSON_TYPE]
+    headers.append((b"content-length", b"%d" % len(reply.body)))
+    for k, v in reply.headers.items():
+        headers.append((k.encode("latin-1"), v.encode("latin-1")))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 

@@ -208,7 +208,18 @@ def tier_costs(done: Finished) -> str:
 
 def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> LedgerRow:
     """The request's row so far: its cost is its model share until its interval closes."""
-    batches = [o.batch for o in done.outcomes if o.batch is not None]
+    outcomes = done.outcomes
+    if len(outcomes) == 1:  # the common request, without the generic walks below
+        only = outcomes[0]
+        batch = only.batch
+        batch_size = float(batch.size) if batch is not None else 0.0
+        queue_ms = 1000 * only.queue_s
+        compute_ms = 1000 * batch.busy_s if batch is not None else 0.0
+    else:
+        batches = [o.batch for o in outcomes if o.batch is not None]
+        batch_size = sum(b.size for b in batches) / len(batches) if batches else 0.0
+        queue_ms = 1000 * max((o.queue_s for o in outcomes), default=0.0)
+        compute_ms = 1000 * max((b.busy_s for b in batches), default=0.0)
     name, _, version = done.model.partition(":")
     return LedgerRow(
         ts=time.time(),
@@ -216,10 +227,10 @@ def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> Led
         endpoint=done.endpoint,
         model=name or "-",
         version=version or "-",
-        items=len(done.outcomes),
-        batch_size=sum(b.size for b in batches) / len(batches) if batches else 0.0,
-        queue_ms=1000 * max((o.queue_s for o in done.outcomes), default=0.0),
-        compute_ms=1000 * max((b.busy_s for b in batches), default=0.0),
+        items=len(outcomes),
+        batch_size=batch_size,
+        queue_ms=queue_ms,
+        compute_ms=compute_ms,
         latency_ms=1000 * latency_s,
         cost_usd=model_usd,
         status=done.status,

@@ -13,12 +13,14 @@ from typing import Any
 
 import uvicorn
 
+from frugal.accounting import load_catalog
 from frugal.config import FrugalConfig, load_config
 from frugal.errors import ConfigError, InvalidInput
 from frugal.observability import LogFormat, configure_logging
 from frugal.serving.app import FrugalApp
 from frugal.serving.assembly import assemble, start_engine
 from frugal.serving.protocol import FrugalHttpProtocol
+from frugal.serving.workers import AUTO, resolve_workers
 
 CONFIG_ENV = "FRUGAL_CONFIG"
 PROCESSES_ENV = "FRUGAL_PROCESSES"
@@ -126,7 +128,7 @@ def serve(
     *,
     host: str | None = None,
     port: int | None = None,
-    workers: int = 1,
+    workers: int | str = 1,
     log_level: str = "info",
     log_format: LogFormat | None = None,
     insecure: bool = False,
@@ -136,15 +138,25 @@ def serve(
 ) -> None:
     """Load and verify the models first (a bad artifact stops here, clearly), then serve.
 
-    ``log_format``: None takes ``server.log_format`` from the config."""
+    ``log_format``: None takes ``server.log_format`` from the config. ``workers``: a number of
+    processes or ``auto`` (serving/workers.py)."""
     config = with_grpc_port(load_config(config_path), grpc_port)
     log_format = log_format or config.server.log_format
+    asked = workers
+    workers = resolve_workers(workers, gpus=instance_gpus(config))
     options = uvicorn_options(config, host, port) | {"log_level": log_level}
     if log_format == "json":  # uvicorn's own dictConfig would put its text handlers back
         options["log_config"] = None
     options |= tls_options(ssl_certfile, ssl_keyfile)
     configure_logging(log_level, log_format)
     check_exposure(config, options["host"], insecure=insecure, file=str(config_path))
+    if asked == AUTO:
+        log.info("--workers auto: %d server process(es)", workers)
+    if config.server.health_port is not None and workers > 1:
+        raise ConfigError(
+            "server.health_port serves one process; with --workers > 1 probe /v2/health/* "
+            "on the main port", field="server.health_port", file=str(config_path),
+        )  # fmt: skip
     # A bad instance, scorer or artifact stops here, naming the file, before any port opens.
     assembly = assemble(config, processes=workers, file=str(config_path))
     if workers > 1:  # each worker process assembles its own; this one only checked
@@ -158,11 +170,6 @@ def serve(
         os.environ["FRUGAL_LOG_FORMAT"] = log_format
         uvicorn.run("frugal.serving.server:app_from_env", factory=True, workers=workers, **options)
         return
-    if config.server.health_port is not None and workers > 1:
-        raise ConfigError(
-            "server.health_port serves one process; with --workers > 1 probe /v2/health/* "
-            "on the main port", field="server.health_port", file=str(config_path),
-        )  # fmt: skip
     # The port first: a server that cannot listen stops here, before it opens a ledger run or
     # writes an audit row for models it never served.
     sock = bind(options["host"], options["port"])
@@ -179,6 +186,14 @@ def serve(
         sock.close()
         raise
     _Server(uvicorn.Config(app.asgi, **options), app).run(sockets=[sock])
+
+
+def instance_gpus(config: FrugalConfig) -> int:
+    """The GPUs of the configured instance type (0 for a custom price or a CPU type)."""
+    if config.instance.type is None:
+        return 0
+    spec = load_catalog().get(config.instance.type)
+    return spec.gpus if spec is not None else 0
 
 
 def bind(host: str, port: int) -> socket.socket:
