@@ -233,3 +233,44 @@ def test_with_auth_the_page_takes_a_viewer_key_and_refuses_a_user_key(
             lambda d: "may not read metrics" in status.text
         )
         assert user not in server.log_text() and viewer not in server.log_text()
+
+
+def test_the_html_report_opens_in_a_real_browser_offline_with_the_ledgers_numbers(
+    browser: Any, digits_model_file: Path, digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """`frugal report --html` opened from disk in chromium: no console errors, no request but
+    the file itself (its figures are embedded and drawn), the ledger's request count and
+    dollars, readable at phone width; a screenshot under build/."""
+    from tests.optimize.cascades import invoke
+
+    config = write_config(
+        tmp_path, cached_digits_config(digits_config(digits_model_file, tmp_path))
+    )
+    with ServerProcess(config) as server:
+        send_traffic(server.url, digits, requests=120, distinct=30)
+    truth = ledger_truth(tmp_path / "ledger.db")
+    page = tmp_path / "report.html"
+    result = invoke("report", "--ledger", tmp_path / "ledger.db", "--since", "1h", "--html", page)
+    assert result.exit_code == 0, result.output
+    browser.get(page.as_uri())
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => !n.startsWith('data:'))"
+    )  # fmt: skip
+    assert fetched == []
+    images = browser.find_elements("css selector", "img")
+    assert images and all(
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+        for i in images
+    )  # fmt: skip
+
+    def cell(field: str) -> float:
+        found = browser.find_element("css selector", f'[data-field="{field}"]')
+        return float(found.get_attribute("data-value"))
+
+    assert cell("rows.total.requests") == truth.requests
+    assert math.isclose(cell("rows.total.model_usd"), truth.model_usd, rel_tol=1e-9)
+    assert console_errors(browser) == []
+    browser.set_window_size(*PHONE)
+    assert fits_width(browser) or browser.find_elements("css selector", ".scroll")
+    screenshot(browser, "report-html-phone.png", PHONE[0])
