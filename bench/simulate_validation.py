@@ -24,14 +24,13 @@ whatever else runs): its CPU is printed, and noise lands mostly on p99.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,10 +43,12 @@ import models  # noqa: E402
 import numpy as np  # noqa: E402
 
 from frugal.accounting import build_report  # noqa: E402
-from frugal.optimize.loadgen import cpu_seconds  # noqa: E402
+from frugal.optimize import open_loop  # noqa: E402
+from frugal.optimize.loadgen import run_async  # noqa: E402
+from frugal.optimize.open_loop import Replay  # noqa: E402
 from frugal.optimize.server_process import running_server  # noqa: E402
 from frugal.scale.simulate_run import Request, prepare, run  # noqa: E402
-from frugal.scale.traces import Trace, generate, write_trace  # noqa: E402
+from frugal.scale.traces import Trace, from_rows, generate, write_trace  # noqa: E402
 
 RESULTS = BENCH / "results"
 TARGET = 0.15
@@ -81,96 +82,76 @@ def write_config(folder: Path, name: str) -> Path:
     return path
 
 
-def profile(folder: Path, out: Path, seconds: float) -> Path:
+def profile(folder: Path, out: Path, seconds: float, rates: str) -> Path:
     config = write_config(folder, "profile")
     command = [sys.executable, "-m", "frugal", "profile", str(config), "--http",
                "--server-workers", "1", "--concurrency", "1,2,4,8,16,32", "--seconds",
-               str(seconds), "--batch-sizes", "1,2,4,8,16,32", "--out", str(out)]  # fmt: skip
+               str(seconds), "--batch-sizes", "1,2,4,8,16,32", "--rates", rates,
+               "--out", str(out)]  # fmt: skip
     print("$", " ".join(command[2:]), flush=True)
     subprocess.run(command, check=True)
     return out
 
 
-async def replay(url: str, trace: Trace, bodies: list[str]) -> dict[str, Any]:
-    """Open loop: request i at t0 + t_s[i]; latency from that scheduled time."""
-    http = loadgen._Http(url, max_connections=512)
-    requests = [http.encode(b) for b in bodies]
-    latency = np.full(len(trace), np.nan)
-    from_send = np.full(len(trace), np.nan)  # from when the request was really written
+def replay(url: str, trace: Trace, bodies: list[bytes], pid: int) -> tuple[dict[str, Any], Replay]:
+    """Open loop, with the profile's own open-loop client (frugal/optimize/open_loop.py):
+    request i at t0 + t_s[i] whatever happened before; latency from that scheduled time, and
+    from when it was really written (the client's own delay on this machine left out)."""
+    r = run_async(open_loop.replay(url, bodies, trace.t_s, server_pid=pid))
+    latency, from_send, lag = r.latency_ms(), r.from_send_ms(), r.send_lag_ms()
     errors: dict[str, int] = {}
-
-    async def one(i: int, at: float) -> None:
-        sent = time.perf_counter()
-        for attempt in range(3):
-            try:
-                status = await asyncio.wait_for(http.post(requests[i % len(requests)]), 30)
-                break
-            except (IndexError, ConnectionResetError, asyncio.IncompleteReadError) as e:
-                # A pooled keep-alive connection the server closed while idle (uvicorn's
-                # keep-alive timeout, during a trace's quiet start) reads as an empty status
-                # line: send again on another connection, as an HTTP client library would.
-                if attempt == 2:
-                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-                    return
-            except (TimeoutError, OSError, ValueError) as e:
-                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-                return
-        if status != 200:
-            errors[str(status)] = errors.get(str(status), 0) + 1
-            return
-        done = time.perf_counter()
-        latency[i], from_send[i] = done - at, done - sent
-
-    tasks = []
-    t0 = time.perf_counter() + 0.1
-    max_lag = 0.0
-    for i, offset in enumerate(trace.t_s):
-        at = t0 + float(offset)
-        delay = at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            max_lag = max(max_lag, -delay)
-        tasks.append(asyncio.create_task(one(i, at)))
-    await asyncio.gather(*tasks)
-    wall = time.perf_counter() - t0
-    http.close()
-    answered = latency[~np.isnan(latency)]
+    for status in r.statuses[~r.answered].tolist():
+        errors[str(status)] = errors.get(str(status), 0) + 1
     return {
         "requests": len(trace),
-        "answered": int(answered.size),
+        "answered": int(latency.size),
         "errors": errors,
-        "wall_s": wall,
-        "throughput_per_s": answered.size / wall,
-        "p50_ms": float(np.percentile(answered, 50)) * 1000,
-        "p99_ms": float(np.percentile(answered, 99)) * 1000,
-        "max_send_lag_ms": max_lag * 1000,
-        # The client's share: asyncio wakes a sleeper on epoll's millisecond ticks (and later
-        # when the machine is busy), so a request is written up to ~1 ms after its time.
-        "p50_ms_from_send": float(np.nanpercentile(from_send, 50)) * 1000,
-        "p99_ms_from_send": float(np.nanpercentile(from_send, 99)) * 1000,
-    }
+        "wall_s": r.seconds,
+        "throughput_per_s": latency.size / r.seconds,
+        "p50_ms": float(np.percentile(latency, 50)),
+        "p99_ms": float(np.percentile(latency, 99)),
+        "max_send_lag_ms": float(lag.max()),
+        "p50_send_lag_ms": float(np.percentile(lag, 50)),
+        "p99_send_lag_ms": float(np.percentile(lag, 99)),
+        "p50_ms_from_send": float(np.percentile(from_send, 50)),
+        "p99_ms_from_send": float(np.percentile(from_send, 99)),
+        "connections": r.connections,
+        "server_cpu_s": r.server_cpu_s,
+        "client_cpu_s": r.client_cpu_s,
+    }, r
 
 
-def measure(folder: Path, name: str, trace: Trace, workers: int) -> dict[str, Any]:
+def ledger_latency(ledger: Path, since: float, until: float) -> dict[str, float]:
+    """The server's own view: the ledger's per-request latency_ms (from the handler's start to
+    its answer: no socket, no HTTP parsing before the route, no client), queue_ms, compute_ms."""
+    with sqlite3.connect(ledger) as db:
+        rows = np.asarray(db.execute(
+            "SELECT latency_ms, queue_ms, compute_ms FROM requests WHERE ts >= ? AND ts <= ? "
+            "AND status = 200", (since, until + 5)).fetchall(), dtype=np.float64)  # fmt: skip
+    if not rows.size:
+        return {}
+    out = {}
+    for k, name in enumerate(("latency", "queue", "compute")):
+        out[f"{name}_p50_ms"] = float(np.percentile(rows[:, k], 50))
+        out[f"{name}_p99_ms"] = float(np.percentile(rows[:, k], 99))
+    return out
+
+
+def measure(folder: Path, name: str, trace: Trace, workers: int) -> tuple[dict[str, Any], Replay]:
     config = write_config(folder, name)
-    bodies = loadgen.make_bodies("w1")
+    bodies = [b.encode() for b in loadgen.make_bodies("w1")]
     with running_server(config, workers=workers) as (url, pid):
         load_before = os.getloadavg()[0]
-        cpu0, client0 = cpu_seconds(pid), time.process_time()
-        since = time.time()
-        result = asyncio.run(replay(f"{url}/v1/endpoints/digits/predict", trace, bodies))
-        until = time.time()
-        result["server_cpu_s"] = cpu_seconds(pid) - cpu0
-        result["client_cpu_s"] = time.process_time() - client0
+        result, r = replay(f"{url}/v1/endpoints/digits/predict", trace, bodies, pid)
         # The machine's 1-minute load average before and after: on a shared box, other jobs
         # take CPU from the server, and the simulation assumes a replica owns its core.
         result["load_average"] = [load_before, os.getloadavg()[0]]
-    report = build_report(folder / f"{name}-ledger.db", since=since, until=until)
+    report = build_report(folder / f"{name}-ledger.db", since=r.since, until=r.until + 5)
     result["allocated_usd"] = report.allocated_usd
     result["billed_usd"] = report.billed_usd
     result["ledger_requests"] = report.total.requests
-    return result
+    result["ledger"] = ledger_latency(folder / f"{name}-ledger.db", r.since, r.until)
+    return result, r
 
 
 def simulate(trace_path: Path, profile_path: Path, config: Path, workers: int) -> dict[str, Any]:
@@ -191,6 +172,12 @@ def simulate(trace_path: Path, profile_path: Path, config: Path, workers: int) -
     }
 
 
+def as_sent(r: Replay) -> Trace:
+    """The replay's arrivals as the server got them: each request at the time it was written."""
+    sent = np.sort(r.sent_s[~np.isnan(r.sent_s)])
+    return from_rows(((float(t), "digits", "") for t in sent - sent[0]), source="as sent")
+
+
 def error(simulated: float, measured: float) -> float:
     return (simulated - measured) / measured if measured else math.nan
 
@@ -199,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", type=Path, help="an end-to-end profile (default: take one)")
     parser.add_argument("--profile-seconds", type=float, default=3.0)
+    parser.add_argument("--rates", default="50,100,200,400,700",
+                        help="the profile's open-loop rates (frugal profile --rates)")
     parser.add_argument("--shape", default="steady")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--check-shape", default="diurnal")
@@ -213,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="frugal-simval-") as tmp:
         folder = Path(tmp)
         profile_path = args.profile or profile(folder, RESULTS / f"simulate-profile-{stamp}.json",
-                                               args.profile_seconds)  # fmt: skip
+                                               args.profile_seconds, args.rates)  # fmt: skip
         cases = [("tuned", args.shape, args.rate), ("check", args.check_shape, args.check_rate)]
         for role, shape, rate in cases:
             trace = generate(shape, rate=rate, duration_s=args.duration, seed=args.seed,
@@ -223,13 +212,24 @@ def main(argv: list[str] | None = None) -> int:
             for workers in (int(w) for w in args.workers.split(",")):
                 name = f"{shape}-{rate:g}-w{workers}"
                 print(f"{name}: simulating, then replaying {len(trace):,} requests", flush=True)
-                sim = simulate(trace_path, profile_path, write_config(folder, "sim"), workers)
-                real = measure(folder, name, trace, workers)
-                errors = {k: error(sim[k], real[k]) for k in
-                          ("p50_ms", "p99_ms", "throughput_per_s", "allocated_usd")}  # fmt: skip
+                sim_config = write_config(folder, "sim")
+                sim = simulate(trace_path, profile_path, sim_config, workers)
+                real, replayed = measure(folder, name, trace, workers)
+                # The same simulation on the arrivals as the server got them (when each request
+                # was written): compared with latency from send, the load generator's own delay
+                # on this machine is out of both sides.
+                sent_path = folder / f"{name}-as-sent.csv"
+                write_trace(as_sent(replayed), sent_path)
+                sent = simulate(sent_path, profile_path, sim_config, workers)
+                sent["p50_ms_from_send"], sent["p99_ms_from_send"] = sent["p50_ms"], sent["p99_ms"]
+                keys = ("p50_ms", "p99_ms", "throughput_per_s", "allocated_usd")
+                errors = {k: error(sim[k], real[k]) for k in keys}
+                errors_sent = {k: error(sent[k], real[k]) for k in
+                               ("p50_ms_from_send", "p99_ms_from_send")}  # fmt: skip
                 rows.append({"trace": f"{shape} {rate:g} req/s", "role": role,
                              "workers": workers, "simulated": sim, "measured": real,
-                             "error": errors})  # fmt: skip
+                             "error": errors, "simulated_as_sent": sent,
+                             "error_as_sent": errors_sent})  # fmt: skip
                 print(json.dumps(rows[-1], indent=1), flush=True)
     out = RESULTS / f"simulate-validation-{stamp}"
     meta = {"profile": str(profile_path), "duration_s": args.duration, "seed": args.seed,
@@ -246,8 +246,9 @@ def loadgen_machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
-def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
-    s, m, e = row["simulated"][key], row["measured"][key], row["error"][key]
+def _cell(row: dict[str, Any], key: str, fmt: str, side: str = "") -> str:
+    s, m = row[f"simulated{side}"][key], row["measured"][key]
+    e = row[f"error{side}"][key]
     mark = "" if abs(e) <= TARGET else " **miss**"
     return f"{s:{fmt}} / {m:{fmt}} ({e:+.0%}){mark}"
 
@@ -257,19 +258,51 @@ def markdown(meta: dict[str, Any]) -> str:
         f"# simulate vs a real `frugal serve` ({meta['machine']})",
         "",
         f"profile: `{meta['profile']}`; traces of {meta['duration_s']:g} s, seed {meta['seed']};"
-        " simulated / measured (error); target within 15%",
+        " simulated / measured (error); target within 15%.",
         "",
-        "| trace | role | workers | p50 ms | p99 ms | req/s | allocated $ | billed $ "
-        "(sim / ledger) | load avg |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "p50/p99 from send: the simulation of the arrivals as the server got them (each request "
+        "at the time the load generator wrote it) against latency from that time: the load "
+        "generator's own delay on this machine is out of both. p50/p99 from schedule: the "
+        "trace as generated against latency from each request's scheduled time (that delay in).",
+        "",
+        "| trace | role | workers | p50 ms from send | p99 ms from send | p50 ms from schedule "
+        "| p99 ms from schedule | req/s | allocated $ | billed $ (sim / ledger) | load avg |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in meta["rows"]:
         s, m = row["simulated"], row["measured"]
+        sent = [_cell(row, k, ".2f", "_as_sent") if "error_as_sent" in row else "-"
+                for k in ("p50_ms_from_send", "p99_ms_from_send")]  # fmt: skip
         lines.append(
-            f"| {row['trace']} | {row['role']} | {row['workers']} | {_cell(row, 'p50_ms', '.2f')}"
-            f" | {_cell(row, 'p99_ms', '.2f')} | {_cell(row, 'throughput_per_s', '.1f')} | "
-            f"{_cell(row, 'allocated_usd', '.2e')} | {s['billed_usd']:.2e} / "
-            f"{m['billed_usd']:.2e} | {m['load_average'][0]:.1f}-{m['load_average'][1]:.1f} |"
+            f"| {row['trace']} | {row['role']} | {row['workers']} | {sent[0]} | {sent[1]} | "
+            f"{_cell(row, 'p50_ms', '.2f')} | {_cell(row, 'p99_ms', '.2f')} | "
+            f"{_cell(row, 'throughput_per_s', '.1f')} | {_cell(row, 'allocated_usd', '.2e')} | "
+            f"{s['billed_usd']:.2e} / {m['billed_usd']:.2e} | "
+            f"{m['load_average'][0]:.1f}-{m['load_average'][1]:.1f} |"
+        )
+    lines += [
+        "",
+        "Where the measured time goes (ms, p50 / p99): the client's send lag; latency from send;"
+        " the ledger's latency (server side, from the handler's start), its queue and compute.",
+        "",
+        "| trace | workers | send lag | from send | ledger latency | ledger queue "
+        "| ledger compute |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in meta["rows"]:
+        m = row["measured"]
+        led = m.get("ledger") or {}
+
+        def pair(a: Any, b: Any) -> str:
+            return f"{a:.2f} / {b:.2f}" if a is not None and b is not None else "-"
+
+        lines.append(
+            f"| {row['trace']} | {row['workers']} | "
+            f"{pair(m.get('p50_send_lag_ms'), m.get('p99_send_lag_ms'))} | "
+            f"{pair(m['p50_ms_from_send'], m['p99_ms_from_send'])} | "
+            f"{pair(led.get('latency_p50_ms'), led.get('latency_p99_ms'))} | "
+            f"{pair(led.get('queue_p50_ms'), led.get('queue_p99_ms'))} | "
+            f"{pair(led.get('compute_p50_ms'), led.get('compute_p99_ms'))} |"
         )
     return "\n".join(lines) + "\n"
 

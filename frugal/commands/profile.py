@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from frugal.errors import FrugalError
+from frugal.errors import FrugalError, InvalidInput
 
 
 def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -33,6 +33,18 @@ def _concurrency(ctx: click.Context, param: click.Parameter, value: str) -> list
     if levels[-1] > 1024:
         raise click.BadParameter("at most 1024 concurrent connections")
     return levels
+
+
+def _rates(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float]:
+    if not value:
+        return []
+    try:
+        rates = sorted({float(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise click.BadParameter("a comma list of requests per second, e.g. 50,100,200") from None
+    if not rates or rates[0] <= 0 or not all(r < 1e6 for r in rates):
+        raise click.BadParameter("rates are requests per second, > 0 and < 1000000")
+    return rates
 
 
 DEVICE = click.option(
@@ -119,6 +131,14 @@ DEVICE = click.option(
     show_default=True,
     help="With --http: `frugal serve --workers` of the server driven.",
 )
+@click.option(
+    "--rates",
+    default=None,
+    callback=_rates,
+    help="With --http: also drive the server open loop, Poisson arrivals at each rate "
+    "(req/s) for --seconds, recording p50/p99 and CPU per request; `frugal simulate` reads "
+    "them for the server's time outside the model (e.g. 50,100,200,400).",
+)
 def profile(
     target: Path,
     model_name: str | None,
@@ -137,6 +157,7 @@ def profile(
     concurrency: list[int],
     seconds: float,
     server_workers: int,
+    rates: list[float],
 ) -> None:
     """Measure p50/p99 and items/s of one worker per batch size; suggest max_batch_size.
 
@@ -174,8 +195,12 @@ def profile(
             record=resolved.record(),
             model_load_s=load_s,
         )
+    if rates and not http:
+        raise InvalidInput("--rates drives the server open loop: give --http too", field="--rates")
     if http:
-        result = _with_http(resolved, model, items, concurrency, seconds, server_workers, result)
+        result = _with_http(
+            resolved, model, items, concurrency, seconds, server_workers, result, rates
+        )
     print_profile(result)
     try:
         result.save(out)
@@ -195,6 +220,7 @@ def _with_http(
     seconds: float,
     workers: int,
     result: Any,
+    rates: list[float],
 ) -> Any:
     """The profile with its end-to-end section, measured on a real `frugal serve`."""
     import dataclasses
@@ -208,7 +234,9 @@ def _with_http(
     )
     with run_folder() as folder:
         served = served_config(resolved, input_specs(resolved, model), items, folder, source)
-        section = profile_http(served, concurrency=concurrency, seconds=seconds, workers=workers)
+        section = profile_http(
+            served, concurrency=concurrency, seconds=seconds, workers=workers, rates=rates
+        )
     return dataclasses.replace(result, http=section)
 
 

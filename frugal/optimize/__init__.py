@@ -12,7 +12,7 @@ from frugal.optimize.check import EndpointCost, compare, parse_increase
 from frugal.optimize.check_pricing import price_config
 from frugal.optimize.costing import Projection, project_cost
 from frugal.optimize.dataset import Dataset, load_dataset, synthesize_items
-from frugal.optimize.endtoend import HttpLevel, HttpProfile
+from frugal.optimize.endtoend import HttpLevel, HttpProfile, OpenLevel
 from frugal.optimize.loadgen import LoadResult, drive, run_async
 from frugal.optimize.plan import Plan, PlanInputs, PlanRow, choose_batch, make_plan
 from frugal.optimize.profile import (
@@ -47,6 +47,7 @@ __all__ = [
     "HttpLevel",
     "HttpProfile",
     "LoadResult",
+    "OpenLevel",
     "Plan",
     "PlanInputs",
     "PlanRow",

@@ -38,6 +38,34 @@ class HttpLevel:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenLevel:
+    """One rate of Poisson arrivals (``frugal profile --http --rates``): what the server does
+    with traffic that arrives whether or not it has answered, which a closed loop never sends.
+
+    Latencies count from each request's scheduled time; ``*_from_send`` from when it was really
+    written (the load generator's own delay, ``send_lag_p99_ms``, left out)."""
+
+    rate_per_s: float  # offered
+    seconds: float
+    requests: int  # answered 200
+    errors: int
+    req_per_s: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    p50_ms_from_send: float
+    p99_ms_from_send: float
+    send_lag_p99_ms: float
+    server_cpu_s_per_request: float
+    server_cores_busy: float
+    client_cpu_s_per_request: float
+
+    @property
+    def clean(self) -> bool:
+        return self.errors == 0 and self.requests > 0
+
+
+@dataclass(frozen=True, slots=True)
 class HttpProfile:
     """The levels of one run, and the server settings and machine they were measured on."""
 
@@ -50,6 +78,8 @@ class HttpProfile:
     cpu_cores: int
     client: str
     measured_at: str = ""  # ISO time: the section may be newer than the model-only points
+    # Open-loop levels by rate (empty: a profile taken without --rates, or before they existed).
+    open_levels: tuple[OpenLevel, ...] = ()
 
     @property
     def peak(self) -> HttpLevel:
@@ -81,6 +111,11 @@ class HttpProfile:
             "client": self.client,
             "measured_at": self.measured_at,
             "levels": [_rounded(asdict(lv)) for lv in self.levels],
+            **(
+                {"open_loop": [_rounded(asdict(lv)) for lv in self.open_levels]}
+                if self.open_levels
+                else {}
+            ),
         }
 
     @classmethod
@@ -106,6 +141,7 @@ class HttpProfile:
             levels.append(level)
         if not levels:
             raise ValueError("`http.levels` is empty")
+        open_levels = [_open_level(i, raw) for i, raw in enumerate(data.get("open_loop") or [])]
         return cls(
             levels=tuple(sorted(levels, key=lambda lv: lv.concurrency)),
             path=str(data["path"]),
@@ -116,7 +152,26 @@ class HttpProfile:
             cpu_cores=int(data.get("cpu_cores") or 0),
             client=str(data.get("client") or ""),
             measured_at=str(data.get("measured_at") or ""),
+            open_levels=tuple(sorted(open_levels, key=lambda lv: lv.rate_per_s)),
         )
+
+
+def _open_level(i: int, raw: Any) -> OpenLevel:
+    """One ``http.open_loop`` entry, checked like the closed levels."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"http.open_loop[{i}] must be a mapping, got {type(raw).__name__}")
+    level = OpenLevel(**{k: raw[k] for k in OpenLevel.__dataclass_fields__})
+    for key in OpenLevel.__dataclass_fields__:
+        value = getattr(level, key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"http.open_loop[{i}].{key} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"http.open_loop[{i}].{key} must be finite and >= 0")
+    if level.rate_per_s <= 0:
+        raise ValueError(f"http.open_loop[{i}].rate_per_s must be > 0")
+    if level.clean and level.server_cpu_s_per_request <= 0:
+        raise ValueError(f"http.open_loop[{i}].server_cpu_s_per_request must be > 0")
+    return level
 
 
 def _rounded(level: dict[str, Any]) -> dict[str, Any]:
@@ -124,4 +179,4 @@ def _rounded(level: dict[str, Any]) -> dict[str, Any]:
     return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in level.items()}
 
 
-__all__ = ["HttpLevel", "HttpProfile"]
+__all__ = ["HttpLevel", "HttpProfile", "OpenLevel"]

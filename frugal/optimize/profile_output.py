@@ -94,6 +94,38 @@ def print_http(http: HttpProfile, console: Any) -> None:
         "JSON, batching, model, ledger), read from /proc; the load generator's own CPU is apart. "
         "frugal plan bounds a replica by vCPUs / server CPU per request."
     )
+    if http.open_levels:
+        print_open_loop(http, console)
+
+
+def print_open_loop(http: HttpProfile, console: Any) -> None:
+    """The open-loop levels (--rates): Poisson arrivals, latency from each scheduled time."""
+    from rich.table import Table
+
+    table = Table(title="open loop: Poisson arrivals at each rate")
+    columns = ["rate/s", "req/s", "p50 ms", "p99 ms", "p50 ms from send", "p99 ms from send",
+               "send lag p99 ms", "server CPU ms/req", "server cores", "errors"]  # fmt: skip
+    for name in columns:
+        table.add_column(name, justify="right")
+    for lv in http.open_levels:
+        table.add_row(
+            f"{lv.rate_per_s:g}",
+            f"{lv.req_per_s:,.0f}",
+            f"{lv.p50_ms:.3f}",
+            f"{lv.p99_ms:.3f}",
+            f"{lv.p50_ms_from_send:.3f}",
+            f"{lv.p99_ms_from_send:.3f}",
+            f"{lv.send_lag_p99_ms:.3f}",
+            f"{1000 * lv.server_cpu_s_per_request:.3f}",
+            f"{lv.server_cores_busy:.2f}",
+            str(lv.errors),
+        )
+    console.print(table)
+    console.print(
+        "from send: from when the load generator really wrote the request (its own delay on "
+        "this machine left out); frugal simulate reads these levels for the time an answer "
+        "spends outside the model's batch."
+    )
 
 
 def batching_yaml(profile: Profile) -> str:

@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from frugal.config import FrugalConfig, TensorSpec
 from frugal.errors import FrugalError, InvalidInput
-from frugal.optimize.endtoend import HttpLevel, HttpProfile
+from frugal.optimize.endtoend import HttpLevel, HttpProfile, OpenLevel
 from frugal.optimize.loadgen import LoadResult, cpu_seconds, drive, run_async
+from frugal.optimize.open_loop import Replay, poisson_arrivals, replay
 from frugal.optimize.profile import cpu_model
 from frugal.optimize.server_process import running_server
 from frugal.optimize.target import Target
@@ -133,6 +135,33 @@ def to_level(result: LoadResult) -> HttpLevel:
     )
 
 
+def to_open_level(rate_per_s: float, result: Replay) -> OpenLevel:
+    """One open-loop replay as a level (percentiles 0 when nothing was answered)."""
+    latency, from_send, lag = result.latency_ms(), result.from_send_ms(), result.send_lag_ms()
+    answered = int(latency.size)
+
+    def pct(values: np.ndarray, q: float) -> float:
+        return float(np.percentile(values, q)) if values.size else 0.0
+
+    server_cpu = result.server_cpu_s or 0.0
+    return OpenLevel(
+        rate_per_s=rate_per_s,
+        seconds=result.seconds,
+        requests=answered,
+        errors=result.errors,
+        req_per_s=answered / result.seconds,
+        p50_ms=pct(latency, 50),
+        p99_ms=pct(latency, 99),
+        mean_ms=float(latency.mean()) if answered else 0.0,
+        p50_ms_from_send=pct(from_send, 50),
+        p99_ms_from_send=pct(from_send, 99),
+        send_lag_p99_ms=pct(lag, 99),
+        server_cpu_s_per_request=server_cpu / answered if answered else 0.0,
+        server_cores_busy=server_cpu / result.seconds,
+        client_cpu_s_per_request=result.client_cpu_s / max(answered, 1),
+    )
+
+
 def profile_http(
     served: ServedModel,
     *,
@@ -140,19 +169,24 @@ def profile_http(
     seconds: float = 5.0,
     warmup_s: float | None = None,
     workers: int = 1,
+    rates: Sequence[float] = (),
+    seed: int = 0,
     progress: bool = True,
 ) -> HttpProfile:
-    """Start the server, drive each concurrency in turn, stop it; the levels as a section."""
+    """Start the server, drive each concurrency in turn, then each open-loop rate (Poisson
+    arrivals for ``seconds``, seeded), stop it; the levels as a section."""
     from frugal.optimize.profile import _progress
 
     levels: list[HttpLevel] = []
+    open_levels: list[OpenLevel] = []
     warmup = min(1.0, seconds / 4) if warmup_s is None else warmup_s
     cpu_seconds(os.getpid())  # no /proc (not Linux): say so before starting anything
     with running_server(served.config_path, workers=workers) as (base, pid):
         url = base + served.path
         check_answer(url, served.bodies[0])
         with _progress(progress) as bar:
-            task = bar.add_task("driving the server", total=len(concurrency)) if bar else None
+            total = len(concurrency) + len(rates)
+            task = bar.add_task("driving the server", total=total) if bar else None
             for c in concurrency:
                 if bar is not None and task is not None:
                     bar.update(task, description=f"end to end: {c} concurrent for {seconds:g} s")
@@ -168,6 +202,18 @@ def profile_http(
                 levels.append(to_level(result))
                 if bar is not None and task is not None:
                     bar.advance(task)
+            for k, rate in enumerate(rates):
+                if bar is not None and task is not None:
+                    bar.update(task, description=f"open loop: {rate:g} req/s for {seconds:g} s")
+                # Unmeasured first: the server's and the pool's connections warm at this rate.
+                warm = poisson_arrivals(rate, warmup, seed + 1000 + k) if warmup > 0 else None
+                if warm is not None and warm.size:
+                    run_async(replay(url, served.bodies, warm))
+                arrivals = poisson_arrivals(rate, seconds, seed + k)
+                replayed = run_async(replay(url, served.bodies, arrivals, server_pid=pid))
+                open_levels.append(to_open_level(rate, replayed))
+                if bar is not None and task is not None:
+                    bar.advance(task)
     return HttpProfile(
         levels=tuple(levels),
         path=served.path,
@@ -178,6 +224,7 @@ def profile_http(
         cpu_cores=len(os.sched_getaffinity(0)),
         client=CLIENT,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        open_levels=tuple(open_levels),
     )
 
 
@@ -198,4 +245,5 @@ __all__ = [
     "run_folder",
     "running_server",
     "served_config",
+    "to_open_level",
 ]

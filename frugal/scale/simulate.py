@@ -36,6 +36,7 @@ from frugal.scale.simulate_service import ServiceModel
 from frugal.scale.traces import Trace
 
 _DONE, _READY, _TICK = 0, 1, 2
+RATE_WINDOW_S = 1.0  # the arrival rate a load curve is read at: arrivals over this much past
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,10 @@ class _Simulation:
         n = len(trace)
         self.latency_s = np.full(n, np.nan)  # per request; nan: dropped
         self.outside_s = service.outside_s(n)  # each answer's time outside the replica
+        # With a load curve the outside time and the CPU per request follow the arrival rate
+        # one replica sees (the last RATE_WINDOW_S of arrivals): draws are made at arrival.
+        self.z = np.random.default_rng(0).standard_normal(n) if service.load is not None else None
+        self.recent: deque[float] = deque()  # arrival times within RATE_WINDOW_S
         self.done_s = np.full(n, np.nan)
         self.hit = np.zeros(n, dtype=bool)
         self.dropped_full = self.dropped_timeout = 0
@@ -160,10 +165,21 @@ class _Simulation:
             self.on_progress(n)
         return self._result()
 
+    def _rate_per_replica(self, up: int) -> float:
+        """Arrivals per second one up replica sees, over the last RATE_WINDOW_S."""
+        span = min(max(self.now, 0.05), RATE_WINDOW_S)
+        return len(self.recent) / span / max(up, 1)
+
     def _arrive(self, i: int) -> None:
         t = self.now
         key, endpoint = int(self.trace.key_ids[i]), int(self.trace.endpoint_ids[i])
         up = self._up()
+        if self.z is not None:
+            self.recent.append(t)
+            while self.recent[0] < t - RATE_WINDOW_S:
+                self.recent.popleft()
+            rate = self._rate_per_replica(len(up))
+            self.outside_s[i] = self.service.outside_at(rate, float(self.z[i]))
         if key >= 0 and self.ttl_s[endpoint] > 0:
             cache_key = key * len(self.trace.endpoints) + endpoint
             if up and self.expiry.get(cache_key, -1.0) > t:
@@ -211,7 +227,10 @@ class _Simulation:
             if replica.draining and replica.stop_s is None:
                 self._stop(replica, t)
             return
-        took = float(self.service.batch_s[len(batch) - 1]) + replica.debt_s
+        took = float(self.service.batch_s[len(batch) - 1])
+        if self.z is not None:
+            took *= self.service.cpu_factor_at(self._rate_per_replica(len(self._up())))
+        took += replica.debt_s
         replica.debt_s = 0.0
         self.busy_s += took
         replica.running = batch

@@ -90,6 +90,17 @@ def print_results(prepared: Prepared, results: Sequence[SimResult], console: Con
         f"cache hit ratio {hits:.1%}; * = cheapest fleet within the SLO with no drops;"
         " red: p99 over the SLO or requests dropped"
     )
+    if p.service.load is not None:
+        console.print(
+            f"server time outside the batch and CPU per request follow the load: fitted to "
+            f"{p.service.load.source} of the profile (docs/autoscaling.md#validation)"
+        )
+    elif p.service.end_to_end:
+        console.print(
+            "[yellow]note: the profile has no open-loop levels: the server's time outside the "
+            "batch is read from its closed loop, which under-counts what Poisson arrivals cost "
+            "(take them with `frugal profile --http --rates ...`)[/yellow]"
+        )
     if not p.service.end_to_end:
         console.print(
             "[yellow]note: a model-only profile: the server's own time per request is not "
@@ -109,6 +120,7 @@ def to_json(prepared: Prepared, results: Sequence[SimResult]) -> dict[str, Any]:
         },
         "profile": p.profile.file,
         "end_to_end": p.service.end_to_end,
+        "load_curve": p.service.load.source if p.service.load is not None else None,
         "instance": p.instance,
         "instance_usd_per_hour": p.instance_usd_per_hour,
         "replica_vcpus": p.replica_vcpus,

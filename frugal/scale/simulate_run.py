@@ -19,6 +19,7 @@ from frugal.errors import InvalidInput
 from frugal.optimize.profiles import ProfileRecord, read_profile
 from frugal.scale.policies import ScalingPolicy, named_policy, policy_from_config
 from frugal.scale.simulate import Fleet, Settings, simulate
+from frugal.scale.simulate_calibrate import calibrate
 from frugal.scale.simulate_result import SimResult
 from frugal.scale.simulate_service import ServiceModel, service_model
 from frugal.scale.traces import Trace, read_trace
@@ -107,6 +108,8 @@ def prepare(request: Request) -> Prepared:
         tick_s=request.tick_s,
         window_s=request.window_s,
     )
+    if profile.http is not None and profile.http.open_levels:
+        service = calibrate(service, profile.http, settings)
     fleets = _fleets(request, model)
     return Prepared(
         trace=trace,

@@ -24,6 +24,11 @@ per answer, log-normal, with the median and p99 that the least loaded level meas
 server's CPU per request (that level has almost no queue); it is added to the answer's latency
 and never occupies a replica. A cache hit costs the
 server's time for one request less the model's (its median at batch 1).
+
+That closed-loop level under-counts what real arrivals cost (validation: medians half the
+measured ones). A profile with open-loop levels (``frugal profile --http --rates``) replaces it
+with a ``LoadCurve`` (``simulate_calibrate.py``): the outside time's median and spread, and the
+server's CPU per request over the batch curve's, each by the arrival rate a replica sees.
 """
 
 from __future__ import annotations
@@ -38,6 +43,20 @@ from frugal.optimize.profiles import ProfileRecord
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class LoadCurve:
+    """What open-loop levels measured, by the arrival rate one replica sees (ascending): the
+    time an answer spends outside the replica's busy time (log-normal: median, sigma of its
+    log) and the server's CPU per request over the batch curve's at that rate. Between rates,
+    linear; beyond the measured ones, the nearest (never extrapolated)."""
+
+    rates_per_s: np.ndarray
+    median_s: np.ndarray
+    sigma: np.ndarray
+    cpu_factor: np.ndarray
+    source: str  # how it was fitted, for the report
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class ServiceModel:
     """Per batch size 1..max_batch_size: seconds one replica is busy with the batch."""
 
@@ -49,6 +68,10 @@ class ServiceModel:
     end_to_end: bool  # False: a model-only profile (no server time counted)
     # The spread of that outside time: log-normal, sigma of its log (0: always network_s).
     jitter_sigma: float = 0.0
+    # With open-loop levels (``simulate_calibrate.py``): by the arrival rate one replica sees
+    # (req/s, ascending), the outside time's median and sigma, and the factor by which the
+    # server's CPU per request at that rate exceeds the batch curve's. None: the fixed values.
+    load: LoadCurve | None = None
 
     def outside_s(self, count: int, seed: int = 0) -> np.ndarray:
         """``count`` draws of the time an answer spends outside the replica, reproducible."""
@@ -56,6 +79,25 @@ class ServiceModel:
             return np.full(count, self.network_s)
         rng = np.random.default_rng(seed)
         return np.asarray(self.network_s * np.exp(self.jitter_sigma * rng.standard_normal(count)))
+
+    def outside_at(self, rate_per_s: float, z: float) -> float:
+        """The outside time of an answer arriving while one replica sees ``rate_per_s``, for
+        the standard normal draw ``z`` (the fixed log-normal without a load curve)."""
+        if self.load is None:
+            if self.jitter_sigma <= 0 or self.network_s <= 0:
+                return self.network_s
+            return float(self.network_s * math.exp(self.jitter_sigma * z))
+        curve = self.load
+        median = float(np.interp(rate_per_s, curve.rates_per_s, curve.median_s))
+        sigma = float(np.interp(rate_per_s, curve.rates_per_s, curve.sigma))
+        return median * math.exp(sigma * z)
+
+    def cpu_factor_at(self, rate_per_s: float) -> float:
+        """How much longer a batch keeps a replica busy at this load than the batch curve says
+        (1 without a load curve)."""
+        if self.load is None:
+            return 1.0
+        return float(np.interp(rate_per_s, self.load.rates_per_s, self.load.cpu_factor))
 
     @property
     def max_batch_size(self) -> int:
@@ -130,4 +172,4 @@ def _interpolate(at: np.ndarray, sizes: np.ndarray, values: np.ndarray) -> np.nd
     return np.asarray(np.where(at > sizes[-1], values[-1] + (at - sizes[-1]) * per_item, inside))
 
 
-__all__ = ["ServiceModel", "service_model"]
+__all__ = ["LoadCurve", "ServiceModel", "service_model"]
