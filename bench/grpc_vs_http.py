@@ -4,11 +4,15 @@ over HTTP with the binary tensor extension (tritonclient.http's default).
 
 One ``frugal serve bench/configs/w1.yaml --grpc-port G`` serves all three, one after the other,
 with the same digits row in every request. HTTP load comes from wrk (closed loop, a Lua script
-sending one prepared body); gRPC load from this process: ``--connections`` concurrent
-``grpc.aio`` callers on one channel, each sending its next call when the last is answered. The
-server's CPU is read from /proc around each measured run (loadgen.cpu_seconds). The two load
-generators differ (wrk is C; the gRPC caller is Python and competes for the same cores), so
-compare server CPU-ms/req first; req/s is as much the client's as the server's.
+sending one prepared body); gRPC load from Python: ``--connections`` concurrent ``grpc.aio``
+callers, in one client process (``grpc``) and spread over ``--grpc-processes`` spawned ones
+(``grpc-Np``), so a single Python client's CPU is not the ceiling. ``grpc-bare`` is the floor: the
+same Np client against a bare grpc.aio server answering one prepared response (nothing of
+frugal's). The server's CPU is read from /proc around each measured run (loadgen.cpu_seconds), and
+each path's mean batch size per request from the ledger's rows in its window: CPU per request
+compares across paths only at like batch sizes (rerun with ``--connections 3`` for batch ~1).
+The load generators differ (wrk is C; the gRPC callers are Python on the same cores), so compare
+server CPU-ms/req first; req/s is as much the client's as the server's.
 
     python bench/grpc_vs_http.py --connections 16 --seconds 10
 """
@@ -18,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -92,24 +98,26 @@ def run_wrk(url: str, body: bytes, headers: dict[str, str], connections: int,
             "p50_ms": d["p50"] / 1000, "p99_ms": d["p99"] / 1000}  # fmt: skip
 
 
-async def grpc_load(port: int, row: np.ndarray, connections: int, seconds: float) -> dict[str, Any]:
+async def grpc_caller_load(port: int, raw: bytes, connections: int, start: float,
+                           until: float) -> dict[str, Any]:  # fmt: skip
+    """``connections`` grpc.aio callers on one channel, in this process, until ``until``
+    (time.time()); each sends its next call when the last is answered."""
     import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
     request = service_pb2.ModelInferRequest(model_name="digits")
     request.inputs.add(name="pixels", datatype="FP32", shape=[1, 64])
-    request.raw_input_contents.append(row.astype("<f4").tobytes())
+    request.raw_input_contents.append(raw)
     latencies: list[float] = []
     errors = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         await stub.ModelInfer(request)
-        started = time.perf_counter()
-        until = started + seconds
+        await asyncio.sleep(max(start - time.time(), 0.0))
 
         async def caller() -> None:
             nonlocal errors
-            while time.perf_counter() < until:
+            while time.time() < until:
                 t0 = time.perf_counter()
                 try:
                     await stub.ModelInfer(request)
@@ -119,7 +127,27 @@ async def grpc_load(port: int, row: np.ndarray, connections: int, seconds: float
                 latencies.append(time.perf_counter() - t0)
 
         await asyncio.gather(*(caller() for _ in range(connections)))
-        duration_s = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors}
+
+
+def _client_process(args: tuple[int, bytes, int, float, float]) -> dict[str, Any]:
+    return asyncio.run(grpc_caller_load(*args))
+
+
+def grpc_load(port: int, row: np.ndarray, connections: int, seconds: float,
+              processes: int) -> dict[str, Any]:  # fmt: skip
+    """``connections`` callers spread over ``processes`` client processes (spawned: grpc does
+    not survive a fork), so one Python client's CPU is not the ceiling."""
+    raw = row.astype("<f4").tobytes()
+    per = [connections // processes + (i < connections % processes) for i in range(processes)]
+    # every client starts calling at ``started`` (after its process and channel are up)
+    started = time.time() + 2.0 + 0.5 * processes
+    until = started + seconds
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_client_process, [(port, raw, n, started, until) for n in per if n])
+    duration_s = time.time() - started
+    latencies = [x for part in parts for x in part["latencies"]]
+    errors = sum(part["errors"] for part in parts)
     lat = np.array(latencies) * 1000
     n = len(latencies) + errors
     return {"requests": n, "duration_s": duration_s, "rps": n / duration_s, "errors": errors,
@@ -136,13 +164,60 @@ def measured(pid: int, run: Any) -> dict[str, Any]:
     return result
 
 
+def bare_grpc_server(port: int) -> None:
+    """The floor: grpc.aio answering every ModelInfer with one prepared response (the digits
+    answer's shape), nothing else. Run as ``--bare-grpc-server PORT`` in its own process."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    answer = service_pb2.ModelInferResponse(model_name="digits", model_version="1")
+    answer.outputs.add(name="predict", datatype="INT64", shape=[1])
+    answer.outputs.add(name="confidence", datatype="FP64", shape=[1])
+    answer.raw_output_contents.extend([(3).to_bytes(8, "little"), bytes(8)])
+
+    class Constant(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+        async def ModelInfer(self, request: Any, context: Any) -> Any:
+            return answer
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Constant(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        print("ready", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+def mean_batch(ledger: Path, windows: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Each path's mean batch size (per request) from the ledger's rows in its measured window:
+    CPU per request only compares across paths at like batch sizes."""
+    if not ledger.exists():
+        return {}
+    out: dict[str, float] = {}
+    with sqlite3.connect(ledger) as db:
+        for name, (t0, t1) in windows.items():
+            (value,) = db.execute("SELECT AVG(batch_size) FROM requests WHERE ts BETWEEN ? AND ?",
+                                  (t0, t1)).fetchone()  # fmt: skip
+            if value is not None:
+                out[name] = float(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--grpc-processes", type=int, default=2,
+                   help="client processes for the grpc-Np and grpc-bare rows (default 2)")
     p.add_argument("--out-dir", type=Path, default=BENCH / "results")
+    p.add_argument("--bare-grpc-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.bare_grpc_server is not None:
+        bare_grpc_server(args.bare_grpc_server)
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     models.ensure_w1()
     row = np.asarray(models.w1_rows(1)[0], dtype=np.float32)
@@ -154,24 +229,47 @@ def main(argv: list[str] | None = None) -> int:
     url = f"{base}/v2/models/digits/infer"
     bodies = http_bodies(row)
     rows: list[dict[str, Any]] = []
+    windows: dict[str, tuple[float, float]] = {}
+    procs = max(args.grpc_processes, 1)
+    many = f"grpc-{procs}p"
+
+    def run(name: str, pid: int, go: Any) -> None:
+        go(args.warmup)
+        t0 = time.time()
+        result = measured(pid, lambda: go(args.seconds))
+        windows[name] = (t0, time.time())
+        rows.append({"path": name, **result})
+        print(f"{name:12s} {result['rps']:8.0f} req/s  "
+              f"{result['server_cpu_ms_per_req']:.3f} server CPU-ms/req  "
+              f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+              f"errors {result['errors']}", flush=True)  # fmt: skip
+
     log = Path(tempfile.gettempdir()) / "frugal-grpc-vs-http.log"
     with loadgen.Server("frugal", cmd, f"{base}/v2/health/ready", log, cwd=ROOT) as server:
-        for name in ("grpc", "http-json", "http-binary"):
-            if name == "grpc":
-                def go(s: float) -> dict[str, Any]:
-                    return asyncio.run(grpc_load(grpc_port, row, args.connections, s))
+        for name in ("grpc", many, "http-json", "http-binary"):
+            if name.startswith("grpc"):
+                n = 1 if name == "grpc" else procs
+
+                def go(s: float, n: int = n) -> dict[str, Any]:
+                    return grpc_load(grpc_port, row, args.connections, s, n)
             else:
                 body, headers = bodies[name]
 
                 def go(s: float, body: bytes = body, headers: dict[str, str] = headers) -> Any:
                     return run_wrk(url, body, headers, args.connections, s)
-            go(args.warmup)
-            result = measured(server.pid, lambda go=go: go(args.seconds))
-            rows.append({"path": name, **result})
-            print(f"{name:12s} {result['rps']:8.0f} req/s  "
-                  f"{result['server_cpu_ms_per_req']:.3f} server CPU-ms/req  "
-                  f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
-                  f"errors {result['errors']}", flush=True)  # fmt: skip
+            run(name, server.pid, go)
+    batches = mean_batch(BENCH / "results" / "frugal-ledger.db", windows)
+    for r in rows:
+        r["mean_batch"] = batches.get(r["path"])
+    bare_port = loadgen.free_port()
+    bare = subprocess.Popen([sys.executable, __file__, "--bare-grpc-server", str(bare_port)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
+        run("grpc-bare", bare.pid, lambda s: grpc_load(bare_port, row, args.connections, s, procs))
+    finally:
+        bare.terminate()
+        bare.wait()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"grpc-vs-http-{stamp}.json"
@@ -179,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({"command": command.strip(), "connections": args.connections,
                                "seconds": args.seconds, "machine": machine(), "rows": rows},
                               indent=2))  # fmt: skip
+    print("mean batch per request (ledger): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in batches.items()))  # fmt: skip
     print(f"wrote {out}")
     return 0
 

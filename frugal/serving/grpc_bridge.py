@@ -10,6 +10,7 @@ code and its metadata.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
@@ -48,10 +49,11 @@ class HttpAnswer:
 
 
 async def call_app(
-    app: Any, method: str, path: str, headers: dict[str, str], body: bytes = b"",
+    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"",
     client: str | None = None,
 ) -> HttpAnswer:  # fmt: skip
-    """One request to ``app`` (an ASGI callable), answered in-process."""
+    """One request to ``app`` (an ASGI callable), answered in-process. ``headers`` are ASGI's
+    raw (lower-case name, value) pairs, built once by the caller; content-length is added here."""
     sent = False
 
     async def receive() -> MutableMapping[str, Any]:
@@ -68,22 +70,39 @@ async def call_app(
         if message["type"] == "http.response.start":
             answer.status = message["status"]
             answer.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                              for k, v in message.get("headers", [])}  # fmt: skip
+                              for k, v in message.get("headers", ())}  # fmt: skip
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if body:
-        raw_headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"content-length", b"%d" % len(body)))
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "2", "method": method,
-        "scheme": "http", "path": path, "raw_path": quote(path).encode(), "query_string": b"",
-        "root_path": "", "headers": raw_headers, "state": {},
+        "type": "http", "asgi": _ASGI, "http_version": "2", "method": method,
+        "scheme": "http", "path": path, "raw_path": _raw_path(path), "query_string": b"",
+        "root_path": "", "headers": headers, "state": {},
         "client": (client, 0) if client is not None else None, "server": None,
     }  # fmt: skip
     await app(scope, receive, send)
-    answer.body = b"".join(chunks)
+    answer.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     return answer
+
+
+_ASGI = {"version": "3.0"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _raw_path(path: str) -> bytes:
+    """The percent-encoded path (a handful of distinct paths: one per model and method)."""
+    return quote(path).encode()
+
+
+def raw_headers(metadata: Any, passed: frozenset[str]) -> list[tuple[bytes, bytes]]:
+    """The gRPC call's metadata that a caller may pass (``passed``) as ASGI raw header pairs; a
+    name sent twice keeps its last value, as the dict it replaced did."""
+    pairs = [(k, v) for k, v in metadata if k in passed]
+    if len({k for k, _ in pairs}) < len(pairs):
+        pairs = list(dict(pairs).items())
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
 
 
 def model_path(name: str, version: str, tail: str = "") -> str:
@@ -172,4 +191,5 @@ __all__ = [
     "infer_body",
     "infer_response",
     "model_path",
+    "raw_headers",
 ]

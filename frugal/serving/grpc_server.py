@@ -13,6 +13,7 @@ the very ``grpc_service.proto`` every Triton client speaks, with nothing generat
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from frugal.serving.grpc_bridge import (
     infer_body,
     infer_response,
     model_path,
+    raw_headers,
 )
 from frugal.serving.request_ids import new_request_id
 from frugal.serving.v2_binary import BINARY_MEDIA, HEADER
@@ -51,6 +53,8 @@ ANSWER_METADATA = ("x-request-id", "x-frugal-model", "x-frugal-cost-usd", "x-fru
 # A gRPC message may be this much larger than server.max_body_bytes: the v2 body it becomes is
 # checked against the limit itself (a 413, RESOURCE_EXHAUSTED, with the HTTP path's message).
 MESSAGE_SLACK_BYTES = 65_536
+_BINARY_TYPE = (b"content-type", BINARY_MEDIA.encode())
+_HEADER = HEADER.encode()
 UNSERVED = (
     "ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad",
     "RepositoryModelUnload", "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
@@ -65,6 +69,7 @@ def grpc_code(status: int, ready: bool) -> Any:
     return GRPC_CODES.get(status, Code.INTERNAL if status >= 500 else Code.INVALID_ARGUMENT)
 
 
+@functools.lru_cache(maxsize=1024)
 def peer_host(peer: str) -> str | None:
     """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> the address (rate limits, loopback)."""
     kind, _, rest = peer.partition(":")
@@ -81,20 +86,19 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
 
     async def _call(
         self, context: Any, method: str, path: str, body: bytes = b"",
-        headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200,),
+        headers: tuple[tuple[bytes, bytes], ...] = (), ok: tuple[int, ...] = (200,),
     ) -> HttpAnswer:  # fmt: skip
         """The request, answered by the app; an answer not in ``ok`` aborts the call with its
         code and message. The work is shielded: a call cancelled or past its deadline still
         finishes inside (answered, recorded and charged as on HTTP), its answer unsent."""
-        sent = {k: v for k, v in context.invocation_metadata() if k in PASSED_METADATA}
-        sent |= headers or {}
+        sent = raw_headers(context.invocation_metadata(), PASSED_METADATA)
+        sent.extend(headers)
         remaining = context.time_remaining()
         if remaining is not None:  # the gRPC deadline is frugal's deadline
-            sent["x-frugal-deadline-ms"] = f"{max(remaining * 1000.0, 0.001):.3f}"
-        task = asyncio.ensure_future(
+            sent.append((b"x-frugal-deadline-ms", b"%.3f" % max(remaining * 1000.0, 0.001)))
+        answer = await asyncio.shield(
             call_app(self.app, method, path, sent, body, peer_host(context.peer()))
         )
-        answer = await asyncio.shield(task)
         metadata = [(k, answer.headers[k]) for k in ANSWER_METADATA if k in answer.headers]
         if "retry-after" in answer.headers:
             pushback_ms = int(float(answer.headers["retry-after"]) * 1000)
@@ -152,7 +156,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
             body, header_length = infer_body(request)
         except FrugalError as error:
             await self._refuse(context, error)
-        headers = {"content-type": BINARY_MEDIA, HEADER: str(header_length)}
+        headers = (_BINARY_TYPE, (_HEADER, b"%d" % header_length))
         answer = await self._call(context, "POST", path, body, headers)
         requested = [o.name for o in request.outputs]
         return infer_response(answer, service_pb2.ModelInferResponse(), requested)
