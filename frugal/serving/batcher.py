@@ -23,7 +23,9 @@ Priority by caller tier (``server.priority``, off by default): the queue stays i
 order, and ``priority.py`` picks each batch (higher tiers first, starved items before all) and
 counts only the items ahead of a new one's tier for its expected wait.
 
-Event-driven: no task polls; submits, timers and finished batches call ``_dispatch``. The model
+Event-driven: no task polls; submits, timers and finished batches call ``_dispatch``. Deadlines
+share one timer per batcher, armed for the earliest deadline still queued: an item that finds the
+model idle runs at once and costs no timer at all, and a queued one no timer of its own. The model
 call runs in the slot pool (a thread per slot), bisecting a failing batch there so only the bad
 items fail. Any error inside the loop's own code fails the items it holds instead of hanging them.
 """
@@ -70,16 +72,11 @@ class Submission:
     """The futures of one request's items; ``wait`` returns their outcomes in order."""
 
     futures: list[asyncio.Future[ItemOutcome]]
-    timer: asyncio.TimerHandle | None
 
     async def wait(self) -> list[ItemOutcome]:
-        try:
-            if len(self.futures) == 1:
-                return [await self.futures[0]]
-            return list(await asyncio.gather(*self.futures))
-        finally:
-            if self.timer is not None:
-                self.timer.cancel()
+        if len(self.futures) == 1:
+            return [await self.futures[0]]
+        return list(await asyncio.gather(*self.futures))
 
 
 class Batcher:
@@ -107,6 +104,8 @@ class Batcher:
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0  # monotonic time the timer wakes at
+        self._deadline_timer: asyncio.TimerHandle | None = None  # the earliest queued deadline
+        self._deadline_due = math.inf  # monotonic time it wakes at
         self._idle = asyncio.Event()
         self._idle.set()
         self._drain_rate = 0.0  # items/s, moving average, for Retry-After
@@ -163,11 +162,11 @@ class Batcher:
         ]
         self._queue.extend(pendings)
         self._idle.clear()
-        timer = None
-        if math.isfinite(deadline):
-            timer = loop.call_at(loop.time() + max(0.0, deadline - now), self._expire, pendings)
         self._dispatch()
-        return Submission([p.future for p in pendings], timer)
+        # Items still queued need waking at their deadline; ones already running never expire.
+        if deadline < self._deadline_due and not all(p.running for p in pendings):
+            self._arm_deadline(deadline)
+        return Submission([p.future for p in pendings])
 
     def _admit_by_wait(self, items: int, deadline: float, now: float, rank: int) -> None:
         """Refuses ``items`` if the work ahead would answer them past ``deadline``.
@@ -414,15 +413,39 @@ class Batcher:
                     p.future.set_result(ItemOutcome(None, error, 0.0, None, self.key))
         self._dispatch()
 
-    def _expire(self, pendings: list[_Pending]) -> None:
-        """A request's deadline passed: its items still queued are answered and never run.
+    def _arm_deadline(self, due: float) -> None:
+        """Wake at ``due`` (monotonic; finite) to expire what is still queued by then."""
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._deadline_due = due
+        self._deadline_timer = loop.call_at(
+            loop.time() + max(0.0, due - time.monotonic()), self._expire
+        )
+
+    def _expire(self) -> None:
+        """The earliest queued deadline came: items whose deadline passed are answered and never
+        run, and the timer is armed again for the earliest deadline still queued (none: off).
 
         Items already running finish (the compute is spent and priced); the caller decides.
+        The loop's clock may wake a millisecond early: that counts as due, as a per-request
+        timer's wake did.
         """
-        for p in pendings:
-            if not p.running:
+        self._deadline_timer = None
+        self._deadline_due = math.inf
+        due_by = time.monotonic() + 0.001
+        later = math.inf
+        expired = False
+        for p in self._queue:
+            if p.deadline <= due_by:
                 self._answer_expired(p)
-        self._drop_done()
+                expired = True
+            elif p.deadline < later and not p.future.done():
+                later = p.deadline
+        if expired:
+            self._drop_done()
+        if math.isfinite(later):
+            self._arm_deadline(later)
         self._check_idle()
 
     def _answer_expired(self, p: _Pending) -> None:

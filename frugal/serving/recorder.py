@@ -98,10 +98,21 @@ class Recorder:
         """Books ``done``; returns what ``x-frugal-cost-usd`` says: its model share plus the
         overhead per request of the last interval (its row gets this interval's, measured)."""
         latency_s = time.monotonic() - done.received
-        model_usd = math.fsum(o.cost_usd for o in done.outcomes) + done.upstream_usd
-        tokens = tokens_of(done.outcomes) if done.tokens is None else done.tokens
+        outcomes = done.outcomes
+        only = outcomes[0] if len(outcomes) == 1 and not done.upstream_tiers else None
+        if only is not None and not only.earlier:  # the common request: no generic walks
+            batch = only.batch
+            model_usd = (batch.cost_per_item_usd if batch is not None else 0.0) + done.upstream_usd
+            tokens = done.tokens
+            if tokens is None:
+                tokens = only.prediction.tokens if only.prediction is not None else 0
+            by_tier = "" if batch is None or batch.model == done.model else tier_costs(done)
+        else:
+            model_usd = math.fsum(o.cost_usd for o in outcomes) + done.upstream_usd
+            tokens = tokens_of(outcomes) if done.tokens is None else done.tokens
+            by_tier = tier_costs(done)
         if self.ledger is not None:  # its cost is its model share until its interval closes
-            self.ledger.record(_row(done, latency_s, model_usd, tokens))
+            self.ledger.record(_row(done, latency_s, model_usd, tokens, by_tier))
         if done.shadow:
             return model_usd
         key = (done.endpoint, done.model)
@@ -206,7 +217,9 @@ def tier_costs(done: Finished) -> str:
     return format_tier_costs(by_model.items())
 
 
-def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> LedgerRow:
+def _row(
+    done: Finished, latency_s: float, model_usd: float, tokens: int, by_tier: str
+) -> LedgerRow:
     """The request's row so far: its cost is its model share until its interval closes."""
     outcomes = done.outcomes
     if len(outcomes) == 1:  # the common request, without the generic walks below
@@ -242,7 +255,7 @@ def _row(done: Finished, latency_s: float, model_usd: float, tokens: int) -> Led
         degraded=done.degraded,
         shadow=done.shadow,
         model_usd=model_usd,
-        tier_costs=tier_costs(done),
+        tier_costs=by_tier,
         tier=done.tier,
     )
 

@@ -159,6 +159,34 @@ async def test_expired_items_never_reach_the_model(
     assert model.calls == [1, 1]  # the three expired items never reached predict_batch
 
 
+async def test_one_deadline_timer_answers_each_item_at_its_own_deadline(
+    sklearn_model: Any, pool: Any, digits: Any
+) -> None:
+    """Queued deadlines share one timer: a later request with an earlier deadline re-arms it,
+    each request expires at its own deadline (not the other's), and one with none never does."""
+    x, _ = digits
+    model = GatedModel(sklearn_model)
+    batcher = make(model, pool, [], max_batch_size=8)
+    running = batcher.submit([x[0]], FOREVER)
+    await model.wait_busy()
+    start = time.monotonic()
+    late = batcher.submit([x[1]], start + 0.30)
+    early = batcher.submit([x[2], x[3]], start + 0.05)
+    patient = batcher.submit([x[4]], FOREVER)
+    first = await early.wait()
+    assert all(isinstance(o.error, DeadlineExceeded) for o in first)
+    assert time.monotonic() >= start + 0.05 - 0.001
+    assert not any(f.done() for f in late.futures)  # its own deadline has not come yet
+    second = await late.wait()
+    assert isinstance(second[0].error, DeadlineExceeded)
+    assert time.monotonic() >= start + 0.30 - 0.001
+    assert not patient.futures[0].done()
+    model.gate.set()
+    await running.wait()
+    assert (await patient.wait())[0].error is None
+    assert model.calls == [1, 1]  # the expired items never reached predict_batch
+
+
 async def test_second_worker_waits_max_wait(sklearn_model: Any, pool: Any, digits: Any) -> None:
     """With two workers and one busy, the free one waits up to max_wait_ms for company."""
     x, _ = digits
