@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import joblib
 import numpy as np
 import yaml
+from edge_runs import frugal_server, hybrid_run
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -32,7 +32,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from frugal.edge import EdgeCascade, EdgeModel
-from frugal.optimize import free_port
 
 INPUTS = [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
 
@@ -70,18 +69,7 @@ def main() -> None:
         started = time.perf_counter()
         labels += edge.predict(row[None, :])[0]
         times.append(time.perf_counter() - started)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "frugal", "serve", str(work / "frugal.yaml"),
-                               "--port", str(port)], cwd=work)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+    with frugal_server(work / "frugal.yaml") as url:
         results = {
             "bundle_bytes": {p.name: p.stat().st_size for p in sorted(bundle.iterdir())},
             "edge_alone": {"accuracy": float(np.mean(np.asarray(labels) == held_y)),
@@ -94,20 +82,7 @@ def main() -> None:
         for label, threshold in runs.items():
             record = work / f"record-{threshold}.jsonl"
             cascade = EdgeCascade(bundle, url, "digits", threshold=threshold, record=record)
-            started = time.perf_counter()
-            answers = [cascade.predict(row[None, :])[0] for row in held_x]
-            wall = time.perf_counter() - started
-            entries = [json.loads(line) for line in record.read_text().splitlines()]
-            right = [a.value == t for a, t in zip(answers, held_y, strict=True)]
-            results[label] = {
-                "accuracy": float(np.mean(right)),
-                "edge_share": sum(e["edge"] for e in entries) / len(held_y),
-                "server_usd_per_1k": 1000 * sum(e["server_usd"] for e in entries) / len(held_y),
-                "mean_ms": 1000 * wall / len(held_y),
-            }
-    finally:
-        server.terminate()
-        server.wait()
+            results[label] = hybrid_run(cascade, held_x, held_y, record)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

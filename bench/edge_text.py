@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import joblib
 import numpy as np
 import yaml
+from edge_runs import frugal_server, hybrid_run
 
 from frugal.edge import EdgeCascade, EdgeModel
-from frugal.optimize import free_port
 from frugal.runtimes import sha256_of
 from frugal.runtimes.minilm import MiniLMEmbedder
 from tests.edge.test_edge_text import labeled
@@ -84,36 +84,12 @@ def main() -> None:
             "p50_ms_per_sentence": 1000 * statistics.median(times),
         },
     }
-    port = free_port()
-    root = str(Path(__file__).resolve().parent.parent)
-    server = subprocess.Popen([sys.executable, "-m", "frugal", "serve", str(work / "frugal.yaml"),
-                               "--port", str(port)], cwd=root)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+    root = Path(__file__).resolve().parent.parent
+    with frugal_server(work / "frugal.yaml", cwd=root) as url:
         for label, threshold in (("server alone", 1.01), (f"hybrid @ {args.threshold}", None)):
             record = work / f"record-{threshold}.jsonl"
             cascade = EdgeCascade(bundle, url, "faq", threshold=threshold, record=record)
-            started = time.perf_counter()
-            answers = [cascade.predict([text])[0] for text in held]
-            wall = time.perf_counter() - started
-            entries = [json.loads(line) for line in record.read_text().splitlines()]
-            right = [a.value == t for a, t in zip(answers, truth, strict=True)]
-            results[label] = {
-                "accuracy": float(np.mean(right)),
-                "edge_share": sum(e["edge"] for e in entries) / len(held),
-                "server_usd_per_1k": 1000 * sum(e["server_usd"] for e in entries) / len(held),
-                "mean_ms": 1000 * wall / len(held),
-            }
-    finally:
-        server.terminate()
-        server.wait()
+            results[label] = hybrid_run(cascade, held, truth, record)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
