@@ -18,11 +18,11 @@ from frugal.config import ModelConfig, TensorSpec
 from frugal.errors import InvalidInput
 from frugal.optimize.distill_spec import StudentSpec
 from frugal.optimize.distill_teacher import TeacherAnswers
+from frugal.optimize.distill_train import ONNX_OPSET
 from frugal.runtimes import sha256_of
 from frugal.types import Item
 
 FACTORY = "frugal.runtimes.minilm_head:make_model"
-ONNX_OPSET = 17
 
 
 def embed(items: list[Item], threads: int = 1) -> np.ndarray:

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from frugal.errors import ArtifactError, InvalidInput
+from frugal.errors import InvalidInput
 from frugal.optimize.distill_spec import StudentSpec, make_estimator
 from frugal.optimize.distill_teacher import TeacherAnswers
+from frugal.optimize.sklearn_onnx import sklearn_to_onnx
 from frugal.types import Item
 
 MIN_SOFT_WEIGHT = 1e-3  # classes the teacher gives less are left out (rows stay few)
-ONNX_OPSET = 17
+ONNX_OPSET = 17  # both students, the scikit-learn and the MiniLM head (distill_text.py)
 
 
 def training_rows(
@@ -69,16 +70,8 @@ def fit_student(spec: StudentSpec, x: np.ndarray, answers: TeacherAnswers) -> tu
 
 def export_onnx(estimator: Any, n_features: int, dest: Path) -> None:
     """The student as ONNX (skl2onnx, ZipMap removed): answers label + probabilities."""
-    from skl2onnx import to_onnx
-
-    sample = np.zeros((1, n_features), dtype=np.float32)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onx = to_onnx(estimator, sample, options={"zipmap": False}, target_opset=ONNX_OPSET)
-    except Exception as exc:  # skl2onnx raises RuntimeError, NotImplementedError, ...
-        raise ArtifactError(f"cannot export the student to ONNX: {exc}") from exc
-    dest.write_bytes(onx.SerializeToString())
+    sklearn_to_onnx(estimator, [None, n_features], dest, target_opset=ONNX_OPSET,
+                    failure="cannot export the student to ONNX")  # fmt: skip
 
 
 def feature_matrix(items: list[Item]) -> np.ndarray:

@@ -143,10 +143,10 @@ def _minilm(out: Path, tmp: Path, quantize: str) -> dict[str, Any]:
 
 
 def _sklearn_to_onnx(config: ModelConfig, source: Path, dest: Path) -> None:
-    """skl2onnx, probabilities as a plain tensor (no ZipMap) so the runner reads them as-is."""
+    """The classifier as ONNX with plain-tensor probabilities, so the runner reads them as-is."""
     import joblib
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
+
+    from frugal.optimize.sklearn_onnx import sklearn_to_onnx
 
     if len(config.inputs) != 1 or config.inputs[0].datatype != "FP32":
         raise InvalidInput(f"model {config.key}: an edge bundle takes one FP32 input tensor",
@@ -156,13 +156,9 @@ def _sklearn_to_onnx(config: ModelConfig, source: Path, dest: Path) -> None:
     if not hasattr(estimator, "predict_proba"):
         raise InvalidInput(f"model {config.key}: not a classifier with predict_proba; the edge "
                            "gate reads class probabilities", field="MODEL")  # fmt: skip
-    shape = [None, *spec.shape[1:]] if len(spec.shape) > 1 else [None, 1]
-    try:
-        proto = convert_sklearn(estimator, initial_types=[(spec.name, FloatTensorType(shape))],
-                                options={id(estimator): {"zipmap": False}})  # fmt: skip
-    except Exception as exc:  # skl2onnx raises many kinds for estimators it cannot convert
-        raise ArtifactError(f"model {config.key}: skl2onnx cannot convert it: {exc}") from exc
-    dest.write_bytes(proto.SerializeToString())
+    shape: list[int | None] = [None, *spec.shape[1:]] if len(spec.shape) > 1 else [None, 1]
+    sklearn_to_onnx(estimator, shape, dest, input_name=spec.name,
+                    failure=f"model {config.key}: skl2onnx cannot convert it")  # fmt: skip
 
 
 def _quantized(fp32: Path, int8: Path, quantize: str) -> tuple[Path, str | None, str | None]:
