@@ -176,8 +176,7 @@ class Engine:
         """Open Inference Protocol: a model version addressed directly, no endpoint route."""
         items = self.schemas[model].items_from_tensors(tensors)
         _check_fits(len(items), self.model_configs[model].batching.max_queue, model, "inputs")
-        rank = None if self.tiers is None else self.tiers.rank(tier)
-        outcomes = await self._call(model, items, deadline, rank)
+        outcomes = await self.call_model(model, items, deadline, tier)
         return Answer(outcomes, math.fsum(o.cost_usd for o in outcomes))
 
     async def _answer(
@@ -321,6 +320,14 @@ class Engine:
                 await asyncio.to_thread(close)
 
     # ---- inside the path ---------------------------------------------------------------------
+
+    async def call_model(
+        self, model: str, items: Sequence[Item], deadline: float, tier: str | None = None
+    ) -> list[ItemOutcome]:
+        """Items straight to one model version's queue, at the caller's tier (no endpoint
+        route): the v2 route, and an LLM cascade's local tiers (serving/openai_api.py)."""
+        rank = None if self.tiers is None else self.tiers.rank(tier)
+        return await self._call(model, items, deadline, rank)
 
     async def _call(
         self, model: str, items: Sequence[Item], deadline: float, rank: int | None = None

@@ -240,8 +240,7 @@ class _Call:
         engine = self.engine
         item = engine.schemas[model].item_from_instance(chat_text(payload), "messages")
         deadline = engine.deadline_for(model, self.received, None)
-        rank = 0 if engine.tiers is None else engine.tiers.rank(self.caller.tier)
-        [outcome] = await engine.queues[model].submit([item], deadline, rank).wait()
+        [outcome] = await engine.call_model(model, [item], deadline, self.caller.tier)
         if outcome.error is not None or outcome.prediction is None:
             return LocalRun(item, outcome, None)
         body = {
