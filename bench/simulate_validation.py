@@ -3,9 +3,12 @@
     python bench/simulate_validation.py                       # profile, then both traces
     python bench/simulate_validation.py --profile P.json      # reuse an end-to-end profile
 
-1. Profile: `frugal profile --http --server-workers 1` of bench's W1 model (digits
-   LogisticRegression, bench/models.py) on this machine: the model's batch latencies, its load
-   time and the server's own CPU per request. A replica of the simulation is one worker.
+1. Profile: `frugal profile --http --server-workers W` of bench's W1 model (digits
+   LogisticRegression, bench/models.py) on this machine, once per worker count W of
+   ``--workers``: the model's batch latencies, its load time, the server's own CPU per request
+   and its open-loop levels. A replica of the simulation is one worker; the rows with W workers
+   read the profile taken with W, since W workers on one machine share its cores (and the load
+   generator's) the way W replicas on W machines do not.
 2. For each trace (the first, ``--shape/--rate``, is the one the simulator's defaults were
    looked at on; the second, ``--check-shape/--check-rate``, was never looked at before this
    run) and each of ``--workers 1`` and ``--workers 2``:
@@ -16,6 +19,9 @@
 3. Compare p50, p99, throughput and $ (allocated: model + server work, the part the simulation
    predicts; billed too, with its definition) and write bench/results/simulate-validation-*.md
    and .json. Target: each figure within 15%; a miss is reported, with the run's numbers.
+   With ``--repeats N`` each real replay runs N times: the measured figure is the median of the
+   N runs (their range is in the table), since one 60 s run's p99 on a shared machine moves by
+   more than the target from one run to the next.
 
 The load generator shares this machine's cores with the server (and, on a shared box, with
 whatever else runs): its CPU is printed, and noise lands mostly on p99.
@@ -82,10 +88,10 @@ def write_config(folder: Path, name: str) -> Path:
     return path
 
 
-def profile(folder: Path, out: Path, seconds: float, rates: str) -> Path:
-    config = write_config(folder, "profile")
+def profile(folder: Path, out: Path, seconds: float, rates: str, workers: int) -> Path:
+    config = write_config(folder, f"profile-w{workers}")
     command = [sys.executable, "-m", "frugal", "profile", str(config), "--http",
-               "--server-workers", "1", "--concurrency", "1,2,4,8,16,32", "--seconds",
+               "--server-workers", str(workers), "--concurrency", "1,2,4,8,16,32", "--seconds",
                str(seconds), "--batch-sizes", "1,2,4,8,16,32", "--rates", rates,
                "--out", str(out)]  # fmt: skip
     print("$", " ".join(command[2:]), flush=True)
@@ -169,6 +175,9 @@ def simulate(trace_path: Path, profile_path: Path, config: Path, workers: int) -
         "billed_usd": r.cost_usd,
         "utilization": r.utilization,
         "dropped": r.dropped,
+        # arrivals whose replica saw more than the profile's highest open-loop level
+        "past_curve": r.past_curve,
+        "peak_rate_per_replica_s": r.peak_rate_per_s,
     }
 
 
@@ -178,13 +187,34 @@ def as_sent(r: Replay) -> Trace:
     return from_rows(((float(t), "digits", "") for t in sent - sent[0]), source="as sent")
 
 
+def profile_paths(value: str) -> dict[int, Path]:
+    """``P.json`` (key 0: every worker count) or ``1=P1.json,2=P2.json``."""
+    if "=" not in value:
+        return {0: Path(value)}
+    return {int(w): Path(p) for w, _, p in (part.partition("=") for part in value.split(","))}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each number the median of the runs' (the first run's for anything else); with one run,
+    that run. ``*_range`` keeps each number's lowest and highest."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values = [r[key] for r in runs]
+            out[key] = float(np.median(values))
+            out[f"{key}_range"] = [min(values), max(values)]
+    return out
+
+
 def error(simulated: float, measured: float) -> float:
     return (simulated - measured) / measured if measured else math.nan
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", type=Path, help="an end-to-end profile (default: take one)")
+    parser.add_argument("--profile", type=profile_paths,
+                        help="end-to-end profiles to reuse: P.json for every worker count, or "
+                        "1=P1.json,2=P2.json (default: take one per worker count)")
     parser.add_argument("--profile-seconds", type=float, default=3.0)
     parser.add_argument("--rates", default="50,100,200,400,700",
                         help="the profile's open-loop rates (frugal profile --rates)")
@@ -195,49 +225,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="real replays per row; the measured figures are their medians")
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
+    worker_counts = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="frugal-simval-") as tmp:
         folder = Path(tmp)
-        profile_path = args.profile or profile(folder, RESULTS / f"simulate-profile-{stamp}.json",
-                                               args.profile_seconds, args.rates)  # fmt: skip
+        given = args.profile or {}
+        profiles = {
+            w: given.get(w) or given.get(0) or profile(
+                folder, RESULTS / f"simulate-profile-{stamp}-w{w}.json", args.profile_seconds,
+                args.rates, w)
+            for w in worker_counts
+        }  # fmt: skip
         cases = [("tuned", args.shape, args.rate), ("check", args.check_shape, args.check_rate)]
         for role, shape, rate in cases:
             trace = generate(shape, rate=rate, duration_s=args.duration, seed=args.seed,
                              endpoints=[("digits", 1.0)])  # fmt: skip
             trace_path = folder / f"{shape}-{rate:g}.csv"
             write_trace(trace, trace_path)
-            for workers in (int(w) for w in args.workers.split(",")):
+            for workers in worker_counts:
                 name = f"{shape}-{rate:g}-w{workers}"
-                print(f"{name}: simulating, then replaying {len(trace):,} requests", flush=True)
+                print(f"{name}: simulating, then replaying {len(trace):,} requests "
+                      f"x {args.repeats}", flush=True)  # fmt: skip
                 sim_config = write_config(folder, "sim")
-                sim = simulate(trace_path, profile_path, sim_config, workers)
-                real, replayed = measure(folder, name, trace, workers)
-                # The same simulation on the arrivals as the server got them (when each request
-                # was written): compared with latency from send, the load generator's own delay
-                # on this machine is out of both sides.
-                sent_path = folder / f"{name}-as-sent.csv"
-                write_trace(as_sent(replayed), sent_path)
-                sent = simulate(sent_path, profile_path, sim_config, workers)
-                sent["p50_ms_from_send"], sent["p99_ms_from_send"] = sent["p50_ms"], sent["p99_ms"]
+                sim = simulate(trace_path, profiles[workers], sim_config, workers)
+                runs, sents = [], []
+                for k in range(args.repeats):
+                    real, replayed = measure(folder, f"{name}-r{k}", trace, workers)
+                    # The same simulation on the arrivals as the server got them (when each
+                    # request was written): compared with latency from send, the load
+                    # generator's own delay on this machine is out of both sides.
+                    sent_path = folder / f"{name}-r{k}-as-sent.csv"
+                    write_trace(as_sent(replayed), sent_path)
+                    sent = simulate(sent_path, profiles[workers], sim_config, workers)
+                    sent["p50_ms_from_send"] = sent["p50_ms"]
+                    sent["p99_ms_from_send"] = sent["p99_ms"]
+                    runs.append(real)
+                    sents.append(sent)
+                real, sent = median_run(runs), median_run(sents)
                 keys = ("p50_ms", "p99_ms", "throughput_per_s", "allocated_usd")
                 errors = {k: error(sim[k], real[k]) for k in keys}
                 errors_sent = {k: error(sent[k], real[k]) for k in
                                ("p50_ms_from_send", "p99_ms_from_send")}  # fmt: skip
                 rows.append({"trace": f"{shape} {rate:g} req/s", "role": role,
-                             "workers": workers, "simulated": sim, "measured": real,
+                             "workers": workers, "profile": str(profiles[workers]),
+                             "simulated": sim, "measured": real, "measured_runs": runs,
                              "error": errors, "simulated_as_sent": sent,
+                             "simulated_as_sent_runs": sents,
                              "error_as_sent": errors_sent})  # fmt: skip
-                print(json.dumps(rows[-1], indent=1), flush=True)
+                print(json.dumps({k: rows[-1][k] for k in ("trace", "workers", "error",
+                                                           "error_as_sent")}, indent=1),
+                      flush=True)  # fmt: skip
     out = RESULTS / f"simulate-validation-{stamp}"
-    meta = {"profile": str(profile_path), "duration_s": args.duration, "seed": args.seed,
+    meta = {"profiles": {str(w): str(p) for w, p in profiles.items()},
+            "duration_s": args.duration, "seed": args.seed, "repeats": args.repeats,
             "machine": loadgen_machine(), "target": TARGET, "rows": rows}  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(meta))
     print(markdown(meta))
     return 0
+
+
+def profiles_of(meta: dict[str, Any]) -> dict[str, str]:
+    """Worker count -> profile; results written before per-worker profiles had one for all."""
+    return meta.get("profiles") or {"all": meta["profile"]}
 
 
 def loadgen_machine() -> str:
@@ -257,8 +312,11 @@ def markdown(meta: dict[str, Any]) -> str:
     lines = [
         f"# simulate vs a real `frugal serve` ({meta['machine']})",
         "",
-        f"profile: `{meta['profile']}`; traces of {meta['duration_s']:g} s, seed {meta['seed']};"
-        " simulated / measured (error); target within 15%.",
+        "profiles (one per worker count): "
+        + ", ".join(f"{w} worker(s) `{p}`" for w, p in profiles_of(meta).items())
+        + f"; traces of {meta['duration_s']:g} s, seed {meta['seed']}; simulated / measured "
+        f"(error); target within 15%; measured: the median of {meta.get('repeats', 1)} "
+        "replay(s) a row, the p99s' range in the last column.",
         "",
         "p50/p99 from send: the simulation of the arrivals as the server got them (each request "
         "at the time the load generator wrote it) against latency from that time: the load "
@@ -266,19 +324,22 @@ def markdown(meta: dict[str, Any]) -> str:
         "trace as generated against latency from each request's scheduled time (that delay in).",
         "",
         "| trace | role | workers | p50 ms from send | p99 ms from send | p50 ms from schedule "
-        "| p99 ms from schedule | req/s | allocated $ | billed $ (sim / ledger) | load avg |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| p99 ms from schedule | req/s | allocated $ | billed $ (sim / ledger) | load avg "
+        "| measured p99 from send, range |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in meta["rows"]:
         s, m = row["simulated"], row["measured"]
         sent = [_cell(row, k, ".2f", "_as_sent") if "error_as_sent" in row else "-"
                 for k in ("p50_ms_from_send", "p99_ms_from_send")]  # fmt: skip
+        low_high = m.get("p99_ms_from_send_range")
+        spread = f"{low_high[0]:.2f}-{low_high[1]:.2f}" if low_high else "-"
         lines.append(
             f"| {row['trace']} | {row['role']} | {row['workers']} | {sent[0]} | {sent[1]} | "
             f"{_cell(row, 'p50_ms', '.2f')} | {_cell(row, 'p99_ms', '.2f')} | "
             f"{_cell(row, 'throughput_per_s', '.1f')} | {_cell(row, 'allocated_usd', '.2e')} | "
             f"{s['billed_usd']:.2e} / {m['billed_usd']:.2e} | "
-            f"{m['load_average'][0]:.1f}-{m['load_average'][1]:.1f} |"
+            f"{m['load_average'][0]:.1f}-{m['load_average'][1]:.1f} | {spread} |"
         )
     lines += [
         "",

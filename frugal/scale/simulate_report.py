@@ -95,6 +95,9 @@ def print_results(prepared: Prepared, results: Sequence[SimResult], console: Con
             f"server time outside the batch and CPU per request follow the load: fitted to "
             f"{p.service.load.source} of the profile (docs/autoscaling.md#validation)"
         )
+        past = past_curve_note(p.service.top_rate_per_s, results)
+        if past:
+            console.print(f"[yellow]note: {past}[/yellow]")
     elif p.service.end_to_end:
         console.print(
             "[yellow]note: the profile has no open-loop levels: the server's time outside the "
@@ -107,6 +110,26 @@ def print_results(prepared: Prepared, results: Sequence[SimResult], console: Con
             "counted, so replicas look idler than they are (take it with `frugal profile "
             "--http`)[/yellow]"
         )
+
+
+# Arrivals read past the load curve's top level, as a share of a fleet's requests, above which
+# the report says so: a few in a burst's first second move nothing.
+PAST_CURVE_NOTE_SHARE = 0.01
+
+
+def past_curve_note(top_rate_per_s: float, results: Sequence[SimResult]) -> str:
+    """What the report says when a fleet's replicas saw more than the profile measured
+    (their latency then is a guess: the top level's, never extrapolated); "" otherwise."""
+    worst = max(results, key=lambda r: r.past_curve / max(r.requests, 1), default=None)
+    if worst is None or worst.past_curve <= PAST_CURVE_NOTE_SHARE * worst.requests:
+        return ""
+    peak = max(r.peak_rate_per_s for r in results)
+    return (
+        f"{worst.past_curve / worst.requests:.0%} of {worst.label}'s arrivals came while a "
+        f"replica saw more than the profile's highest open-loop level ({top_rate_per_s:,.0f} "
+        f"req/s, up to {peak:,.0f}): their latency is read at that level; profile with --rates "
+        f"up to about {peak:,.0f} to measure it"
+    )
 
 
 def to_json(prepared: Prepared, results: Sequence[SimResult]) -> dict[str, Any]:
@@ -168,4 +191,4 @@ def plot(path: Path, results: Sequence[SimResult]) -> None:
     save_figure(fig, path)
 
 
-__all__ = ["plot", "print_results", "results_table", "to_json", "write_json"]
+__all__ = ["past_curve_note", "plot", "print_results", "results_table", "to_json", "write_json"]

@@ -70,6 +70,10 @@ class SimResult:
     mean_sojourn_s: float
     throughput_per_s: float  # of those requests, leaving per second
     series: Series
+    # With a load curve: arrivals while a replica saw more than its highest measured level
+    # (their outside time read at that level), and the highest rate one replica saw.
+    past_curve: int = 0
+    peak_rate_per_s: float = 0.0
 
     @property
     def scale_events(self) -> int:
@@ -126,6 +130,10 @@ class SimResult:
             ],
             "cold_starts": self.cold_starts,
             "max_replicas": self.max_replicas,
+            "past_load_curve": {
+                "arrivals": self.past_curve,
+                "peak_rate_per_replica_s": num(self.peak_rate_per_s),
+            },
             "series": self.series.to_dict(),
         }
 
@@ -150,6 +158,7 @@ def summarize(
     max_replicas: int,
     little: tuple[float, float, int],
     series: Series,
+    past_curve: tuple[int, float] = (0, 0.0),
 ) -> SimResult:
     """The engine's tallies as figures and dollars."""
     per_s = usd_per_hour / 3600
@@ -192,6 +201,8 @@ def summarize(
         mean_sojourn_s=sojourn_s / departures if departures else 0.0,
         throughput_per_s=departures / duration_s if duration_s > 0 else 0.0,
         series=series,
+        past_curve=past_curve[0],
+        peak_rate_per_s=past_curve[1],
     )
 
 

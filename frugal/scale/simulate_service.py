@@ -92,6 +92,11 @@ class ServiceModel:
         sigma = float(np.interp(rate_per_s, curve.rates_per_s, curve.sigma))
         return median * math.exp(sigma * z)
 
+    @property
+    def top_rate_per_s(self) -> float:
+        """The load curve's highest measured rate per replica (inf without a curve)."""
+        return float(self.load.rates_per_s[-1]) if self.load is not None else math.inf
+
     def cpu_factor_at(self, rate_per_s: float) -> float:
         """How much longer a batch keeps a replica busy at this load than the batch curve says
         (1 without a load curve)."""

@@ -14,6 +14,7 @@ from frugal.optimize import OpenLevel
 from frugal.optimize.profiles import ProfileRecord, read_profile
 from frugal.scale.simulate import Fleet, Settings, simulate
 from frugal.scale.simulate_calibrate import MAX_SIGMA, MIN_OUTSIDE_S, calibrate, fit_outside
+from frugal.scale.simulate_report import past_curve_note
 from frugal.scale.simulate_service import service_model
 from frugal.scale.traces import generate
 
@@ -123,3 +124,23 @@ def test_more_outside_time_at_a_higher_rate_shows_in_the_latency() -> None:
     high = simulate(generate("steady", rate=400, duration_s=30, seed=2), service, Fleet(fixed=1),
                     SETTINGS)  # fmt: skip
     assert high.p50_ms > 3 * low.p50_ms
+
+
+def test_arrivals_past_the_highest_level_are_counted_and_reported() -> None:
+    """A spiky trace whose bursts go past the profile's highest open-loop level: the arrivals
+    read at that level are counted, with the peak, and the report says to profile higher; a
+    trace inside the measured rates gets no note."""
+    profile = with_open_levels(*LEVELS)
+    assert profile.http is not None
+    service = calibrate(service_model(profile, max_batch_size=32), profile.http, SETTINGS)
+    spiky = simulate(generate("spiky", rate=300, duration_s=60, seed=3), service,
+                     Fleet(fixed=1), SETTINGS)  # fmt: skip
+    assert spiky.past_curve > 0.05 * spiky.requests  # bursts at 5x the base pass 400 req/s
+    assert spiky.peak_rate_per_s > 400
+    note = past_curve_note(service.top_rate_per_s, [spiky])
+    assert "highest open-loop level (400 req/s" in note and "--rates" in note
+    assert spiky.to_dict()["past_load_curve"]["arrivals"] == spiky.past_curve
+    inside = simulate(generate("steady", rate=150, duration_s=30, seed=3), service,
+                      Fleet(fixed=1), SETTINGS)  # fmt: skip
+    assert inside.past_curve <= 0.01 * inside.requests
+    assert past_curve_note(service.top_rate_per_s, [inside]) == ""
