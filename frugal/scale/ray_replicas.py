@@ -261,7 +261,7 @@ class IngressReplica:
         )  # fmt: skip
         for queue in remote.values():  # cache hits save the mean cost the replicas measure
             queue.on_batch = engine.recorder.observe_item_cost
-        app = FrugalApp(config, engine=engine)
+        app = FrugalApp(config, engine=engine, freeze_heap=True)
         # The app closes a store it was given (as in one process); the writer actor's link is
         # closed here once the app's lifespan has ended.
         on_stop = ledger.close if isinstance(ledger, ActorLedger) else None

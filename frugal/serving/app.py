@@ -39,6 +39,7 @@ from frugal.serving.exchange import (
     send_reply,
 )
 from frugal.serving.health_port import HealthPort
+from frugal.serving.heap import freeze_startup_heap, frozen_objects
 from frugal.serving.inference import Inference
 from frugal.serving.intake import Intake
 from frugal.serving.openai_api import LLMRoutes, build_clients
@@ -63,10 +64,15 @@ class FrugalApp:
     """Builds the engine at start-up (models load off the loop) and answers the routes."""
 
     def __init__(
-        self, config: FrugalConfig, *, engine: Engine | None = None, processes: int = 1
-    ) -> None:
+        self, config: FrugalConfig, *, engine: Engine | None = None, processes: int = 1,
+        freeze_heap: bool = False,
+    ) -> None:  # fmt: skip
+        """``freeze_heap``: the process is this app's alone (``frugal serve``, a worker, a Ray
+        replica): once ready, what start-up built leaves the cyclic collector's passes
+        (serving/heap.py). Off for an app inside another program, such as a test's."""
         self.config = config
         self.processes = processes
+        self.freeze_heap = freeze_heap
         self._engine = engine
         self._admission: Admission | None = None
         self._inference: Inference | None = None
@@ -173,6 +179,9 @@ class FrugalApp:
             log.info("ledger: rows go to %s; the audit log and split weights set at run time "
                      "stay in %s on this machine", self.config.ledger.url,
                      self.config.ledger.path)  # fmt: skip
+        if self.freeze_heap:
+            frozen = freeze_startup_heap()
+            log.debug("froze %d start-up objects out of the garbage collector's passes", frozen)
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
             yield
@@ -188,6 +197,8 @@ class FrugalApp:
             "frugal_connections": ("Open HTTP connections.", lambda: len(limits.connections)),
             "frugal_loop_lag_seconds": ("How far the event loop runs behind.",
                                         self.shedder.lag.now_s),
+            "frugal_gc_frozen_objects": ("Objects start-up built, kept out of the garbage "
+                                         "collector's passes once ready.", frozen_objects),
         })  # fmt: skip
 
     async def _start_admission(self) -> None:

@@ -181,7 +181,7 @@ def serve(
             raise
         config = with_grpc_port(config, config.server.grpc_port, host=options["host"])
     try:
-        app = FrugalApp(config, engine=start_engine(assembly))
+        app = FrugalApp(config, engine=start_engine(assembly), freeze_heap=True)
     except BaseException:
         sock.close()
         raise
@@ -259,7 +259,7 @@ def app_from_env() -> Any:
         int(grpc_port) if grpc_port else None,
         host=os.environ.get(GRPC_HOST_ENV) if grpc_port else None,
     )
-    return FrugalApp(config, processes=processes).asgi
+    return FrugalApp(config, processes=processes, freeze_heap=True).asgi
 
 
 __all__ = [
