@@ -70,11 +70,18 @@ def build_w1(path: Path = W1_PATH) -> str:
     return sha256_file(path)
 
 
+LEDGER_LINE = "ledger: {path: ../results/frugal-ledger.db}\n"
+
+
 def write_w1_config(sha256: str, out: Path = CONFIGS / "w1.yaml") -> Path:
+    """W1's config, and beside it the same with the ledger off (``w1-no-ledger.yaml``: run.py's
+    frugal-noledger server, which measures what writing the ledger costs by difference)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     text = W1_CONFIG.format(sha256=sha256)
-    if not out.exists() or out.read_text() != text:
-        out.write_text(text)
+    no_ledger = text.replace(LEDGER_LINE, "ledger: {enabled: false}\n")
+    for path, wanted in ((out, text), (out.with_name(f"{out.stem}-no-ledger.yaml"), no_ledger)):
+        if not path.exists() or path.read_text() != wanted:
+            path.write_text(wanted)
     return out
 
 

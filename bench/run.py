@@ -16,8 +16,13 @@ $0.08925/h: what the machine costs while it serves this load, idle cores include
 Servers:
   bare      bench/bare_server.py: raw ASGI under uvicorn with frugal's uvicorn options, reads the
             body and answers a constant JSON body (the floor; any workload, no model)
+  lean      bench/lean_server.py: W1 only; the least a batching JSON server does per request
+            (orjson, a 2 ms / 64-row micro-batcher, predict_proba on a worker thread, frugal's
+            response headers) with none of frugal's books: splits frugal's ratio to bare
   frugal    .venv/bin/frugal serve bench/configs/<w1|w2>.yaml --port P
             (POST /v1/endpoints/<digits|minilm>/predict, ready at /v2/health/ready)
+  frugal-noledger  the same with `ledger: {enabled: false}` (bench/configs/<w>-no-ledger.yaml):
+            what writing the ledger costs, by difference
   frugal@N  the same with --workers N (N a number or auto), e.g. frugal@auto, frugal@2
   base      frugal serve with the frugal package from --base-src DIR (e.g. `git archive main`
             unpacked there) first on PYTHONPATH: an A/B of two versions of the code in one run
@@ -48,7 +53,8 @@ import models  # noqa: E402
 PRICE_PER_HOUR = 0.08925  # c7i.large on-demand, us-east-1
 PYTHON = sys.executable
 WORKLOADS = ("w1", "w2", "w2-varied")
-SERVERS = ("bare", "frugal", "base", "naive", "litserve")  # and frugal@N: --workers N
+# and frugal@N: --workers N
+SERVERS = ("bare", "lean", "frugal", "frugal-noledger", "base", "naive", "litserve")
 
 
 def frugal_bin() -> str:
@@ -67,11 +73,17 @@ def server_for(
         if workload != "w1"
         else []
     )
-    if name == "bare":
-        cmd = [PYTHON, str(BENCH / "bare_server.py"), "--port", str(port)]
+    if name in ("bare", "lean"):
+        if name == "lean" and workload != "w1":
+            raise ValueError("server `lean` serves W1 only (bench/lean_server.py)")
+        cmd = [PYTHON, str(BENCH / f"{name}_server.py"), "--port", str(port)]
         return loadgen.Server(name, cmd, f"{base}/health", log, cwd=ROOT), f"{base}/predict"
-    if name in ("frugal", "base") or name.startswith("frugal@"):
+    if name in ("frugal", "base", "frugal-noledger") or name.startswith("frugal@"):
         cfg = BENCH / "configs" / ("w1.yaml" if workload == "w1" else "w2.yaml")
+        if name == "frugal-noledger":  # W1 only (bench/models.py writes it): what the ledger costs
+            if workload != "w1":
+                raise ValueError("server `frugal-noledger` serves W1 only")
+            cfg = BENCH / "configs" / f"{cfg.stem}-no-ledger.yaml"
         endpoint = "digits" if workload == "w1" else "minilm"
         cmd = [frugal_bin(), "serve", str(cfg), "--port", str(port), "--log-level", "warning"]
         if name.startswith("frugal@"):
