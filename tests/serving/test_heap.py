@@ -66,7 +66,9 @@ def test_freezing_collects_first_and_keeps_later_garbage_collectable() -> None:
     try:
         Node()  # a cycle that only the collector frees
         frozen = freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() > 0
+        # Other threads (a previous test's servers) may free frozen objects meanwhile: the
+        # count can only have shrunk since.
+        assert 0 < gc.get_freeze_count() <= frozen
         assert not any(type(o) is Node for o in gc.get_objects())  # collected, not frozen
         Node()
         collected.append(gc.collect())
