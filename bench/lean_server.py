@@ -32,6 +32,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
+from bare_server import lifespan  # noqa: E402
+
 Message = MutableMapping[str, Any]
 MAX_BATCH = 64
 MAX_WAIT_S = 0.002
@@ -110,13 +112,8 @@ def make_app(batcher: MicroBatcher) -> Callable[..., Awaitable[None]]:
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         chunks, more = [], True
