@@ -75,11 +75,17 @@ async def app(
     await send({"type": "http.response.body", "body": body})
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(
+    build: Callable[[], Callable[..., Awaitable[None]]], description: str, port: int,
+    argv: list[str] | None = None,
+) -> int:  # fmt: skip
+    """Parse ``--port/--host/--config`` and run the app ``build`` makes under the uvicorn
+    options ``frugal serve`` would use for that config: one process, log level warning (this
+    floor's, and lean_server.py's)."""
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--port", type=int, default=8104)
+    p.add_argument("--port", type=int, default=port)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
         "--config", type=Path, default=BENCH / "configs" / "w1.yaml",
@@ -93,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     from frugal.serving.server import uvicorn_options
 
     options = uvicorn_options(load_config(args.config), args.host, args.port)
-    uvicorn.run(app, **options, log_level="warning", workers=1)
+    uvicorn.run(build(), **options, log_level="warning", workers=1)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(lambda: app, __doc__ or "", 8104, argv)
 
 
 if __name__ == "__main__":

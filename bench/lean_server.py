@@ -17,7 +17,6 @@ metrics, deadlines or error bodies beyond a bare 400: it is a floor, not a serve
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -32,7 +31,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
-from bare_server import lifespan  # noqa: E402
+from bare_server import lifespan, serve  # noqa: E402
 
 Message = MutableMapping[str, Any]
 MAX_BATCH = 64
@@ -143,27 +142,12 @@ def make_app(batcher: MicroBatcher) -> Callable[..., Awaitable[None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--port", type=int, default=8105)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument(
-        "--config", type=Path, default=BENCH / "configs" / "w1.yaml",
-        help="the frugal.yaml whose server section sets uvicorn's options (default: W1's)",
-    )  # fmt: skip
-    args = p.parse_args(argv)
+    def build() -> Callable[..., Awaitable[None]]:
+        import models
 
-    import models
-    import uvicorn
+        return make_app(MicroBatcher(models.load_w1().estimator))
 
-    from frugal.config import load_config
-    from frugal.serving.server import uvicorn_options
-
-    app = make_app(MicroBatcher(models.load_w1().estimator))
-    options = uvicorn_options(load_config(args.config), args.host, args.port)
-    uvicorn.run(app, **options, log_level="warning", workers=1)
-    return 0
+    return serve(build, __doc__ or "", 8105, argv)
 
 
 if __name__ == "__main__":
