@@ -40,7 +40,7 @@ _DONE, _READY, _TICK = 0, 1, 2
 # the curve stands for (how much a request costs beyond the batch curve: idle wake-ups, requests
 # landing while the loop parses others) follows the load within milliseconds. A 1 s window lagged
 # a spiky trace's 1 s bursts: their first part read the quiet base's dearer requests, and the
-# simulated p99 came out 38% over the measured one (docs/autoscaling.md, run 9).
+# simulated p99 came out 38% over the measured one (docs/autoscaling.md, run 10).
 RATE_WINDOW_S = 0.1
 
 

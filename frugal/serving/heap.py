@@ -1,7 +1,8 @@
 """Start-up's objects out of the cyclic garbage collector's way, once the server is ready.
 
-Why: a ready server holds about a million long-lived objects it built at start-up (scikit-learn,
-SciPy, NumPy, pydantic, the models), and each full collection walks all of them. Under load the
+Why: a ready server holds over a hundred thousand long-lived objects it built at start-up
+(scikit-learn, SciPy, NumPy, pydantic, the models: ~130,000 for W1), and each full collection
+walks all of them. Under load the
 requests' short-lived containers trigger one every second or so: on the 2-core VM, W1 at 64
 connections, 13 full collections in 10 s took 65 ms each, which was the p99 (72 ms), and 8% of
 the CPU. ``gc.freeze()`` moves what exists now to a permanent generation the collector skips
