@@ -21,7 +21,7 @@ Servers:
             response headers) with none of frugal's books: splits frugal's ratio to bare
   frugal    .venv/bin/frugal serve bench/configs/<w1|w2>.yaml --port P
             (POST /v1/endpoints/<digits|minilm>/predict, ready at /v2/health/ready)
-  frugal-noledger  the same with `ledger: {enabled: false}` (bench/configs/<w>-no-ledger.yaml):
+  frugal-noledger  W1 only: the same with `ledger: {enabled: false}` (configs/w1-no-ledger.yaml):
             what writing the ledger costs, by difference
   frugal@N  the same with --workers N (N a number or auto), e.g. frugal@auto, frugal@2
   base      frugal serve with the frugal package from --base-src DIR (e.g. `git archive main`
