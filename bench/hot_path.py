@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -83,11 +85,32 @@ async def drive(app: App, bodies: list[bytes], requests: int, concurrency: int) 
             code = await one(app, bodies[i % len(bodies)])
             statuses[code] = statuses.get(code, 0) + 1
 
+    threads0 = thread_cpu_s()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    threads = thread_cpu_s()
+    by_thread = {name: round(1e6 * (s - threads0.get(name, 0.0)) / requests, 1)
+                 for name, s in threads.items() if s - threads0.get(name, 0.0) > 0}  # fmt: skip
     return {"requests": requests, "cpu_s": cpu, "wall_s": wall,
-            "cpu_us_per_req": 1e6 * cpu / requests, "statuses": statuses}  # fmt: skip
+            "cpu_us_per_req": 1e6 * cpu / requests, "statuses": statuses,
+            "cpu_us_per_req_by_thread": by_thread}  # fmt: skip
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds so far of each thread of this process, by name (Linux: /proc), so a result
+    splits the event loop's share from the model's slot thread and the ledger writer's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        name = names.get(int(task.name), "other")
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 async def constant(scope: Message, receive: Any, send: Any) -> None:
@@ -101,6 +124,15 @@ async def constant(scope: Message, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"predictions":[0]}'})
 
 
+def lean_app() -> App:
+    """bench/lean_server.py's app: W1's work with none of frugal's books (its own batcher)."""
+    import lean_server
+    import models
+
+    app: App = lean_server.make_app(lean_server.MicroBatcher(models.load_w1().estimator))
+    return app
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     import loadgen
     import models
@@ -111,7 +143,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     models.ensure_w1()
     bodies = [b.encode() for b in loadgen.make_bodies("w1")]
-    config = load_config(BENCH / "configs" / "w1.yaml")
+    config = load_config(args.config)
     # No loop-lag shedding: with no sockets, the driving tasks keep the loop busy back to back,
     # which the lag sampler would read as an overloaded server and answer 503.
     server = config.server.model_copy(update={"max_loop_lag_ms": None})
@@ -127,12 +159,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await drive(app, bodies, args.warmup, args.concurrency)
         floor = await drive(constant, bodies, args.requests, args.concurrency)
+        lean = await drive(lean_app(), bodies, args.requests, args.concurrency)
         result = await drive(app, bodies, args.requests, args.concurrency)
     finally:
         await startup.put({"type": "lifespan.shutdown"})
         await lifespan
     return {"frugal": str(Path(frugal.__file__).parent), "concurrency": args.concurrency,
-            "app": result, "floor": floor}  # fmt: skip
+            "app": result, "lean": lean, "floor": floor}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--warmup", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument(
+        "--config", type=Path, default=BENCH / "configs" / "w1.yaml",
+        help="a W1 config (default configs/w1.yaml; configs/w1-no-ledger.yaml: without the ledger)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     try:
         import uvloop

@@ -29,7 +29,7 @@ class ModelRef:
         return f"{self.name}:{self.version}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class Prediction:
     """One item's answer; ``confidence`` is in [0, 1] where the model can give one.
 
@@ -44,7 +44,7 @@ class Prediction:
     margin: float | None = None  # top class probability minus the second: a cascade gate
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class BatchStats:
     """What one ``predict_batch`` run cost and why it was released: metrics and ledger read it."""
 
@@ -63,7 +63,7 @@ class BatchStats:
 Spend = tuple[str, float]  # (model name:version, dollars of its batches' time)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class ItemOutcome:
     """One item's answer (or error), the model version it came from, and what it cost.
 

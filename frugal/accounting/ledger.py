@@ -31,7 +31,7 @@ from frugal.errors import ConfigError
 log = logging.getLogger("frugal.ledger")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class LedgerRow:
     """One answered request (any status); ``cost_usd`` is the sum of its items' shares.
 
@@ -77,7 +77,7 @@ class PayloadRow:
     expires: float  # unix seconds; pruned after
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class BatchRow:
     """One ``predict_batch`` run: why it went, how full it was, what it cost."""
 

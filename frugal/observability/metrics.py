@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +22,12 @@ from prometheus_client.registry import Collector
 
 from frugal.observability.buckets import BATCH_BUCKETS, LATENCY_BUCKETS
 from frugal.observability.ledger_metrics import LedgerCollector, LedgerState
+from frugal.observability.loop_metrics import (
+    CounterChild,
+    HistogramChild,
+    LoopCounter,
+    LoopHistogram,
+)
 from frugal.observability.process_metrics import watch_gpus
 from frugal.observability.route_metrics import RouteMetrics
 from frugal.observability.token_metrics import TokenMetrics
@@ -39,21 +45,20 @@ class ServingMetrics:
         self.price_usd_per_hour = price_usd_per_hour
         self._busy_s_total = 0.0
         r = self.registry
-        self.requests = Counter(
-            "frugal_requests", "Requests answered.", ["endpoint", "model", "status"], registry=r
+        # The series every request and item updates: lock-free, event loop only
+        # (loop_metrics.py says why); the rest stay on prometheus_client.
+        self.requests = LoopCounter(
+            "frugal_requests", "Requests answered.", ["endpoint", "model", "status"], r
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "frugal_request_latency_seconds",
             "Time from request read to answer.",
             ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
-        self.cost = Counter(
-            "frugal_cost_usd",
-            "Allocated cost of answered requests.",
-            ["endpoint", "model"],
-            registry=r,
+        self.cost = LoopCounter(
+            "frugal_cost_usd", "Allocated cost of answered requests.", ["endpoint", "model"], r
         )
         self.overhead = Counter(
             "frugal_overhead_usd",
@@ -68,12 +73,12 @@ class ServingMetrics:
             registry=r,
         )
         self._overhead_usd_total = 0.0
-        self.queue = Histogram(
+        self.queue = LoopHistogram(
             "frugal_queue_seconds",
             "Time an item waited before its batch ran.",
             ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
         self.batch_size = Histogram(
             "frugal_batch_size",
@@ -88,7 +93,9 @@ class ServingMetrics:
         self.item_errors = Counter(
             "frugal_item_errors", "Items the model failed on.", ["model"], registry=r
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._children: dict[
+            tuple[str, str, int], tuple[CounterChild, HistogramChild, CounterChild]
+        ] = {}
         self.cache_lookups = Counter(
             "frugal_cache_lookups", "Items looked up in an endpoint's cache.",
             ["endpoint", "scope", "result"], registry=r,
@@ -136,7 +143,7 @@ class ServingMetrics:
     ) -> None:
         key = (endpoint, model, status)
         children = self._children.get(key)
-        if children is None:  # .labels() looks up and locks each time: resolve once per series
+        if children is None:  # resolve each series once, not a labels() lookup per request
             children = self._children[key] = (
                 self.requests.labels(endpoint, model, str(status)),
                 self.latency.labels(endpoint),

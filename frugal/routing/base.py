@@ -9,7 +9,7 @@ from typing import Protocol
 from frugal.types import Item, ItemOutcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class RouteRequest:
     """What a router may look at: the endpoint, the items and who is asking."""
 
@@ -20,7 +20,7 @@ class RouteRequest:
     tier: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class RoutedResult:
     """One outcome per item, in the request's order (each names the model version that gave it)."""
 

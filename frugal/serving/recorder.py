@@ -31,7 +31,7 @@ from frugal.types import BatchStats, ItemOutcome
 DEFAULT_INTERVAL_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class Finished:
     """A request past admission, answered with any status: what the ledger and metrics need.
 
