@@ -80,15 +80,12 @@ class ServingMetrics:
             LATENCY_BUCKETS,
             r,
         )
-        self.batch_size = Histogram(
-            "frugal_batch_size",
-            "Items per predict_batch call.",
-            ["model", "reason"],
-            buckets=BATCH_BUCKETS,
-            registry=r,
-        )
-        self.busy = Counter(
-            "frugal_busy_seconds", "Seconds a slot spent in predict_batch.", ["model"], registry=r
+        self.batch_size = LoopHistogram(
+            "frugal_batch_size", "Items per predict_batch call.", ["model", "reason"],
+            BATCH_BUCKETS, r,
+        )  # fmt: skip
+        self.busy = LoopCounter(
+            "frugal_busy_seconds", "Seconds a slot spent in predict_batch.", ["model"], r
         )
         self.item_errors = Counter(
             "frugal_item_errors", "Items the model failed on.", ["model"], registry=r

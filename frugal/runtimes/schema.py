@@ -40,6 +40,7 @@ MAX_NESTING_DEPTH = 32
 MAX_TENSOR_ELEMENTS = 2**31
 # The largest finite value of each float datatype: a flat row within it takes the fast path.
 _FLOAT_MAX = {name: float(np.finfo(NUMPY_DTYPES[name]).max) for name in ("FP16", "FP32", "FP64")}
+_INT_OR_FLOAT = frozenset({int, float})
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -172,15 +173,16 @@ def _flat_float_row(value: Any, spec: TensorSpec) -> np.ndarray | None:
     if spec.shape[1] not in (-1, len(value)):
         return None
     kinds = set(map(type, value))
-    if float not in kinds or not kinds <= {float, int}:  # bool is its own type: not here
+    if float not in kinds or not kinds <= _INT_OR_FLOAT:  # bool is its own type: not here
         return None
     try:
-        # sum catches NaN and inf; max/min the values the dtype cannot hold.
-        if not (math.isfinite(sum(value)) and -limit <= min(value) and max(value) <= limit):
-            return None
-        return np.array(value, dtype=np.float64).astype(NUMPY_DTYPES[spec.datatype], copy=False)
-    except (OverflowError, ValueError, TypeError):  # an int past float64: the general path
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:  # an int past float64: the general path
         return None
+    # One reduction for NaN, inf and values the dtype cannot hold (NaN fails the comparison).
+    if not abs(array).max() <= limit:
+        return None
+    return array.astype(NUMPY_DTYPES[spec.datatype], copy=False)
 
 
 def _check_tensor_shape(shape: Any, field: str) -> int:

@@ -39,7 +39,7 @@ from frugal.serving.exchange import (
     send_reply,
 )
 from frugal.serving.health_port import HealthPort
-from frugal.serving.heap import freeze_startup_heap, frozen_objects
+from frugal.serving.heap import freeze_startup_heap, frozen_objects, young_threshold
 from frugal.serving.inference import Inference
 from frugal.serving.intake import Intake
 from frugal.serving.openai_api import LLMRoutes, build_clients
@@ -181,7 +181,12 @@ class FrugalApp:
                      self.config.ledger.path)  # fmt: skip
         if self.freeze_heap:
             frozen = freeze_startup_heap()
-            log.debug("froze %d start-up objects out of the garbage collector's passes", frozen)
+            log.debug(
+                "froze %d start-up objects out of the garbage collector's passes; young "
+                "collections every %d allocations",
+                frozen,
+                young_threshold(),
+            )
         log.info("frugal ready: %d model version(s)", len(self.engine.batchers))
         try:
             yield
@@ -199,6 +204,9 @@ class FrugalApp:
                                         self.shedder.lag.now_s),
             "frugal_gc_frozen_objects": ("Objects start-up built, kept out of the garbage "
                                          "collector's passes once ready.", frozen_objects),
+            "frugal_gc_young_threshold": ("Allocations between the collector's young passes "
+                                          "(raised once ready, serving/heap.py).",
+                                          young_threshold),
         })  # fmt: skip
 
     async def _start_admission(self) -> None:

@@ -215,20 +215,26 @@ class Batcher:
         if now is None:
             now = time.monotonic()
         limit = self.config.max_batch_size
+        batch_s = service.batch_s
         running_s = longest_s = 0.0
-        for released, size in self._running:
+        for released, size in self._running:  # once a request: comparisons, not max() calls
             ran_s = now - released
-            running_s += max(0.0, service.batch_s(size) - ran_s)
-            longest_s = max(longest_s, ran_s)
+            left_s = batch_s(size) - ran_s
+            if left_s > 0:
+                running_s += left_s
+            if ran_s > longest_s:
+                longest_s = ran_s
         if queued is None:
             queued = len(self._queue)
         batches_ahead, in_last = divmod(queued + items - 1, limit)
         # A full batch takes no less than a running one has already run: before the fit has
         # seen a full batch (a burst after a quiet spell), that is the best bound it has.
-        full_s = max(service.batch_s(limit), longest_s)
+        full_s = batch_s(limit)
+        if longest_s > full_s:
+            full_s = longest_s
         ahead_s = running_s + batches_ahead * full_s
         # Behind a full batch's worth of waiting items, later arrivals fill the last batch too.
-        last_s = full_s if batches_ahead else service.batch_s(in_last + 1)
+        last_s = full_s if batches_ahead else batch_s(in_last + 1)
         return ahead_s / self._parallel + last_s
 
     @property

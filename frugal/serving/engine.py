@@ -38,7 +38,7 @@ from frugal.types import Item, ItemOutcome
 log = logging.getLogger("frugal.engine")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost 4x
 class Answer:
     """A finished request: outcomes in order (each names who answered it), what it cost."""
 
@@ -51,6 +51,8 @@ class Answer:
 
     @property
     def first_error(self) -> FrugalError | None:
+        if len(self.outcomes) == 1:  # the common request: no generator
+            return self.outcomes[0].error
         return next((o.error for o in self.outcomes if o.error is not None), None)
 
     @property
@@ -64,6 +66,9 @@ class Answer:
 
     @property
     def model_header(self) -> str:
+        if len(self.outcomes) == 1:  # the common request: no generator, no join
+            model = self.outcomes[0].model
+            return "" if model in ("", "-") else model
         return ",".join(dict.fromkeys(o.model for o in self.outcomes if o.model not in ("", "-")))
 
     @property
@@ -177,7 +182,7 @@ class Engine:
         items = self.schemas[model].items_from_tensors(tensors)
         _check_fits(len(items), self.model_configs[model].batching.max_queue, model, "inputs")
         outcomes = await self.call_model(model, items, deadline, tier)
-        return Answer(outcomes, math.fsum(o.cost_usd for o in outcomes))
+        return Answer(outcomes, cost_of(outcomes))
 
     async def _answer(
         self, ep: Endpoint, items: list[Item], deadline: float, user: str | None,
@@ -190,7 +195,7 @@ class Engine:
         )  # fmt: skip
         if ep.cache is None or scope is None:
             routed = await ep.router.route(RouteRequest(ep.name, items, deadline, user, tier), call)
-            cost = math.fsum(o.cost_usd for o in routed.outcomes)
+            cost = cost_of(routed.outcomes)
             return Answer(routed.outcomes, cost, route=">".join(routed.path),
                           degraded=routed.degraded)  # fmt: skip
 
@@ -211,7 +216,7 @@ class Engine:
             ep.name, ep.cache.config.scope, result.hits, len(items) - result.hits,
             result.saved_usd,
         )  # fmt: skip
-        cost = math.fsum(o.cost_usd for o in result.outcomes)
+        cost = cost_of(result.outcomes)
         return Answer(result.outcomes, cost, result.label, result.saved_usd, ";".join(paths),
                       degraded)  # fmt: skip
 
@@ -342,6 +347,13 @@ class Engine:
             return await self.queues[model].submit(items, deadline).wait()
         rank = self.tiers.lowest if rank is None else rank
         return await self.queues[model].submit(items, deadline, rank).wait()
+
+
+def cost_of(outcomes: Sequence[ItemOutcome]) -> float:
+    """The model dollars of a request's items (each its batch share and earlier tiers')."""
+    if len(outcomes) == 1 and not outcomes[0].earlier:  # the common request: no fsum walk
+        return outcomes[0].own_cost_usd
+    return math.fsum(o.cost_usd for o in outcomes)
 
 
 def _check_fits(items: int, max_queue: int, model: str, field: str) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 
-from frugal.serving.heap import freeze_startup_heap
+from frugal.serving.heap import YOUNG_THRESHOLD, freeze_startup_heap
 from tests.conftest import ServerProcess, digits_config, write_config
 
 FROZEN = re.compile(r"^frugal_gc_frozen_objects (\S+)$", re.MULTILINE)
+YOUNG = re.compile(r"^frugal_gc_young_threshold (\S+)$", re.MULTILINE)
 
 
 def frozen_in(metrics: str) -> float:
@@ -31,8 +32,11 @@ def test_frugal_serve_freezes_what_start_up_built_and_still_answers(
     path = write_config(tmp_path, digits_config(digits_model_file, tmp_path))
     x, y = digits
     with ServerProcess(path) as server:
-        before = frozen_in(httpx.get(f"{server.url}/metrics").text)
+        metrics = httpx.get(f"{server.url}/metrics").text
+        before = frozen_in(metrics)
         assert before > 100_000
+        young = YOUNG.search(metrics)
+        assert young is not None and float(young.group(1)) == YOUNG_THRESHOLD
         with httpx.Client(base_url=server.url, timeout=30) as client:
             for i in range(50):
                 r = client.post("/v1/endpoints/digits/predict",
@@ -46,12 +50,14 @@ def test_frugal_serve_freezes_what_start_up_built_and_still_answers(
 def test_an_app_inside_another_program_freezes_nothing(serve: Any, digits_model_file: Path,
                                                        tmp_path: Path) -> None:  # fmt: skip
     """The default (a test's server, an embedding program): the host's heap is not frugal's
-    to freeze, so the collector keeps all of it."""
+    to freeze, so the collector keeps all of it, at the host's thresholds."""
     gc.unfreeze()
     server = serve(write_config(tmp_path, digits_config(digits_model_file, tmp_path)))
     metrics = httpx.get(f"http://127.0.0.1:{server.port}/metrics").text
     assert frozen_in(metrics) == 0
     assert gc.get_freeze_count() == 0
+    young = YOUNG.search(metrics)  # nor are its collector's thresholds
+    assert young is not None and float(young.group(1)) == gc.get_threshold()[0] < YOUNG_THRESHOLD
 
 
 def test_freezing_collects_first_and_keeps_later_garbage_collectable() -> None:
@@ -63,9 +69,11 @@ def test_freezing_collects_first_and_keeps_later_garbage_collectable() -> None:
             self.me = self
 
     collected: list[int] = []
+    thresholds = gc.get_threshold()
     try:
         Node()  # a cycle that only the collector frees
         frozen = freeze_startup_heap()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *thresholds[1:])
         # Other threads (a previous test's servers) may free frozen objects meanwhile: the
         # count can only have shrunk since.
         assert 0 < gc.get_freeze_count() <= frozen
@@ -75,3 +83,4 @@ def test_freezing_collects_first_and_keeps_later_garbage_collectable() -> None:
         assert collected[0] >= 1
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
