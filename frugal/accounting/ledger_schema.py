@@ -7,6 +7,7 @@ an older file lacks, so a ledger written by any earlier frugal stays readable an
 from __future__ import annotations
 
 import sqlite3
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,7 +76,7 @@ def insert_many(db: sqlite3.Connection, table: str, rows: list[tuple[object, ...
         statement = f"INSERT INTO {table} VALUES " + ", ".join([row_marks] * size)
         while len(rows) - i >= size:
             chunk = rows[i : i + size]
-            last = db.execute(statement, [v for r in chunk for v in r]).lastrowid
+            last = db.execute(statement, list(chain.from_iterable(chunk))).lastrowid
             i += size
     return last
 

@@ -64,6 +64,8 @@ ADD_OVERHEAD = (
     "WHERE rowid > ? AND run_id = ? AND shadow = 0"
 )
 
+LAST_ROWID = "SELECT COALESCE(MAX(rowid), 0) FROM requests"
+
 
 class FileGone(Exception):
     """The ledger's path no longer names the file the writer has open: what it commits would
@@ -146,7 +148,9 @@ class LedgerWriter:
         self._held = Pending()
         self._stopping = False
         # This run's request rows up to this rowid have their overhead share; the last inserted.
+        # Both start at the table's last rowid when this run first commits (``_baselined``).
         self._shared_up_to = self._last_rowid = 0
+        self._baselined = False
 
     def run(self) -> None:
         last_beat = time.monotonic()  # open() wrote the first heartbeat
@@ -243,6 +247,7 @@ class LedgerWriter:
                         elif table != "requests":
                             self._insert(db, table, rows, rejections)
                 self._shared_up_to, self._last_rowid = settled
+                self._baselined = True
                 return rejections or []
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc) or attempt == LOCK_RETRIES - 1:
@@ -257,6 +262,12 @@ class LedgerWriter:
         marker stood. Returns (the last rowid whose share is settled, the last rowid inserted)."""
         rows = pending.rows.get("requests", [])
         shared_up_to, last = self._shared_up_to, self._last_rowid
+        if not self._baselined:
+            # This run's rows all come after the table's last rowid now (SQLite numbers a new
+            # row past the largest, and this transaction holds the write lock). Starting from
+            # 0 instead, the first interval's UPDATE walked every earlier run's rows: seconds
+            # of this thread's CPU on a ledger of millions of rows, at every start.
+            shared_up_to = last = db.execute(LAST_ROWID).fetchone()[0]
         start = 0
         for upto, share in pending.marks:
             if upto > start:
