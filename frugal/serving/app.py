@@ -204,7 +204,7 @@ class FrugalApp:
                                         self.shedder.lag.now_s),
             "frugal_gc_frozen_objects": ("Objects start-up built, kept out of the garbage "
                                          "collector's passes once ready.", frozen_objects),
-            "frugal_gc_young_threshold": ("Allocations between the collector's young passes "
+            "frugal_gc_young_threshold": ("Net new objects between the collector's young passes "
                                           "(raised once ready, serving/heap.py).",
                                           young_threshold),
         })  # fmt: skip
