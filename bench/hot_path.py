@@ -5,13 +5,16 @@
 
 Why: on a shared 2-core machine wrk's figures move with whatever else runs, while the CPU time a
 process spends on a fixed number of requests moves much less. This builds the real app
-(``FrugalApp`` on ``bench/configs/w1.yaml``: the real model, batcher, cache, recorder and SQLite
-ledger), runs its lifespan, and sends ``--requests`` W1 bodies through its ASGI interface from
-``--concurrency`` tasks, with ASGI messages in memory instead of uvicorn and sockets. It reports
-the process's CPU time (every thread: the event loop, the model's slot thread, the ledger
-writer) per request, and the same for a constant-answer ASGI app driven the same way (the
-floor of this harness). Loop-lag shedding is off (``server.max_loop_lag_ms: null``). Compare two
-versions of the code by running it on each, alternating (each run prints which frugal it ran).
+(``FrugalApp`` on ``bench/configs/w1.yaml`` by default: the real model, batcher, cache,
+recorder and SQLite ledger), runs its lifespan, and sends ``--requests`` W1 bodies through its
+ASGI interface from ``--concurrency`` tasks, with ASGI messages in memory instead of uvicorn and
+sockets. It reports the process's CPU time (every thread: the event loop, the model's slot
+thread, the ledger writer) per request, in all and by thread (``cpu_us_per_req_by_thread``),
+and the same for a constant-answer ASGI app (the floor of this harness) and for
+``bench/lean_server.py``'s app (the work without frugal's books), driven the same way.
+``--config`` takes another W1 config (``configs/w1-no-ledger.yaml``: the ledger's share, by
+difference). Loop-lag shedding is off (``server.max_loop_lag_ms: null``). Compare two versions
+of the code by running it on each, alternating (each run prints which frugal it ran).
 """
 
 from __future__ import annotations
