@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
+
+Child = TypeVar("Child")
 
 
 class CounterChild:
@@ -53,25 +56,36 @@ class HistogramChild:
         self.sum += value
 
 
-class LoopCounter(Collector):
-    """A counter family whose children are updated on one thread, the event loop."""
+class _LoopFamily(Collector, Generic[Child]):
+    """A family of labelled children updated on one thread, the event loop."""
 
     def __init__(
-        self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry
-    ) -> None:
-        self.name = name.removesuffix("_total")
+        self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry,
+        new_child: Callable[[], Child],
+    ) -> None:  # fmt: skip
+        self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labels)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
+        self._new_child = new_child
+        self._children: dict[tuple[str, ...], Child] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> CounterChild:
+    def labels(self, *values: str) -> Child:
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = CounterChild()
+            child = self._children[values] = self._new_child()
         return child
+
+
+class LoopCounter(_LoopFamily[CounterChild]):
+    """A counter family (``name`` without ``_total``, as prometheus_client's ``Counter``)."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        super().__init__(name.removesuffix("_total"), documentation, labels, registry, CounterChild)
 
     def describe(self) -> Iterable[CounterMetricFamily]:
         yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -83,8 +97,8 @@ class LoopCounter(Collector):
         yield family
 
 
-class LoopHistogram(Collector):
-    """A histogram family whose children are updated on one thread, the event loop."""
+class LoopHistogram(_LoopFamily[HistogramChild]):
+    """A histogram family with ``buckets`` as upper bounds (``le``); +Inf is always there."""
 
     def __init__(
         self,
@@ -97,21 +111,9 @@ class LoopHistogram(Collector):
         bounds = tuple(float(b) for b in buckets if b != float("inf"))
         if list(bounds) != sorted(set(bounds)):
             raise ValueError(f"{name}: buckets must be increasing, got {buckets}")
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = tuple(labels)
         self.bounds = bounds
         self._les = [floatToGoString(b) for b in bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
-        registry.register(self)
-
-    def labels(self, *values: str) -> HistogramChild:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = HistogramChild(self.bounds)
-        return child
+        super().__init__(name, documentation, labels, registry, lambda: HistogramChild(bounds))
 
     def describe(self) -> Iterable[HistogramMetricFamily]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
