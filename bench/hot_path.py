@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import threading
 import time
@@ -101,18 +100,19 @@ async def drive(app: App, bodies: list[bytes], requests: int, concurrency: int) 
 
 
 def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds so far of each thread of this process, by name (Linux: /proc), so a result
-    splits the event loop's share from the model's slot thread and the ledger writer's."""
-    tick = os.sysconf("SC_CLK_TCK")
-    names = {t.native_id: t.name for t in threading.enumerate()}
+    """CPU seconds so far of each Python thread, by name, from the OS's per-thread CPU clocks
+    (as accounting/overhead.py's ThreadCpuClock reads them), so a result splits the event loop's
+    share from the model's slot thread and the ledger writer's. Threads Python did not start
+    (BLAS, onnxruntime) are in the process's total only."""
     out: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
-        name = names.get(int(task.name), "other")
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
+    for thread in threading.enumerate():
+        if thread.ident is None:
             continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        try:
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, OverflowError):  # the thread ended meanwhile
+            continue
+        out[thread.name] = out.get(thread.name, 0.0) + cpu
     return out
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from frugal.access import AuditLog
 from frugal.observability import ServingMetrics
 from frugal.routing.drift import DriftEvent, DriftMonitor, ShadowTicket
-from frugal.serving.recorder import Recorder
+from frugal.serving.recorder import Recorder, cost_of
 from frugal.serving.shadow_calls import CallModel, book_shadow, shadow_outcomes
 from frugal.types import Item, ItemOutcome
 
@@ -108,7 +107,7 @@ class DriftCheck:
         disagreed = monitor.shadowed(ticket, last)
         self.metrics.routes.observe_drift_shadow(
             monitor.endpoint, judged=sum(o.prediction is not None for o in last),
-            disagreed=disagreed, cost_usd=math.fsum(o.cost_usd for o in last),
+            disagreed=disagreed, cost_usd=cost_of(last),
         )  # fmt: skip
         book_shadow(self.recorder, monitor.endpoint, monitor.last, request_id, received, last)
 

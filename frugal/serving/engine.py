@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,7 @@ from frugal.serving.controller import Controller
 from frugal.serving.drift_check import DriftCheck
 from frugal.serving.model_queue import ModelQueue
 from frugal.serving.priority import TierOrder
-from frugal.serving.recorder import Recorder, tokens_of
+from frugal.serving.recorder import Recorder, cost_of, tokens_of
 from frugal.serving.route_control import RouteControl
 from frugal.serving.shadow_calls import book_shadow, shadow_outcomes
 from frugal.types import Item, ItemOutcome
@@ -242,7 +241,7 @@ class Engine:
             return
         latency_s = time.monotonic() - received
         result = compare(answer.outcomes, outcomes, ep.shadow.tolerance)
-        cost = math.fsum(o.cost_usd for o in outcomes)
+        cost = cost_of(outcomes)
         self.metrics.routes.observe_shadow(
             ep.name, model, agreed=result.agreed, disagreed=result.disagreed,
             failed=result.failed, latency_s=latency_s, cost_usd=cost,
@@ -347,13 +346,6 @@ class Engine:
             return await self.queues[model].submit(items, deadline).wait()
         rank = self.tiers.lowest if rank is None else rank
         return await self.queues[model].submit(items, deadline, rank).wait()
-
-
-def cost_of(outcomes: Sequence[ItemOutcome]) -> float:
-    """The model dollars of a request's items (each its batch share and earlier tiers')."""
-    if len(outcomes) == 1 and not outcomes[0].earlier:  # the common request: no fsum walk
-        return outcomes[0].own_cost_usd
-    return math.fsum(o.cost_usd for o in outcomes)
 
 
 def _check_fits(items: int, max_queue: int, model: str, field: str) -> None:

@@ -108,7 +108,7 @@ class Recorder:
                 tokens = only.prediction.tokens if only.prediction is not None else 0
             by_tier = "" if batch is None or batch.model == done.model else tier_costs(done)
         else:
-            model_usd = math.fsum(o.cost_usd for o in outcomes) + done.upstream_usd
+            model_usd = cost_of(outcomes) + done.upstream_usd
             tokens = tokens_of(outcomes) if done.tokens is None else done.tokens
             by_tier = tier_costs(done)
         if self.ledger is not None:  # its cost is its model share until its interval closes
@@ -199,6 +199,13 @@ class Recorder:
         )
 
 
+def cost_of(outcomes: Sequence[ItemOutcome]) -> float:
+    """The model dollars of a request's items (each its batch share and earlier tiers')."""
+    if len(outcomes) == 1 and not outcomes[0].earlier:  # the common request: no fsum walk
+        return outcomes[0].own_cost_usd
+    return math.fsum(o.cost_usd for o in outcomes)
+
+
 def tokens_of(outcomes: Sequence[ItemOutcome]) -> int:
     return sum(o.prediction.tokens for o in outcomes if o.prediction is not None)
 
@@ -260,4 +267,4 @@ def _row(
     )
 
 
-__all__ = ["DEFAULT_INTERVAL_S", "Finished", "Recorder", "tier_costs", "tokens_of"]
+__all__ = ["DEFAULT_INTERVAL_S", "Finished", "Recorder", "cost_of", "tier_costs", "tokens_of"]
