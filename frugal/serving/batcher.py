@@ -1,8 +1,9 @@
 """The one place that turns many requests into one ``predict_batch`` call, and measures it.
 
-Smart queueing: an item that finds its model idle runs at once with whatever else waits; while
-the model is busy, items gather and go together when a worker frees up (``drain``, or ``full``
-when ``max_batch_size`` were waiting). With several workers, a free worker next to a busy one
+Smart queueing: an item that finds its model idle runs at once with whatever else waits (at the
+end of the loop's pass, so the requests read in that pass share its batch); while the model is
+busy, items gather and go together when a worker frees up (``drain``, or ``full`` when
+``max_batch_size`` were waiting). With several workers, a free worker next to a busy one
 waits up to ``max_wait_ms`` for company (``max_wait``). So batches grow with load on their own and
 a lone request never waits for company, unless ``linger_ms`` is set: then an item that finds
 every worker idle waits up to that long (``linger``) for others to share its batch. That pays
@@ -103,6 +104,9 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
+        # An idle model's batch goes at the end of the loop's pass (``_gather``), not at once.
+        self._gather: asyncio.Handle | None = None
+        self._gathered = False
         self._timer_due = 0.0  # monotonic time the timer wakes at
         self._deadline_timer: asyncio.TimerHandle | None = None  # the earliest queued deadline
         self._deadline_due = math.inf  # monotonic time it wakes at
@@ -281,6 +285,13 @@ class Batcher:
                         if time.monotonic() < linger_until:
                             self._arm_timer(linger_until)
                             break
+                    if not self._gathered:
+                        # Requests read in one pass of the loop share the batch: the first to
+                        # find the model idle does not go alone, ahead of the rest of its pass.
+                        if self._gather is None:
+                            loop = asyncio.get_running_loop()
+                            self._gather = loop.call_soon(self._on_gather)
+                        break
                     self._release("drain")
                 else:
                     self._arm_timer(self._queue[0].enqueued + self.config.max_wait_ms / 1000)
@@ -289,6 +300,14 @@ class Batcher:
             log.exception("batcher %s: dispatch failed", self.key)
             self._fail_all(ModelFailed(f"model {self.key}: internal batching error"))
         self._check_idle()
+
+    def _on_gather(self) -> None:
+        self._gather = None
+        self._gathered = True
+        try:
+            self._dispatch()
+        finally:
+            self._gathered = False
 
     def _arm_timer(self, due: float) -> None:
         """Wake at ``due`` (monotonic) to send what waits; an earlier wake already set stands."""

@@ -82,6 +82,29 @@ async def test_lone_item_runs_at_once(sklearn_model: SklearnModel, pool: Any, di
     assert [(s.size, s.reason) for s in stats] == [(1, "drain")]
 
 
+async def test_requests_of_one_loop_pass_share_a_batch(
+    sklearn_model: SklearnModel, pool: Any, digits: Any
+) -> None:
+    """Requests submitted in one pass of the event loop (a server reads several sockets in one
+    poll) go as one batch: the first to find the model idle does not run alone ahead of them."""
+    x, y = digits
+    model = GatedModel(sklearn_model)
+    model.gate.set()
+    stats: list[BatchStats] = []
+    batcher = make(model, pool, stats, max_batch_size=32, max_wait_ms=1000)
+    submissions = [batcher.submit([x[i]], FOREVER) for i in range(5)]  # no await in between
+    assert batcher.queue_depth == 5  # none went yet: they go at the end of this pass
+    outcomes = [o for s in submissions for o in await s.wait()]
+    assert [o.prediction.value for o in outcomes if o.prediction] == list(y[:5])
+    assert model.calls == [5]
+    assert [(s.size, s.reason) for s in stats] == [(5, "drain")]
+    # The next pass's lone request still goes without waiting for company (max_wait is 1 s).
+    start = time.monotonic()
+    await batcher.submit([x[5]], FOREVER).wait()
+    assert time.monotonic() - start < 0.5
+    assert model.calls == [5, 1]
+
+
 async def test_items_gather_while_model_busy(sklearn_model: Any, pool: Any, digits: Any) -> None:
     """While the model is busy items gather; they go together, capped at max_batch_size."""
     x, y = digits
