@@ -34,13 +34,15 @@ items fail. Any error inside the loop's own code fails the items it holds instea
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from frugal.accounting import Pricer
 from frugal.config import BatchingConfig
@@ -348,10 +350,15 @@ class Batcher:
         self._running.append(running)
         items = [p.item for p in live]
         started_at = time.time()
-        future = asyncio.get_running_loop().run_in_executor(
-            self._pool, _run_isolated, self.model, items
-        )
-        future.add_done_callback(lambda f: self._finish(f, live, reason, started_at, now, running))
+        # The pool's own future, handed back with one call_soon_threadsafe: run_in_executor's
+        # asyncio future chained to it costs a future, two callbacks and one more loop pass.
+        loop = asyncio.get_running_loop()
+        future = self._pool.submit(_run_isolated, self.model, items)
+        finish = functools.partial(
+            self._finish, batch=live, reason=reason, started_at=started_at, released=now,
+            running=running,
+        )  # fmt: skip
+        future.add_done_callback(lambda f: _call_on(loop, finish, f))
 
     def _take_batch(self) -> list[_Pending]:
         limit = self.config.max_batch_size
@@ -382,7 +389,7 @@ class Batcher:
 
     def _finish(
         self,
-        future: asyncio.Future[tuple[list[Prediction | BaseException], float]],
+        future: Future[tuple[list[Prediction | BaseException], float]],
         batch: list[_Pending],
         reason: str,
         started_at: float,
@@ -497,6 +504,17 @@ class Batcher:
     def _check_idle(self) -> None:
         if not self._queue and self._in_flight == 0:
             self._idle.set()
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, finish: Callable[[Future[Any]], None],
+             future: Future[Any]) -> None:  # fmt: skip
+    """In the slot thread: ``finish(future)`` on the loop, unless the loop is gone (a batch that
+    outlived its server: there is no one to answer)."""
+    if not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(finish, future)
+        except RuntimeError:  # closed between the check and the call
+            pass
 
 
 def _run_isolated(

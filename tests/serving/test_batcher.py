@@ -328,3 +328,27 @@ async def test_sized_model_batches_similar_sizes(
         for chunk in (sizes[i : i + 8] for i in range(0, 200, 8))
     ]
     assert np.mean(waste) < np.mean(fifo_waste)
+
+
+def test_a_batch_that_outlives_its_loop_ends_quietly(
+    sklearn_model: SklearnModel, pool: Any, digits: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch still running when its server's loop closes has no one to answer: the slot thread
+    drops it instead of failing in the pool's callback (concurrent.futures would log a traceback)."""
+    x, _ = digits
+    model = GatedModel(sklearn_model)
+    stats: list[BatchStats] = []
+
+    async def start_and_leave() -> None:
+        batcher = make(model, pool, stats, max_batch_size=4)
+        batcher.submit([x[0]], FOREVER)
+        await model.wait_busy()
+
+    asyncio.run(start_and_leave())  # closes the loop with the batch running
+    with caplog.at_level("ERROR"):
+        model.gate.set()
+        pool.submit(lambda: None).result(10)  # the slot threads have run the batch's callback
+        time.sleep(0.2)
+    assert model.calls == [1]
+    assert stats == []  # never finished on the (closed) loop
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
