@@ -333,8 +333,9 @@ async def test_sized_model_batches_similar_sizes(
 def test_a_batch_that_outlives_its_loop_ends_quietly(
     sklearn_model: SklearnModel, pool: Any, digits: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A batch still running when its server's loop closes has no one to answer: the slot thread
-    drops it instead of failing in the pool's callback (concurrent.futures would log a traceback)."""
+    """A batch still running when its server's loop closes has no one to answer: the slot
+    thread drops it instead of failing in the pool's callback (concurrent.futures would log a
+    traceback)."""
     x, _ = digits
     model = GatedModel(sklearn_model)
     stats: list[BatchStats] = []
