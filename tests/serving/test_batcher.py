@@ -348,8 +348,7 @@ def test_a_batch_that_outlives_its_loop_ends_quietly(
     asyncio.run(start_and_leave())  # closes the loop with the batch running
     with caplog.at_level("ERROR"):
         model.gate.set()
-        pool.submit(lambda: None).result(10)  # the slot threads have run the batch's callback
-        time.sleep(0.2)
+        pool.shutdown(wait=True)  # the batch ran, and its done-callback with it, in that thread
     assert model.calls == [1]
     assert stats == []  # never finished on the (closed) loop
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
