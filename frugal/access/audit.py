@@ -43,6 +43,7 @@ from frugal.access.anchor import (
 )
 from frugal.config import LedgerConfig
 from frugal.errors import ConfigError, FrugalError
+from frugal.sqlite_locks import use_wal
 
 log = logging.getLogger("frugal.audit")
 
@@ -123,7 +124,7 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             db.executescript(SCHEMA)
             if "scheme" not in _columns(db):
                 db.execute(f"ALTER TABLE audit ADD COLUMN scheme TEXT NOT NULL DEFAULT '{UNKEYED}'")

@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 import orjson
 
 from frugal.errors import ConfigError, Conflict, InvalidInput, NotFound
+from frugal.sqlite_locks import use_wal
 
 Role = Literal["user", "viewer", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -126,7 +127,7 @@ class KeyStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(self.path, timeout=10.0)
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"not a frugal keys database: {exc}", file=str(self.path)) from None

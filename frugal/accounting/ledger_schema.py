@@ -11,6 +11,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
+from frugal.sqlite_locks import use_wal
+
 
 class SqlReader(Protocol):
     """What the ledger's readers (report, billing, budgets, retention) run their SQL on: a
@@ -131,7 +133,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """A connection in WAL mode that waits for other frugal worker processes' writes."""
     db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
+        use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.Error:
         db.close()  # e.g. "file is not a database": the caller reports it, nothing stays open

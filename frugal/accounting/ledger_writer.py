@@ -28,6 +28,7 @@ from typing import cast
 
 from frugal.accounting.ledger_health import TABLES, LedgerHealth, Rejection
 from frugal.accounting.ledger_schema import insert_many, insert_one
+from frugal.sqlite_locks import is_busy
 
 log = logging.getLogger("frugal.ledger")
 
@@ -318,12 +319,6 @@ def identity(path: Path) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    """Another connection holds the lock: worth waiting for, unlike every other failure."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
 def describe(exc: BaseException) -> str:
     name = getattr(exc, "sqlite_errorname", None)
     text = str(exc) or type(exc).__name__
@@ -348,5 +343,4 @@ __all__ = [
     "LedgerWriter",
     "Pending",
     "describe",
-    "is_busy",
 ]

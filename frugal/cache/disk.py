@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from frugal.cache.store import CacheEntry, CacheStats, decode_entry, encode_entry
+from frugal.sqlite_locks import use_wal
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class DiskStore:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=10.0)
-        db.execute("PRAGMA journal_mode=WAL")
+        use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         self._entries = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]

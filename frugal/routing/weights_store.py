@@ -16,6 +16,8 @@ from pathlib import Path
 
 import orjson
 
+from frugal.sqlite_locks import use_wal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS route_weights (
   endpoint TEXT PRIMARY KEY, weights TEXT NOT NULL, configured TEXT NOT NULL,
@@ -44,7 +46,7 @@ class WeightStore:
         if self._db is None:
             db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False,
                                  isolation_level=None)  # fmt: skip
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             db.executescript(SCHEMA)
             self._db = db
         return self._db
