@@ -108,7 +108,6 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         # An idle model's batch goes at the end of the loop's pass (``_gather``), not at once.
         self._gather: asyncio.Handle | None = None
-        self._gathered = False
         self._timer_due = 0.0  # monotonic time the timer wakes at
         self._deadline_timer: asyncio.TimerHandle | None = None  # the earliest queued deadline
         self._deadline_due = math.inf  # monotonic time it wakes at
@@ -272,7 +271,8 @@ class Batcher:
 
     # ---- when batches go ------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, pass_ended: bool = False) -> None:
+        """Release what may go now; ``pass_ended``: called by ``_gather`` at the end of a pass."""
         try:
             while self._queue and self._in_flight < self.config.workers:
                 self._drop_done()
@@ -287,7 +287,7 @@ class Batcher:
                         if time.monotonic() < linger_until:
                             self._arm_timer(linger_until)
                             break
-                    if not self._gathered:
+                    if not pass_ended:
                         # Requests read in one pass of the loop share the batch: the first to
                         # find the model idle does not go alone, ahead of the rest of its pass.
                         if self._gather is None:
@@ -305,11 +305,7 @@ class Batcher:
 
     def _on_gather(self) -> None:
         self._gather = None
-        self._gathered = True
-        try:
-            self._dispatch()
-        finally:
-            self._gathered = False
+        self._dispatch(pass_ended=True)
 
     def _arm_timer(self, due: float) -> None:
         """Wake at ``due`` (monotonic) to send what waits; an earlier wake already set stands."""
@@ -358,7 +354,7 @@ class Batcher:
             self._finish, batch=live, reason=reason, started_at=started_at, released=now,
             running=running,
         )  # fmt: skip
-        future.add_done_callback(lambda f: _call_on(loop, finish, f))
+        future.add_done_callback(functools.partial(_call_on, loop, finish))
 
     def _take_batch(self) -> list[_Pending]:
         limit = self.config.max_batch_size
