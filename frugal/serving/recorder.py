@@ -102,7 +102,7 @@ class Recorder:
         only = outcomes[0] if len(outcomes) == 1 and not done.upstream_tiers else None
         if only is not None and not only.earlier:  # the common request: no generic walks
             batch = only.batch
-            model_usd = (batch.cost_per_item_usd if batch is not None else 0.0) + done.upstream_usd
+            model_usd = only.own_cost_usd + done.upstream_usd
             tokens = done.tokens
             if tokens is None:
                 tokens = only.prediction.tokens if only.prediction is not None else 0
