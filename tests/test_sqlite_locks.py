@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,14 +28,16 @@ def write_lock_held(path: Path) -> Iterator[sqlite3.Connection]:
         holder.close()
 
 
-def in_thread(fn: object) -> tuple[threading.Thread, list[BaseException], list[float]]:
+def in_thread(
+    fn: Callable[[], object],
+) -> tuple[threading.Thread, list[BaseException], list[float]]:
     errors: list[BaseException] = []
     took: list[float] = []
 
     def run() -> None:
         start = time.monotonic()
         try:
-            fn()  # type: ignore[operator]
+            fn()
         except BaseException as exc:  # reported to the test
             errors.append(exc)
         took.append(time.monotonic() - start)
