@@ -92,6 +92,33 @@ def ensure_w1() -> str:
     return sha
 
 
+W1_ONNX_PATH = DATA / "digits-lr.onnx"
+
+
+def ensure_w1_onnx() -> str:
+    """W1's estimator as ONNX (``bench/data/digits-lr.onnx``) and ``configs/w1-onnx.yaml``, which
+    serves it with frugal's onnx runtime (run.py's frugal-onnx server); returns its sha256.
+
+    The conversion is frugal's own (``frugal.optimize.sklearn_to_onnx``, the one ``frugal export
+    --edge`` writes), redone every time so the file always matches the joblib beside it. Why:
+    scikit-learn spends ~90% of a small batch's ``predict_proba`` on its input checks, which
+    ONNX Runtime does not repeat; this measures what that is worth a request (docs/runtimes.md).
+    Needs ``frugal[onnx]``."""
+    from frugal.optimize.sklearn_onnx import sklearn_to_onnx
+
+    ensure_w1()
+    tmp = W1_ONNX_PATH.with_suffix(".onnx.tmp")
+    sklearn_to_onnx(load_w1().estimator, [None, 64], tmp, failure="W1 -> ONNX")
+    os.replace(tmp, W1_ONNX_PATH)
+    sha = sha256_file(W1_ONNX_PATH)
+    text = W1_CONFIG.format(sha256=sha).replace("runtime: sklearn", "runtime: onnx")
+    text = text.replace("../data/digits-lr.joblib", f"../data/{W1_ONNX_PATH.name}")
+    (CONFIGS / "w1-onnx.yaml").write_text(
+        text.replace("bench/data/digits-lr.joblib", "bench/data/digits-lr.onnx (ensure_w1_onnx)")
+    )
+    return sha
+
+
 class DigitsModel:
     """W1 as frugal's sklearn runtime runs it: predict_proba on the stacked rows, argmax label."""
 

@@ -23,6 +23,9 @@ Servers:
             (POST /v1/endpoints/<digits|minilm>/predict, ready at /v2/health/ready)
   frugal-noledger  W1 only: the same with `ledger: {enabled: false}` (configs/w1-no-ledger.yaml):
             what writing the ledger costs, by difference
+  frugal-onnx  W1 only: the same model converted to ONNX by frugal (configs/w1-onnx.yaml,
+            bench/models.py's ensure_w1_onnx) on frugal's onnx runtime: scikit-learn's per-call
+            input checks, by difference (needs frugal[onnx])
   frugal@N  the same with --workers N (N a number or auto), e.g. frugal@auto, frugal@2
   base      frugal serve with the frugal package from --base-src DIR (e.g. `git archive main`
             unpacked there) first on PYTHONPATH: an A/B of two versions of the code in one run
@@ -54,7 +57,7 @@ PRICE_PER_HOUR = 0.08925  # c7i.large on-demand, us-east-1
 PYTHON = sys.executable
 WORKLOADS = ("w1", "w2", "w2-varied")
 # and frugal@N: --workers N
-SERVERS = ("bare", "lean", "frugal", "frugal-noledger", "base", "naive", "litserve")
+SERVERS = ("bare", "lean", "frugal", "frugal-noledger", "frugal-onnx", "base", "naive", "litserve")
 
 
 def frugal_bin() -> str:
@@ -78,12 +81,15 @@ def server_for(
             raise ValueError("server `lean` serves W1 only (bench/lean_server.py)")
         cmd = [PYTHON, str(BENCH / f"{name}_server.py"), "--port", str(port)]
         return loadgen.Server(name, cmd, f"{base}/health", log, cwd=ROOT), f"{base}/predict"
-    if name in ("frugal", "base", "frugal-noledger") or name.startswith("frugal@"):
+    if name in ("frugal", "base", "frugal-noledger", "frugal-onnx") or name.startswith("frugal@"):
         cfg = BENCH / "configs" / ("w1.yaml" if workload == "w1" else "w2.yaml")
-        if name == "frugal-noledger":  # W1 only (bench/models.py writes it): what the ledger costs
+        variant = {"frugal-noledger": "no-ledger", "frugal-onnx": "onnx"}.get(name)
+        if variant is not None:  # W1 only (bench/models.py writes them)
             if workload != "w1":
-                raise ValueError("server `frugal-noledger` serves W1 only")
-            cfg = BENCH / "configs" / f"{cfg.stem}-no-ledger.yaml"
+                raise ValueError(f"server `{name}` serves W1 only")
+            if name == "frugal-onnx":
+                models.ensure_w1_onnx()
+            cfg = BENCH / "configs" / f"{cfg.stem}-{variant}.yaml"
         endpoint = "digits" if workload == "w1" else "minilm"
         cmd = [frugal_bin(), "serve", str(cfg), "--port", str(port), "--log-level", "warning"]
         if name.startswith("frugal@"):
