@@ -340,9 +340,10 @@ def run_wrk(
     seconds: float,
     threads: int = 1,
     timeout_s: float = 30.0,
+    wrapper: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One closed-loop wrk run; returns requests, req/s, latency percentiles (ms), errors, and
-    wrk's own CPU seconds."""
+    wrk's own CPU seconds. ``wrapper`` goes before wrk's command (e.g. ``taskset -c 1``)."""
     from urllib.parse import urlsplit
 
     path = urlsplit(url).path or "/"
@@ -354,6 +355,7 @@ def run_wrk(
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = subprocess.run(
             [
+                *wrapper,
                 wrk_path(),
                 "-t",
                 str(threads),

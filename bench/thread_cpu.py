@@ -86,19 +86,8 @@ def measure(server: loadgen.Server, url: str, bodies: Path, conns: int, seconds:
     metrics = url.split("/v1/", 1)[0] + "/metrics" if "/v1/" in url else None
     items0, batches0 = batch_totals(metrics) if metrics else (0.0, 0.0)
     before = thread_counters(server.pid)
-    if wrk_pin is not None:  # run_wrk finds wrk on PATH: a taskset wrapper stands in for it
-        with tempfile.TemporaryDirectory() as shim:
-            wrapper = Path(shim) / "wrk"
-            wrapper.write_text(f'#!/bin/sh\nexec taskset -c {wrk_pin} {loadgen.wrk_path()} "$@"\n')
-            wrapper.chmod(0o755)
-            path = os.environ["PATH"]
-            os.environ["PATH"] = f"{shim}{os.pathsep}{path}"
-            try:
-                result = loadgen.run_wrk(url, bodies, conns, seconds)
-            finally:
-                os.environ["PATH"] = path
-    else:
-        result = loadgen.run_wrk(url, bodies, conns, seconds)
+    wrapper = ("taskset", "-c", wrk_pin) if wrk_pin is not None else ()
+    result = loadgen.run_wrk(url, bodies, conns, seconds, wrapper=wrapper)
     after = thread_counters(server.pid)
     items1, batches1 = batch_totals(metrics) if metrics else (0.0, 0.0)
     n = max(1, result["requests"])
@@ -151,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for conns in (int(c) for c in args.connections.split(",")):
                 out = measure(server, url, bodies, conns, args.seconds, args.wrk_pin)
-                print(json.dumps({"server": name, "pin": args.pin, **out}), flush=True)
+                pins = {"pin": args.pin, "wrk_pin": args.wrk_pin}
+                print(json.dumps({"server": name, **pins, **out}), flush=True)
         finally:
             server.stop()
     return 0
