@@ -8,7 +8,8 @@ Why: run.py gives a server's whole CPU a request; splitting it by thread tells t
 share from the model's slot thread and the ledger writer's, and the kernel's from Python's.
 Thread names come from ``py-spy dump`` (Python 3.11 does not name its OS threads); figures from
 ``/proc/<pid>/task/<tid>/{stat,status}`` read around a measured wrk run, after a 2 s warm-up.
-Prints one JSON line per server and connection count.
+Only the server's own process is read: with ``frugal@N`` that is the supervisor, not its
+workers. Prints one JSON line per server and connection count.
 """
 
 from __future__ import annotations
@@ -128,22 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.w2_backend, args.w2_threads = "onnx", 1  # run.server_for's W2 options: run.py's defaults
     run.prepare([args.workload], args)
-    bodies = loadgen.write_bodies(
-        loadgen.make_bodies(args.workload), Path(tempfile.mkdtemp()) / "bodies.jsonl"
-    )
-    logs = Path(tempfile.mkdtemp(prefix="frugal-thread-cpu-"))
-    for name in args.servers.split(","):
-        server, url = run.server_for(name, args.workload, loadgen.free_port(), logs, args)
-        if args.pin is not None:
-            server.cmd = ["taskset", "-c", args.pin, *server.cmd]
-        server.start()
-        try:
-            for conns in (int(c) for c in args.connections.split(",")):
-                out = measure(server, url, bodies, conns, args.seconds, args.wrk_pin)
-                pins = {"pin": args.pin, "wrk_pin": args.wrk_pin}
-                print(json.dumps({"server": name, **pins, **out}), flush=True)
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory(prefix="frugal-thread-cpu-") as tmp:
+        bodies = loadgen.write_bodies(loadgen.make_bodies(args.workload), Path(tmp) / "bodies")
+        for name in args.servers.split(","):
+            server, url = run.server_for(name, args.workload, loadgen.free_port(), Path(tmp), args)
+            if args.pin is not None:
+                server.cmd = ["taskset", "-c", args.pin, *server.cmd]
+            server.start()
+            try:
+                for conns in (int(c) for c in args.connections.split(",")):
+                    out = measure(server, url, bodies, conns, args.seconds, args.wrk_pin)
+                    pins = {"pin": args.pin, "wrk_pin": args.wrk_pin}
+                    print(json.dumps({"server": name, **pins, **out}), flush=True)
+            finally:
+                server.stop()
     return 0
 
 
