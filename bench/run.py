@@ -26,6 +26,8 @@ Servers:
   frugal-onnx  W1 only: the same model converted to ONNX by frugal (configs/w1-onnx.yaml,
             bench/models.py's ensure_w1_onnx) on frugal's onnx runtime: scikit-learn's per-call
             input checks, by difference (needs frugal[onnx])
+  frugal-noop  W1 only: W1's requests answered by a model that does nothing (noop_model.py on
+            frugal's python runtime, configs/w1-noop.yaml): frugal's own cost a request
   frugal@N  the same with --workers N (N a number or auto), e.g. frugal@auto, frugal@2
   base      frugal serve with the frugal package from --base-src DIR (e.g. `git archive main`
             unpacked there) first on PYTHONPATH: an A/B of two versions of the code in one run
@@ -57,7 +59,13 @@ PRICE_PER_HOUR = 0.08925  # c7i.large on-demand, us-east-1
 PYTHON = sys.executable
 WORKLOADS = ("w1", "w2", "w2-varied")
 # and frugal@N: --workers N
-SERVERS = ("bare", "lean", "frugal", "frugal-noledger", "frugal-onnx", "base", "naive", "litserve")
+# W1-only variants of the frugal server: their config's suffix, and what writes that config
+W1_VARIANTS = {
+    "frugal-noledger": ("no-ledger", models.ensure_w1),
+    "frugal-onnx": ("onnx", models.ensure_w1_onnx),
+    "frugal-noop": ("noop", models.ensure_w1_noop),
+}
+SERVERS = ("bare", "lean", "frugal", *W1_VARIANTS, "base", "naive", "litserve")
 
 
 def frugal_bin() -> str:
@@ -81,15 +89,14 @@ def server_for(
             raise ValueError("server `lean` serves W1 only (bench/lean_server.py)")
         cmd = [PYTHON, str(BENCH / f"{name}_server.py"), "--port", str(port)]
         return loadgen.Server(name, cmd, f"{base}/health", log, cwd=ROOT), f"{base}/predict"
-    if name in ("frugal", "base", "frugal-noledger", "frugal-onnx") or name.startswith("frugal@"):
+    if name in ("frugal", "base", *W1_VARIANTS) or name.startswith("frugal@"):
         cfg = BENCH / "configs" / ("w1.yaml" if workload == "w1" else "w2.yaml")
-        variant = {"frugal-noledger": "no-ledger", "frugal-onnx": "onnx"}.get(name)
-        if variant is not None:  # W1 only (bench/models.py writes them)
+        if name in W1_VARIANTS:
             if workload != "w1":
                 raise ValueError(f"server `{name}` serves W1 only")
-            if name == "frugal-onnx":
-                models.ensure_w1_onnx()
-            cfg = BENCH / "configs" / f"{cfg.stem}-{variant}.yaml"
+            suffix, write_config = W1_VARIANTS[name]
+            write_config()
+            cfg = BENCH / "configs" / f"w1-{suffix}.yaml"
         endpoint = "digits" if workload == "w1" else "minilm"
         cmd = [frugal_bin(), "serve", str(cfg), "--port", str(port), "--log-level", "warning"]
         if name.startswith("frugal@"):
