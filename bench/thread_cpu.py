@@ -31,7 +31,6 @@ sys.path.insert(0, str(BENCH))
 import loadgen  # noqa: E402
 import run  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BATCH_SERIES = re.compile(r"^frugal_batch_size_(sum|count)\{[^}]*\} (\S+)$", re.M)
 
 
@@ -58,8 +57,8 @@ def thread_counters(pid: int) -> dict[int, tuple[float, float, int, int]]:
             continue
         switches = dict(re.findall(r"^(\w*voluntary_ctxt_switches):\s+(\d+)", status, re.M))
         out[int(tid)] = (
-            int(stat[11]) / CLK_TCK,
-            int(stat[12]) / CLK_TCK,
+            int(stat[11]) / loadgen.CLK_TCK,
+            int(stat[12]) / loadgen.CLK_TCK,
             int(switches.get("voluntary_ctxt_switches", 0)),
             int(switches.get("nonvoluntary_ctxt_switches", 0)),
         )
